@@ -108,7 +108,7 @@ def create_model(name: str, variant: str = "base", *, dataset: str = "cifar10", 
         layers = LayerFactory(state, noise=noise, masked=masked, dual=conditional and bn == "dual",
                               film_dim=film_dim if film else 0)
         model = get_builder(name)(layers, data, dropout=float(dropout))
-        if masked:
+        if masked and density < 1.0:  # masks start as ones
             prune_(model, density, granularity)
     model.hwsim_knobs = state
     model.hwsim_info = info

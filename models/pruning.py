@@ -40,8 +40,15 @@ def prune_(model: nn.Module, density: float, granularity: str = "irregular") -> 
     if granularity == "irregular":
         scores = torch.cat([m.weight.detach().abs().flatten() for m in convs])
         keep = int(round(density * total))
-        flat = torch.zeros_like(scores)
-        flat[torch.topk(scores, keep, sorted=False).indices] = 1.0
+        if keep >= total:
+            flat = torch.ones_like(scores)
+        else:
+            # kthvalue is O(P) where topk/sort of tens of millions of weights is slow; ties at the
+            # threshold are filled in index order so exactly ``keep`` weights survive
+            threshold = torch.kthvalue(scores, total - keep + 1).values
+            flat = (scores > threshold).float()
+            ties = (scores == threshold).nonzero().squeeze(1)
+            flat[ties[: keep - int(flat.sum().item())]] = 1.0
         offset = 0
         for m in convs:
             n = m.weight.numel()
