@@ -28,6 +28,7 @@ exactly.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -429,3 +430,16 @@ def delay_grid(layers: Sequence[LayerShape], grid: HardwareGrid) -> DelayArrays:
     )
     full = (len(layers), *grid.shape)
     return DelayArrays(*(np.broadcast_to(getattr(out, f), full) for f in DelayArrays.__dataclass_fields__))
+
+
+def model_delay_grid(layers: Sequence[LayerShape], grid: HardwareGrid) -> np.ndarray:
+    """Total delay (ns) of a whole model for every configuration of ``grid`` (shape ``grid.shape``).
+
+    Totals are summed from the integer counts (exact), as :attr:`DelayReport.delay_ns` does. Pruned layers
+    count with their dense storage and full multiply term here: storage options (bitmap, zero skipping) live
+    on single configurations, see :func:`model_delay`.
+    """
+    arrays = delay_grid([dataclasses.replace(layer, nnz=None) for layer in layers], grid)
+    reads = np.asarray(arrays.reads).sum(axis=0)
+    passes = np.asarray(arrays.mult_passes).sum(axis=0)
+    return reads * grid.t_read_ns + passes * grid.t_mult_ns

@@ -159,11 +159,132 @@ def render_delay(document: Mapping[str, Any], fmt: str) -> str:
             + (f" | input {'x'.join(map(str, document['input_size']))}" if document["input_size"] else "")
             + f" | hardware {hw['name']} (b_io={hw['b_io']}, b_w={hw['b_w']}, n_bank={hw['n_bank']}, "
             f"n_mult={hw['n_mult']}, t_read={hw['t_read_ns']:g} ns, t_mult={hw['t_mult_ns']:g} ns)")
+    flat: dict[str, Any] = {}
+    for key, value in totals.items():
+        if isinstance(value, Mapping):
+            flat.update({f"{key}[{k}]": v for k, v in value.items() if v})
+        else:
+            flat[key] = value
     total_rows = [{"total": key, "value": value if isinstance(value, str) else _number(value)}
-                  for key, value in totals.items()]
+                  for key, value in flat.items()]
     body = render_rows(layer_rows, fmt, _TABLE_COLUMNS)
     tail = render_rows(total_rows, fmt)
     sep = "\n\n"
     if fmt == "markdown":
         return f"**{head}**{sep}{body}{sep}{tail}{sep}Delays in ns; MACs = {CONVENTIONS['macs']}."
     return f"{head}{sep}{body}{sep}{tail}{sep}delays in ns; macs = {CONVENTIONS['macs']}"
+
+
+# --------------------------------------------------------------------------------------------- analysis
+def analysis_document(analysis, *, ops_all: bool = False) -> dict[str, Any]:
+    """The JSON document of ``hwsim count`` / ``hwsim delay MODEL`` for a :class:`hwsim.cost.Analysis`."""
+    setting, counts, trace = analysis.setting, analysis.counts, analysis.trace
+    stats = analysis.normalized
+    totals: dict[str, Any] = {
+        "params": counts.params.active,
+        "params_total": counts.params.total,
+        "params_nonzero": counts.params.nonzero,
+        "params_by_group": counts.params.active_groups,
+        "macs": counts.macs,
+        "nonzero_macs": counts.nonzero_macs,
+        "memory_bytes": counts.memory_bytes,
+        "base_delay_ns": analysis.base_delay.delay_ns,
+        "norm_delay": analysis.delay.delay_ns / analysis.base_delay.delay_ns,
+        "conv_norm_delay_min": stats.min,
+        "conv_norm_delay_mean": stats.mean,
+        "conv_norm_delay_max": stats.max,
+        "conditional_convs": len(stats.ratios),
+    }
+    if ops_all:
+        totals["ops"] = counts.ops
+    document = delay_document(
+        analysis.delay, model=setting.model, variant=setting.variant, input_size=analysis.input_size,
+        layer_params={r.name: r.params for r in trace.layers}, totals=totals,
+    )
+    records = {r.name: r for r in trace.layers}
+    for layer in document["layers"]:
+        record = records[layer["name"]]
+        layer.update({"stride": record.stride, "nonzero_params": record.nonzero_params,
+                      "conditioning": record.conditioning, "film": record.film_name,
+                      "c_in_active": record.c_in, "c_out_active": record.c_out})
+    document["setting"] = {"dataset": setting.dataset, "film_dim": setting.film_dim, "bn": setting.bn,
+                           "widths": list(setting.widths), "width": setting.width, "density": setting.density,
+                           "lambda_n": setting.lambda_n}
+    document["films"] = [dict(f.__dict__) for f in trace.films]
+    document["unsupported_ops"] = dict(trace.unsupported)
+    return document
+
+
+_COUNT_COLUMNS = ("name", "kind", "k", "stride", "groups", "c_in", "c_out", "h_out", "w_out", "params",
+                  "nonzero_params", "macs", "conditioning", "film_dim")
+
+
+def render_analysis(document: Mapping[str, Any], fmt: str, *, command: str) -> str:
+    """``hwsim delay MODEL`` (delay columns) or ``hwsim count`` (count columns) as text, CSV or Markdown."""
+    if fmt == "json":
+        return to_json(document)
+    if command == "delay":
+        text = render_delay(document, fmt)
+    else:
+        rows = [{k: layer[k] for k in _COUNT_COLUMNS} for layer in document["layers"]]
+        text = render_rows(rows, fmt, _COUNT_COLUMNS)
+        if fmt != "csv":
+            totals = {k: v for k, v in document["totals"].items()
+                      if k in ("params", "params_total", "params_nonzero", "macs", "nonzero_macs", "memory_bytes")}
+            groups = document["totals"]["params_by_group"]
+            totals.update({f"params[{k}]": v for k, v in groups.items() if v})
+            totals.update({f"ops[{k}]": v for k, v in document["totals"].get("ops", {}).items()})
+            text += "\n\n" + render_rows([{"total": k, "value": v} for k, v in totals.items()], fmt)
+            head = (f"{document['model']} | variant {document['variant']} | input "
+                    f"{'x'.join(map(str, document['input_size']))} | b_w={document['hardware']['b_w']}")
+            text = (f"**{head}**" if fmt == "markdown" else head) + "\n\n" + text
+            text += f"\n\nmacs = {CONVENTIONS['macs']}; memory = {CONVENTIONS['memory']}"
+    if fmt == "csv":
+        return text
+    t = document["totals"]
+    notes = [f"normalised delay vs the same network plain (Eq. 7, dense): total {t['norm_delay']:.4f}; "
+             f"per conditional conv (n={t['conditional_convs']}) min {t['conv_norm_delay_min']:.4f} "
+             f"mean {t['conv_norm_delay_mean']:.4f} max {t['conv_norm_delay_max']:.4f}"] if command == "delay" else []
+    if document["unsupported_ops"]:
+        notes.append("unsupported ops (not counted): " + ", ".join(
+            f"{op} x{n}" for op, n in document["unsupported_ops"].items()))
+    return "\n\n".join([text, *notes])
+
+
+# ---------------------------------------------------------------------------------------------- compare
+def compare_rows(results) -> list[dict[str, Any]]:
+    """One row per variant from :func:`hwsim.cost.compare`; delay normalised to the ``base`` row when
+    present (else to each variant's own plain network)."""
+    base_delay = next((a.delay.delay_ns for s, a in results if s.variant == "base"), None)
+    base_memory = next((a.counts.memory_bytes for s, a in results if s.variant == "base"), None)
+    rows = []
+    for setting, analysis in results:
+        stats = analysis.normalized
+        reference = base_delay if base_delay is not None else analysis.base_delay.delay_ns
+        rows.append({
+            "variant": setting.variant,
+            "width": setting.width if setting.width is not None else 1.0,
+            "density": setting.density,
+            "params": analysis.counts.params.active,
+            "params_nonzero": analysis.counts.params.nonzero,
+            "memory_bytes": analysis.counts.memory_bytes,
+            "norm_memory": analysis.counts.memory_bytes / base_memory if base_memory else None,
+            "macs": analysis.counts.macs,
+            "delay_ns": analysis.delay.delay_ns,
+            "norm_delay": analysis.delay.delay_ns / reference,
+            "conv_norm_min": stats.min,
+            "conv_norm_mean": stats.mean,
+            "conv_norm_max": stats.max,
+        })
+    return rows
+
+
+def render_compare(rows: Sequence[Mapping[str, Any]], fmt: str, *, model: str, hw) -> str:
+    if fmt == "json":
+        return to_json({"model": model, "hardware": hw.as_dict(), "conventions": CONVENTIONS, "variants": rows})
+    text = render_rows(rows, fmt)
+    if fmt == "csv":
+        return text
+    head = (f"{model} | hardware {hw.name} | delay normalised to base; conv_norm_* = per conditional conv "
+            "t_V / t (paper Fig. 7c)")
+    return (f"**{head}**" if fmt == "markdown" else head) + "\n\n" + text

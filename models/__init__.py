@@ -13,7 +13,7 @@ from models.create import VARIANTS, create_model, load_factory
 from models.datasets import DATASETS, DatasetSpec, get_dataset
 from models.knobs import S_LAMBDA, KnobState, knobs, set_knobs
 from models.pruning import prune_
-from models.registry import list_models, register_model
+from models.registry import describe_models, list_models, register_model
 
-__all__ = ["DATASETS", "S_LAMBDA", "VARIANTS", "DatasetSpec", "KnobState", "create_model", "get_dataset",
+__all__ = ["DATASETS", "S_LAMBDA", "VARIANTS", "DatasetSpec", "KnobState", "create_model", "describe_models", "get_dataset",
            "knobs", "list_models", "load_factory", "prune_", "register_model", "set_knobs"]

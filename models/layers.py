@@ -106,6 +106,11 @@ class CondBatchNorm2d(nn.Module):
             nn.BatchNorm2d(max(1, int(round(w * channels)))) for w in state.widths for _ in range(self.n_cond)
         )
 
+    def active_norms(self) -> list[nn.BatchNorm2d]:
+        """The BNs that serve the active width (BN_C and BN_A of it): the part of this layer that runs."""
+        base = self._knobs.width_index() * self.n_cond
+        return list(self.bns[base: base + self.n_cond])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         base = self._knobs.width_index() * self.n_cond
         if self.n_cond == 1:

@@ -71,25 +71,30 @@ def wide_resnet(layers: LayerFactory, data: DatasetSpec, depth: int, k: int, dro
 
 @register_model
 def preact_resnet18(layers: LayerFactory, data: DatasetSpec, dropout: float = 0.0) -> nn.Module:
+    """Pre-activation ResNet18: pre-act BasicBlocks [2,2,2,2], widths 64-512."""
     return PreActNet(layers, data, stem=64, widths=(64, 128, 256, 512), blocks=(2, 2, 2, 2),
                      strides=(1, 2, 2, 2), dropout=dropout)
 
 
 @register_model
 def wrn16_8(layers: LayerFactory, data: DatasetSpec, dropout: float = 0.0) -> nn.Module:
+    """Wide ResNet 16-8: 3x3 stem 16, pre-act blocks 2 per stage, widths 128-256-512."""
     return wide_resnet(layers, data, depth=16, k=8, dropout=dropout)
 
 
 @register_model
 def wrn28_10(layers: LayerFactory, data: DatasetSpec, dropout: float = 0.0) -> nn.Module:
+    """Wide ResNet 28-10: 3x3 stem 16, pre-act blocks 4 per stage, widths 160-320-640."""
     return wide_resnet(layers, data, depth=28, k=10, dropout=dropout)
 
 
 @register_model
 def wrn34_10(layers: LayerFactory, data: DatasetSpec, dropout: float = 0.0) -> nn.Module:
+    """Wide ResNet 34-10: 3x3 stem 16, pre-act blocks 5 per stage, widths 160-320-640."""
     return wide_resnet(layers, data, depth=34, k=10, dropout=dropout)
 
 
 @register_model
 def wrn40_2(layers: LayerFactory, data: DatasetSpec, dropout: float = 0.0) -> nn.Module:
+    """Wide ResNet 40-2: 3x3 stem 16, pre-act blocks 6 per stage, widths 32-64-128."""
     return wide_resnet(layers, data, depth=40, k=2, dropout=dropout)

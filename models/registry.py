@@ -35,3 +35,9 @@ def get_builder(name: str) -> Builder:
     except KeyError:
         raise HwsimError(f"unknown model {name!r}; valid: {', '.join(list_models())} "
                          "(or a user factory 'path/to/file.py:factory' / 'pkg.module:factory')") from None
+
+
+def describe_models() -> list[dict[str, str]]:
+    """One row per registered architecture: name and the first line of its builder's docstring."""
+    return [{"model": name, "description": (_MODELS[name].__doc__ or "").strip().splitlines()[0]
+             if _MODELS[name].__doc__ else ""} for name in list_models()]

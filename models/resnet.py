@@ -63,9 +63,11 @@ class ResNet(nn.Module):
 
 @register_model
 def resnet18(layers: LayerFactory, data: DatasetSpec, dropout: float = 0.0) -> nn.Module:
+    """CIFAR ResNet18: 3x3 stem, BasicBlock [2,2,2,2], widths 64-512, 1x1 conv+BN shortcuts."""
     return ResNet(layers, data, blocks=(2, 2, 2, 2), dropout=dropout)
 
 
 @register_model
 def resnet34(layers: LayerFactory, data: DatasetSpec, dropout: float = 0.0) -> nn.Module:
+    """CIFAR ResNet34: 3x3 stem, BasicBlock [3,4,6,3], widths 64-512, 1x1 conv+BN shortcuts."""
     return ResNet(layers, data, blocks=(3, 4, 6, 3), dropout=dropout)

@@ -35,4 +35,5 @@ class SmallCNN(nn.Module):
 
 @register_model
 def small_cnn(layers: LayerFactory, data: DatasetSpec, dropout: float = 0.0) -> nn.Module:
+    """Small CNN for CPU runs: conv16-conv32/2-conv64/2, avg pool, Linear (trains in minutes)."""
     return SmallCNN(layers, data, dropout=dropout)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from hwsim.cli.common import hardware_options, output_options
+from hwsim.cli.modelopts import make_setting, model_options
 from hwsim.errors import HwsimError
 from hwsim.output import emit
 
@@ -54,17 +55,23 @@ def parse_layer(text: str, index: int, *, variant: str, film_dim: int):
 @click.option("--layer", "layers", multiple=True, metavar="SPEC",
               help="A layer as k=3,cin=64,cout=64,hout=32,wout=32[,groups=G][,kind=linear][,name=N] (repeatable); "
                    "used when no MODEL is given.")
-@click.option("--variant", default="base", show_default=True, help="Variant (see `hwsim models`).")
-@click.option("--film-dim", type=int, default=1, show_default=True,
-              help="d of the FiLM lambda encoding (1: the paper's 2C + 4C^2 FiLM weights).")
+@model_options()
 @hardware_options
 @output_options
-def delay_command(model: str | None, layers: tuple[str, ...], variant: str, film_dim: int, hw_spec: str,
+def delay_command(model: str | None, layers: tuple[str, ...], variant: str, dataset: str, input_size: str | None,
+                  width: float | None, widths: str, density: float | None, film_dim: int, bn: str, hw_spec: str,
                   overrides: tuple[str, ...], fmt: str, output: str | None) -> None:
     """Analytical ASIC delay (ns) per layer and in total, FLOAT paper Eq. 7 (plain), 8 (FLOAT), 9 (OAT).
 
+    MODEL is a registered name (see `hwsim models`) or a user factory `path/to/file.py:factory`; the
+    equation of each layer comes from the traced model (noise-conditioned weight: Eq. 8; conv owning a
+    FiLM: Eq. 9; otherwise Eq. 7). Without MODEL, give layers as shapes with --layer.
+
     \b
     Examples:
+      hwsim delay resnet34 --variant oat
+      hwsim delay resnet34 --variant float --hw asic65 --set n_mult=256 --format json
+      hwsim delay wrn40_2 --variant floats-c --density 0.3 --set sparse_storage=bitmap
       hwsim delay --layer k=3,cin=64,cout=64,hout=32,wout=32 --variant oat
       hwsim delay --layer k=3,cin=64,cout=64,hout=32,wout=32 --hw asic65 --set n_mult=256 --format json
     """
@@ -85,4 +92,11 @@ def delay_command(model: str | None, layers: tuple[str, ...], variant: str, film
         document = delay_document(report, model=None, variant=variant, input_size=None)
         emit(render_delay(document, fmt), output)
         return
-    raise HwsimError("whole-model delay needs the model zoo")  # replaced when models land
+    if layers:
+        raise HwsimError("give either a MODEL or --layer shapes, not both")
+    from hwsim.cost import analyze
+    from hwsim.output import analysis_document, render_analysis
+
+    setting = make_setting(model, variant, dataset, input_size, width, widths, density, film_dim, bn)
+    document = analysis_document(analyze(setting, hw))
+    emit(render_analysis(document, fmt, command="delay"), output)

@@ -1,0 +1,171 @@
+"""Cost of a model, variant and knob setting: counts, memory and Eq. 7-9 delay, from one trace.
+
+This is the library behind ``hwsim count``, ``hwsim delay``, ``hwsim compare`` and the report's cost columns:
+
+>>> from hwsim.cost import model_cost
+>>> c = model_cost("resnet34", "oat")       # the paper's cost convention: FiLM d = 1, single BN
+>>> c.params, c.macs
+(31403978, 1159402496)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from hwsim.count import CountReport, count
+from hwsim.delay import DelayReport, LayerShape, NormalizedDelay, model_delay, normalized_delay
+from hwsim.errors import HwsimError
+from hwsim.hardware import HardwareConfig, get_preset
+from hwsim.trace import Trace, trace_model
+
+#: Defaults of the cost commands: the FLOAT paper's cost convention (FiLM d = 1, one BN per layer), so that
+#: `hwsim count resnet34 --variant oat` reports the paper's 31.4M. Trained models carry their own settings.
+COST_FILM_DIM = 1
+COST_BN = "single"
+
+
+@dataclass(frozen=True)
+class ModelSetting:
+    """Which network to cost: architecture (or user factory), variant and knob setting."""
+
+    model: str
+    variant: str = "base"
+    dataset: str = "cifar10"
+    input_size: tuple[int, int, int] | None = None  # (C, H, W); None: the dataset's
+    film_dim: int = COST_FILM_DIM
+    bn: str = COST_BN
+    widths: tuple[float, ...] = (0.5, 1.0)
+    width: float | None = None  # None: the widest
+    density: float = 1.0
+    lambda_n: float = 0.0
+
+    def resolved_input_size(self) -> tuple[int, int, int]:
+        if self.input_size is not None:
+            return self.input_size
+        from models import get_dataset
+
+        data = get_dataset(self.dataset)
+        return (data.in_channels, data.input_size, data.input_size)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Counts and delays of one setting under one hardware configuration."""
+
+    setting: ModelSetting
+    hardware: HardwareConfig
+    input_size: tuple[int, int, int]
+    trace: Trace
+    counts: CountReport
+    delay: DelayReport
+    base_delay: DelayReport  # the same traced shapes, dense and plain (Eq. 7 everywhere)
+
+    @property
+    def normalized(self) -> NormalizedDelay:
+        """Per conditional conv layer ``t_V / t`` against the same layer plain (paper Fig. 7c)."""
+        return normalized_delay(self.delay.layers, self.base_delay.layers)
+
+
+def build_model(setting: ModelSetting, seed: int = 0):
+    """The torch model for ``setting`` with its knobs set.
+
+    Weights are drawn under a fixed seed (the caller's RNG state is left as it was), so that the masks of
+    pruned variants, which rank the initial weights, and so their costs, are the same in every run.
+    """
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _build_model(setting)
+
+
+def _build_model(setting: ModelSetting):
+    from models import create_model, set_knobs
+
+    if ":" in setting.model:  # user factory: only the plain network
+        if setting.variant != "base":
+            raise HwsimError(f"user model {setting.model!r} supports only variant 'base', got {setting.variant!r}")
+        model = create_model(setting.model, "base", dataset=setting.dataset)
+        return model
+    slim = setting.variant.endswith("-slim")
+    model = create_model(setting.model, setting.variant, dataset=setting.dataset, film_dim=setting.film_dim,
+                         bn=setting.bn, widths=setting.widths, density=setting.density)
+    if setting.width is not None and not slim and setting.width != 1.0:
+        raise HwsimError(f"width {setting.width:g} applies only to slimmable variants (*-slim), "
+                         f"not {setting.variant!r}")
+    set_knobs(model, lambda_n=setting.lambda_n, width=setting.width if slim else None)
+    return model
+
+
+def plain_shapes(trace: Trace) -> list[LayerShape]:
+    """The traced layers as the plain dense network would run them (Eq. 7, all channels, no masks)."""
+    return [dataclasses.replace(r.shape(), c_in=r.c_in, c_out=r.c_out, formula="eq7", film_dim=0,
+                                film_channels=0, nnz=None) for r in trace.layers]
+
+
+def analyze(setting: ModelSetting, hw: HardwareConfig | None = None, *, include_bn: bool = False) -> Analysis:
+    """Trace ``setting`` once and compute its counts, delay and plain-network delay under ``hw``."""
+    hw = hw or get_preset("asic65")
+    model = build_model(setting)
+    input_size = setting.resolved_input_size()
+    trace = trace_model(model, input_size)
+    counts = count(model, trace, hw, include_bn=include_bn)
+    return Analysis(setting, hw, input_size, trace, counts, model_delay(trace.shapes(), hw),
+                    model_delay(plain_shapes(trace), hw))
+
+
+@dataclass(frozen=True)
+class CostSummary:
+    """One row of cost: what the report joins with accuracy."""
+
+    params: int  # active parameters (see hwsim.count)
+    nonzero_params: int
+    memory_bytes: int  # weight params x b_w / 8, BN and alpha excluded
+    macs: int  # conv + linear MACs
+    delay_ns: float
+    base_delay_ns: float  # the same network plain (Eq. 7) and dense, at the same width
+    norm_delay: float  # delay_ns / base_delay_ns
+    conv_norm_delay_min: float  # per conditional conv t_V / t (1.0 when none)
+    conv_norm_delay_mean: float
+    conv_norm_delay_max: float
+
+
+def summarize(analysis: Analysis) -> CostSummary:
+    stats = analysis.normalized
+    counts = analysis.counts
+    return CostSummary(
+        params=counts.params.active,
+        nonzero_params=counts.params.nonzero,
+        memory_bytes=counts.memory_bytes,
+        macs=counts.macs,
+        delay_ns=analysis.delay.delay_ns,
+        base_delay_ns=analysis.base_delay.delay_ns,
+        norm_delay=analysis.delay.delay_ns / analysis.base_delay.delay_ns,
+        conv_norm_delay_min=stats.min,
+        conv_norm_delay_mean=stats.mean,
+        conv_norm_delay_max=stats.max,
+    )
+
+
+def model_cost(model: str, variant: str = "base", *, dataset: str = "cifar10", film_dim: int = COST_FILM_DIM,
+               bn: str = COST_BN, width: float = 1.0, density: float = 1.0, hw: HardwareConfig | None = None,
+               widths: Sequence[float] = (0.5, 1.0), input_size: tuple[int, int, int] | None = None) -> CostSummary:
+    """Cost of ``model`` as ``variant`` at a knob setting under ``hw`` (default ``asic65``)."""
+    setting = ModelSetting(model, variant, dataset, input_size, film_dim, bn, tuple(widths),
+                           width if variant.endswith("-slim") else None, density)
+    return summarize(analyze(setting, hw))
+
+
+def compare(setting: ModelSetting, variants: Sequence[str], hw: HardwareConfig | None = None,
+            *, include_bn: bool = False) -> list[tuple[ModelSetting, Analysis]]:
+    """Analyse every variant of ``setting.model`` at the same knob setting (width and density apply to the
+    variants they mean something for)."""
+    results = []
+    for variant in variants:
+        slim, pruned = variant.endswith("-slim"), variant.startswith("floats")
+        one = dataclasses.replace(setting, variant=variant, width=setting.width if slim else None,
+                                  density=setting.density if pruned else 1.0)
+        results.append((one, analyze(one, hw, include_bn=include_bn)))
+    return results

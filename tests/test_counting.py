@@ -1,0 +1,163 @@
+"""Golden numbers of SPEC 5 and the traced records, checked against the models' own shapes and fvcore."""
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from hwsim.cli import cli
+from hwsim.cost import ModelSetting, analyze, model_cost
+from hwsim.count import fvcore_macs
+from hwsim.hardware import get_preset
+from hwsim.trace import trace_model
+from models import VARIANTS, create_model, list_models, set_knobs
+
+# (model, variant, options, params) from SPEC 5; MACs of resnet34 conv + linear: 1,159,402,496.
+GOLDEN = [
+    ("resnet34", "base", {}, 21_282_122),
+    ("resnet34", "oat", {"film_dim": 1, "bn": "single"}, 31_403_978),
+    ("resnet34", "oat", {"film_dim": 128, "bn": "dual"}, 33_355_466),
+    ("wrn16_8", "base", {}, 10_961_370),
+    ("wrn16_8", "oat", {"film_dim": 1, "bn": "single"}, 15_437_370),
+    ("wrn40_2", "base", {}, 2_243_546),
+    ("wrn40_2", "oat", {"film_dim": 1, "bn": "single"}, 3_226_682),
+]
+
+
+@pytest.mark.parametrize(("model", "variant", "options", "params"), GOLDEN)
+def test_golden_params_through_the_api(model, variant, options, params):
+    cost = model_cost(model, variant, **options)
+    assert cost.params == params
+    if model == "resnet34":
+        assert cost.macs == 1_159_402_496
+
+
+def test_golden_numbers_through_the_cli():
+    out = CliRunner().invoke(cli, ["count", "resnet34", "--format", "json"])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.output)
+    assert doc["totals"]["params"] == 21_282_122 and doc["totals"]["macs"] == 1_159_402_496
+    out = CliRunner().invoke(cli, ["count", "resnet34", "--variant", "oat", "--film-dim", "128", "--bn", "dual",
+                                   "--format", "json"])
+    assert json.loads(out.output)["totals"]["params"] == 33_355_466
+    out = CliRunner().invoke(cli, ["count", "wrn16_8", "--variant", "oat", "--dataset", "svhn", "--format", "csv"])
+    assert out.exit_code == 0 and "params" in out.output.splitlines()[0]
+
+
+def test_resnet34_oat_film_ownership_and_group_counts():
+    a = analyze(ModelSetting("resnet34", "oat"))
+    films = a.trace.films
+    assert len(films) == 33
+    owners = {f.owner for f in films}
+    assert len(owners) == 33 and not any("shortcut" in o for o in owners)
+    assert a.trace.layer("conv1").film_name == "film1"
+    assert a.trace.layer("layer2.0.conv2").film_name == "layer2.0.film2"
+    assert a.trace.layer("layer2.0.shortcut.0").conditioning == "none"
+    groups = a.counts.params.groups
+    assert groups["film"] == 10_121_856 and groups["bn"] == 17_024 and groups["alpha"] == 0
+    assert a.counts.memory_bytes == 21_265_098 + 10_121_856  # 8-bit weights, BN excluded
+
+
+def test_preact_film_after_bn1_belongs_to_the_conv_that_last_wrote_the_residual_stream():
+    trace = analyze(ModelSetting("wrn16_8", "oat")).trace
+    owner = {f.name: f.owner for f in trace.films}
+    first_block = [name for name in owner if name.endswith("film1")][0]
+    assert owner[first_block] == "conv1"  # first block: the stem conv
+    by_block = sorted(n for n in owner if n.endswith("film1"))
+    second = by_block[1]  # second block of stage 1: the previous block's conv2, never a shortcut
+    prefix = second.rsplit(".", 2)[0]
+    assert owner[second].endswith("conv2") and owner[second].startswith(prefix)
+    assert all("shortcut" not in o for o in owner.values())
+    for name, o in owner.items():
+        if name.endswith("film2"):
+            assert o == name.replace("film2", "conv1")
+
+
+def test_float_and_alpha_counts():
+    a = analyze(ModelSetting("resnet34", "float"))
+    assert a.counts.params.groups["alpha"] == 36  # one learnable alpha per conv
+    assert a.counts.params.total == 21_282_122 + 36
+    assert all(r.conditioning == "noise" for r in a.trace.layers if r.kind == "conv")
+    assert a.trace.layer("linear").conditioning == "none"  # the classifier stays plain
+    assert a.counts.ops["noise_add"] == 21_282_122 - 17_024 - 5130  # every conv weight, once per forward
+
+
+@pytest.mark.parametrize("model", ["resnet34", "wrn40_2"])
+def test_fvcore_cross_check_on_plain_models(model):
+    net = create_model(model)
+    ours = {r.name: r.macs for r in trace_model(net, (3, 32, 32)).layers}
+    theirs = fvcore_macs(net, (3, 32, 32))
+    assert ours == theirs
+
+
+def test_slim_width_counts_the_active_network():
+    full = analyze(ModelSetting("resnet34", "float-slim", width=1.0))
+    half = analyze(ModelSetting("resnet34", "float-slim", width=0.5))
+    plain = analyze(ModelSetting("resnet34", "float"))
+    assert full.counts.macs == plain.counts.macs and full.delay.delay_ns == plain.delay.delay_ns
+    # conv weights shrink by 4 except the stem (input never slimmed: 2x) and the classifier (input only: 2x)
+    stem, fc = half.trace.layer("conv1"), half.trace.layer("linear")
+    assert (stem.c_in, stem.c_out, fc.c_in, fc.c_out) == (3, 32, 256, 10)
+    assert half.counts.params.active < full.counts.params.active / 3
+    assert half.counts.params.total == full.counts.params.total  # stored tensors are the same
+
+
+@pytest.mark.parametrize("variant", ["floats-i", "floats-c"])
+def test_pruned_counts(variant):
+    a = analyze(ModelSetting("resnet34", variant, density=0.3))
+    convs = [r for r in a.trace.layers if r.masked]
+    prunable = sum(r.weights for r in convs)
+    kept = sum(r.weight_nonzero for r in convs)
+    slack = 1 if variant == "floats-i" else max(r.k * r.k * r.c_out for r in convs)
+    assert abs(kept - 0.3 * prunable) <= slack
+    if variant == "floats-c":  # whole input channels go: the delay model sees narrower convs
+        assert any(r.c_in_eff < r.c_in for r in convs)
+        assert a.counts.macs < 1_159_402_496
+    else:
+        assert a.counts.macs == 1_159_402_496 and a.counts.nonzero_macs < 0.5 * 1_159_402_496
+
+
+def test_traced_shapes_agree_with_real_forward_shapes():
+    net = create_model("wrn40_2", "oat", film_dim=1).eval()
+    seen = {}
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: seen.__setitem__(n, (tuple(i[0].shape), tuple(o.shape))))
+             for n, m in net.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    with torch.no_grad():
+        net(torch.rand(1, 3, 32, 32))
+    for h in hooks:
+        h.remove()
+    for record in trace_model(net, (3, 32, 32)).layers:
+        x_shape, y_shape = seen[record.name]
+        assert x_shape[1] == record.c_in and y_shape[1] == record.c_out
+        if record.kind == "conv":
+            assert y_shape[2:] == (record.h_out, record.w_out)
+
+
+@pytest.mark.parametrize("model", sorted(set(list_models()) - {"wrn28_10", "wrn34_10"}))
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_model_and_variant_traces(model, variant):
+    a = analyze(ModelSetting(model, variant, density=0.5 if variant.startswith("floats") else 1.0))
+    assert a.trace.unsupported == {}
+    assert a.counts.macs > 0
+    if variant == "base":
+        assert a.delay.delay_ns == a.base_delay.delay_ns
+    elif not variant.startswith("floats"):  # conditioning only adds work; pruning may remove more than it adds
+        assert a.delay.delay_ns > a.base_delay.delay_ns
+    formulas = {r.formula for r in a.trace.layers if r.kind == "conv"}
+    expected = {"base": {"eq7"}, "oat": {"eq9", "eq7"}, "oat-slim": {"eq9", "eq7"}}.get(variant, {"eq8"})
+    assert formulas <= expected and formulas & expected
+
+
+def test_user_model_from_a_file(tmp_path):
+    path = tmp_path / "net.py"
+    path.write_text(
+        "import torch.nn as nn\n"
+        "def make():\n"
+        "    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, groups=4),"
+        " nn.Flatten(), nn.LazyLinear(10) if False else nn.Linear(8 * 15 * 15, 10))\n")
+    a = analyze(ModelSetting(f"{path}:make"))
+    convs = [r for r in a.trace.layers if r.kind == "conv"]
+    assert [(r.c_in, r.c_out, r.groups, r.h_out) for r in convs] == [(3, 8, 1, 32), (8, 8, 4, 15)]
+    assert a.counts.macs == 27 * 8 * 1024 + 9 * 2 * 8 * 225 + 1800 * 10
+    assert a.counts.params.total == (27 * 8 + 8) + (9 * 2 * 8 + 8) + (1800 * 10 + 10)
