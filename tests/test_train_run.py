@@ -40,9 +40,9 @@ def test_resume_after_epoch_one_equals_uninterrupted_run(tmp_path: Path) -> None
 
 def test_cli_train_then_eval_on_synthetic(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    args = ["train", "--model", "small_cnn", "--algorithm", "oat", "--variant", "oat", "--dataset", "synthetic",
-            "--synthetic-size", "320", "--val-size", "64", "--batch-size", "32", "--attack-steps", "2",
-            "--epochs", "1", "--eps", "4/255", "--step-size", "oat", "--lr", "0.05", "--device", "cpu",
+    args = ["train", "--model", "small_cnn", "--algorithm", "float", "--variant", "float",
+            "--dataset", "synthetic", "--synthetic-size", "640", "--val-size", "64", "--batch-size", "32", "--attack-steps", "2",
+            "--epochs", "1", "--eps", "4/255", "--step-size", "oat", "--lr", "0.1", "--device", "cpu",
             "--out", str(run)]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
@@ -56,8 +56,8 @@ def test_cli_train_then_eval_on_synthetic(tmp_path: Path) -> None:
                                       "--n-images", "60", "--format", "csv", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     table = pd.read_csv(run / "eval.csv")
-    assert tuple(table.columns) == COLUMNS and len(table) == 4  # 2 lambdas x 2 attacks (oat: no lambda_th)
-    assert set(table["lambda_th"]) == {0.0} and set(table["n_images"]) == {60}
+    assert tuple(table.columns) == COLUMNS and len(table) == 8  # 2 lambda_n x 2 lambda_th x 2 attacks
+    assert set(table["lambda_th"]) == {0.0, 0.5} and set(table["n_images"]) == {60}
     assert (table["ca"] > 30).all()  # chance is 10 %
     assert (table["ra"] <= table["ca"]).all()
     fgsm = table[table["attack"] == "fgsm"].iloc[0]
@@ -110,3 +110,19 @@ def test_config_file_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
             main(["train", "--config", str(path), "--out", str(tmp_path / "r")])
         err = capsys.readouterr().err
         assert exc.value.code == 2 and str(path) in err and message in err and err.count("\n") == 1
+
+
+def test_knob_settings_per_variant() -> None:
+    from hwsim.train.evaluate import knob_settings
+
+    s_lambda = (0.0, 0.1, 0.2, 0.3, 0.4, 1.0)
+    oat = knob_settings("oat", s_lambda, 128, 1.0, [0, 0.2, 1], [0, 0.5], None, (0.5, 1.0))
+    assert [(k["lambda_n"], k["lambda_th"]) for k in oat] == [(0.0, 0.0), (0.2, 0.0), (1.0, 0.0)]
+    with pytest.raises(HwsimError, match=r"lambda_n 0.7 is not in the training set S_lambda"):
+        knob_settings("oat", s_lambda, 128, 1.0, [0, 0.7], [0], None, (1.0,))
+    assert len(knob_settings("oat", s_lambda, 1, 1.0, [0, 0.7], [0], None, (1.0,))) == 2  # d = 1: any value
+    assert len(knob_settings("float", s_lambda, 128, 1.0, [0, 0.2, 0.7, 1], [0, 0.5], None, (1.0,))) == 8
+    slim = knob_settings("float-slim", s_lambda, 128, 1.0, [1], [0], [0.5, 1.0], (0.5, 1.0))
+    assert [k["width"] for k in slim] == [0.5, 1.0]
+    assert knob_settings("base", s_lambda, 128, 0.5, [0, 1], [0], None, (1.0,)) == [
+        {"lambda_n": 0.5, "lambda_th": 0.0, "width": 1.0}]

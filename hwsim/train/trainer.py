@@ -92,6 +92,19 @@ def _all_reduce_sum(value: torch.Tensor, dist_info: Dist) -> torch.Tensor:
     return value
 
 
+def _sync_buffers(model: nn.Module, dist_info: Dist) -> None:
+    """Copy rank 0's buffers (BN running statistics) to every rank.
+
+    DDP broadcasts buffers at the start of each forward, so after the last forward of an epoch each rank
+    holds statistics of its own shard; syncing makes every rank hold exactly the state rank 0 checkpoints.
+    """
+    if dist_info.world_size > 1:
+        import torch.distributed as dist
+
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def _barrier(dist_info: Dist) -> None:
     if dist_info.world_size > 1:
         import torch.distributed as dist
@@ -334,6 +347,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
         totals = _all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(steps), dtype=torch.float64,
                                                                       device=dist_info.device)]), dist_info)
         train_loss = float(totals[0] / totals[1])
+        _sync_buffers(model, dist_info)
 
         if dist_info.main:
             ca, ra = validate(model, algorithm, val_loader, dist_info.device, show=True)
