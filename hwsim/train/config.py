@@ -1,0 +1,174 @@
+"""The training configuration: one frozen dataclass, filled from defaults, a TOML file and CLI flags.
+
+Defaults follow the FLOAT paper's supplement (and OAT's reference): SGD, lr 0.1, momentum 0.9, weight decay
+5e-4, cosine schedule over 200 epochs, batch 128, PGD-7 with eps 8/255.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from hwsim.errors import HwsimError
+from hwsim.train.algorithms import ALGORITHMS, OAT_LAMBDAS
+from hwsim.train.attacks import oat_step_size
+from hwsim.train.data import DATA_SOURCES
+
+SCHEDULES = ("cosine", "multistep", "constant")
+DEVICES = ("auto", "cpu", "cuda")
+# Which model variants each algorithm trains (an algorithm needs the knobs it sets).
+_VARIANT_PREFIX = {"float": "float", "oat": "oat"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run (saved as ``config.json`` in the run directory)."""
+
+    model: str = "resnet34"  # a registered model name or "file.py:factory"
+    variant: str = "base"  # models.VARIANTS
+    algorithm: str = "pgd-at"  # hwsim.train.algorithms.ALGORITHMS
+    dataset: str = "cifar10"  # hwsim.train.data.DATA_SOURCES
+    data_dir: str | None = None  # root of the dataset files (not needed for mnist / synthetic)
+    epochs: int = 200  # FLOAT supplement 1.1
+    batch_size: int = 128  # global batch (split across DDP ranks); the paper uses 64 for STL-10
+    lr: float = 0.1  # initial SGD learning rate
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"  # cosine annealing to 0 over `epochs`, stepped once per epoch (OAT reference)
+    milestones: tuple[int, ...] = (50, 150)  # for schedule = "multistep" (x0.1 at each)
+    eps: float = 8 / 255  # training attack L-inf radius, fraction of 1
+    step_size: float = 2 / 255  # training attack step; "oat" in a config/flag = min(1.25 eps, eps+4/255)/k
+    attack_steps: int = 7  # PGD-k for training (FLOAT: PGD-7)
+    attack_mode: str = "eval"  # model mode while generating training attacks (OAT reference: eval)
+    pgd_lambda: float = 1.0  # pgd-at: weight of the adversarial loss in Eq. 3
+    oat_lambdas: tuple[float, ...] = OAT_LAMBDAS  # oat: S_lambda
+    film_dim: int = 128  # oat: d of the lambda encoding (OAT default 128)
+    bn: str = "dual"  # "dual" (BN_C/BN_A) or "single"
+    widths: tuple[float, ...] = (0.5, 1.0)  # slimmable variants
+    density: float = 1.0  # floats variants
+    seed: int = 0
+    val_size: int = 1000  # training images held out for per-epoch CA/RA (capped for small datasets)
+    synthetic_size: int = 2000  # images in the synthetic training split
+    workers: int = 0  # DataLoader worker processes (data are in memory; 0 is fastest on CPU)
+    device: str = "auto"  # auto = cuda if available, else cpu
+    amp: bool = True  # mixed precision + channels_last (CUDA only; ignored on CPU)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def parse_fraction(value: str | float | int, name: str) -> float:
+    """``"8/255"``, ``"0.03"`` or a number -> float; anything else raises HwsimError naming ``name``."""
+    if isinstance(value, bool):
+        raise HwsimError(f"{name} must be a number or a fraction like 8/255, got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(Fraction(str(value).strip()))
+    except (ValueError, ZeroDivisionError):
+        raise HwsimError(f"{name} must be a number or a fraction like 8/255, got {value!r}") from None
+
+
+def _coerce(name: str, value: Any) -> Any:
+    default = FIELDS[name].default
+    if name in ("eps", "step_size", "lr", "weight_decay", "momentum", "pgd_lambda", "density"):
+        return parse_fraction(value, name)
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise HwsimError(f"{name} must be a list, got {value!r}")
+        cast = int if name == "milestones" else float
+        try:
+            return tuple(cast(parse_fraction(v, name)) if cast is float else int(v) for v in value)
+        except (TypeError, ValueError):
+            raise HwsimError(f"{name} must be a list of numbers, got {value!r}") from None
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise HwsimError(f"{name} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise HwsimError(f"{name} must be an integer, got {value!r}")
+        return value
+    if value is not None and not isinstance(value, str):
+        raise HwsimError(f"{name} must be a string, got {value!r}")
+    return value
+
+
+def make_config(values: dict[str, Any], source: str = "options") -> TrainConfig:
+    """Build and validate a TrainConfig from ``values`` (unknown keys and every bad value in one error).
+
+    ``source`` names where the values came from (a file path) for the message. ``step_size = "oat"`` selects
+    OAT's step ``min(1.25 eps, eps + 4/255) / attack_steps``.
+    """
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        raise HwsimError(f"{source}: unknown config key(s) {', '.join(unknown)}; valid: {', '.join(FIELDS)}")
+    oat_step = values.get("step_size") == "oat"
+    clean = {k: _coerce(k, v) for k, v in values.items() if not (k == "step_size" and oat_step)}
+    config = TrainConfig(**clean)
+    if oat_step:
+        config = dataclasses.replace(config, step_size=oat_step_size(config.eps, config.attack_steps))
+    problems = validate(config)
+    if problems:
+        raise HwsimError(f"{source}: " + "; ".join(problems))
+    return config
+
+
+def validate(config: TrainConfig) -> list[str]:
+    """Every problem in ``config`` (empty when valid). Model names and variants are checked by models."""
+    problems = []
+    if config.algorithm not in ALGORITHMS:
+        problems.append(f"algorithm {config.algorithm!r} unknown; valid: {', '.join(sorted(ALGORITHMS))}")
+    prefix = _VARIANT_PREFIX.get(config.algorithm)
+    if prefix and not config.variant.startswith(prefix):
+        problems.append(f"algorithm {config.algorithm!r} trains {prefix}* variants, got variant {config.variant!r}")
+    if config.dataset not in DATA_SOURCES:
+        problems.append(f"dataset {config.dataset!r} unknown; valid: {', '.join(DATA_SOURCES)}")
+    if config.schedule not in SCHEDULES:
+        problems.append(f"schedule {config.schedule!r} unknown; valid: {', '.join(SCHEDULES)}")
+    if config.device not in DEVICES and not config.device.startswith("cuda:"):
+        problems.append(f"device {config.device!r} unknown; valid: {', '.join(DEVICES)}, cuda:N")
+    if config.attack_mode not in ("eval", "train"):
+        problems.append(f"attack_mode {config.attack_mode!r} unknown; valid: eval, train")
+    if config.bn not in ("single", "dual"):
+        problems.append(f"bn {config.bn!r} unknown; valid: single, dual")
+    for name in ("epochs", "batch_size", "attack_steps", "val_size", "synthetic_size"):
+        if getattr(config, name) < 1:
+            problems.append(f"{name} must be >= 1, got {getattr(config, name)}")
+    if config.algorithm == "float" and config.batch_size < 2:
+        problems.append("float needs batch_size >= 2 (half clean, half adversarial)")
+    if config.workers < 0:
+        problems.append(f"workers must be >= 0, got {config.workers}")
+    if config.lr <= 0:
+        problems.append(f"lr must be > 0, got {config.lr}")
+    if not 0 <= config.eps <= 1:
+        problems.append(f"eps must be in [0, 1] (fraction of 1, e.g. 8/255), got {config.eps}")
+    if not 0 <= config.step_size <= 1:
+        problems.append(f"step_size must be in [0, 1], got {config.step_size}")
+    if not 0 <= config.pgd_lambda <= 1:
+        problems.append(f"lambda must be in [0, 1], got {config.pgd_lambda}")
+    if not config.oat_lambdas or any(not 0 <= v <= 1 for v in config.oat_lambdas):
+        problems.append(f"oat_lambdas must be values in [0, 1], got {list(config.oat_lambdas)}")
+    return problems
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config file into a dict; a malformed file raises HwsimError naming it and the problem."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise HwsimError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise HwsimError(f"config file {path} is not valid TOML: {exc}") from None

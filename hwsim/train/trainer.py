@@ -1,0 +1,384 @@
+"""The training loop (one loop for every algorithm) and the run directory it writes.
+
+Run directory ``RUN/``: ``config.json`` (resolved config, package versions, git commit), ``metrics.jsonl``
+(one JSON object per epoch: epoch, train_loss, ca, ra in percent, epoch_time_s, images_per_s, lr),
+``checkpoints/last.pt`` and ``checkpoints/best.pt`` (highest validation RA), written atomically every epoch.
+
+Validation each epoch, on ``val_size`` held-out training images: CA at the algorithm's clean knobs
+(lambda_n = 0 for float/oat) and RA under the training PGD attack at its robust knobs (lambda_n = 1).
+
+Under ``torchrun`` the loop runs DistributedDataParallel (gloo on CPU, NCCL on CUDA) with a
+DistributedSampler; ``batch_size`` is the global batch; only rank 0 validates and writes. On CUDA it uses
+autocast (float16) with a GradScaler and channels_last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from hwsim.errors import HwsimError
+from hwsim.train import _models, checkpoint, data
+from hwsim.train.algorithms import Algorithm, AttackSettings, create_algorithm
+from hwsim.train.attacks import attack_context, pgd
+from hwsim.train.config import TrainConfig, make_config
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+
+
+# ------------------------------------------------------------------------------------------------ environment
+
+@dataclass(frozen=True)
+class Dist:
+    """Process-group facts: rank, world size, and the device this rank uses."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _resolve_device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise HwsimError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    if name == "cuda":
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def _init_dist(device_name: str) -> Dist:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = _resolve_device(device_name, local_rank)
+    if world == 1:
+        return Dist(0, 1, device)
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return Dist(dist.get_rank(), dist.get_world_size(), device)
+
+
+def _all_reduce_sum(value: torch.Tensor, dist_info: Dist) -> torch.Tensor:
+    if dist_info.world_size > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(value)
+    return value
+
+
+def _sync_buffers(model: nn.Module, dist_info: Dist) -> None:
+    """Copy rank 0's buffers (BN running statistics) to every rank.
+
+    DDP broadcasts buffers at the start of each forward, so after the last forward of an epoch each rank
+    holds statistics of its own shard; syncing makes every rank hold exactly the state rank 0 checkpoints.
+    """
+    if dist_info.world_size > 1:
+        import torch.distributed as dist
+
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+
+
+def _barrier(dist_info: Dist) -> None:
+    if dist_info.world_size > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages a run's numbers depend on."""
+    from hwsim import __version__
+
+    return {"hwsim": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": np.__version__}
+
+
+def git_commit() -> str | None:
+    """The commit of the source tree hwsim runs from, or None outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA), numpy and python ``random``."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def progress(iterable: Any, enabled: bool, **kwargs: Any) -> Any:
+    """A tqdm bar on stderr when it is a terminal (and ``enabled``), else the iterable itself."""
+    from tqdm import tqdm
+
+    return tqdm(iterable, disable=not (enabled and sys.stderr.isatty()), leave=False, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------------ building
+
+def build_model(config: TrainConfig) -> nn.Module:
+    """The model a config describes (through ``models.create_model``)."""
+    source = data.get_source(config.dataset)
+    return _models.create_model(config.model, config.variant, dataset=source.model_dataset,
+                                film_dim=config.film_dim, bn=config.bn, widths=config.widths,
+                                density=config.density)
+
+
+def build_algorithm(config: TrainConfig) -> Algorithm:
+    """The registered algorithm with the config's attack and algorithm options."""
+    attack = AttackSettings(config.eps, config.step_size, config.attack_steps, config.attack_mode)
+    options: dict[str, Any] = {}
+    if config.algorithm == "pgd-at":
+        options["lambda_"] = config.pgd_lambda
+    elif config.algorithm == "oat":
+        options["lambdas"] = config.oat_lambdas
+    return create_algorithm(config.algorithm, attack, **options)
+
+
+def _scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    if config.schedule == "multistep":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones), gamma=0.1)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
+
+
+# ------------------------------------------------------------------------------------------------ run dir
+
+def _check_out_dir(out: Path, resume: bool) -> None:
+    if resume:
+        if not (out / CONFIG_FILE).is_file():
+            raise HwsimError(f"cannot resume {out}: no {CONFIG_FILE} there")
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise HwsimError(f"output directory {out} exists and is not empty; choose a new --out or --resume it")
+
+
+def read_run_config(run_dir: str | Path) -> TrainConfig:
+    """The TrainConfig saved in ``RUN/config.json``."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise HwsimError(f"{run_dir} is not a run directory: no {CONFIG_FILE}")
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise HwsimError(f"{path} is not valid JSON: {exc}") from None
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    return make_config({k: v for k, v in saved.items() if k in fields}, source=str(path))
+
+
+def _write_config(config: TrainConfig, out: Path, dist_info: Dist) -> None:
+    resolved = config.to_dict()
+    resolved.update(model_dataset=data.get_source(config.dataset).model_dataset, versions=versions(),
+                    git_commit=git_commit(), world_size=dist_info.world_size, device=str(dist_info.device))
+    (out / CONFIG_FILE).write_text(json.dumps(resolved, indent=2) + "\n")
+
+
+def _truncate_metrics(path: Path, epochs_done: int) -> None:
+    """Drop metric lines of epochs after the checkpoint (a run killed between the two writes)."""
+    if not path.is_file():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    kept = [ln for ln in lines if json.loads(ln)["epoch"] <= epochs_done]
+    path.write_text("".join(ln + "\n" for ln in kept))
+
+
+# ------------------------------------------------------------------------------------------------ loop
+
+@torch.no_grad()
+def _clean_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
+    return int((model(x).argmax(1) == y).sum())
+
+
+def validate(model: nn.Module, algorithm: Algorithm, loader: DataLoader, device: torch.device,
+             show: bool = False) -> tuple[float, float]:
+    """(CA, RA) in percent on ``loader``: CA at the algorithm's clean knobs, RA under its training attack at
+    its robust knobs (model in eval mode; mode and knobs restored afterwards)."""
+    correct_c = correct_a = total = 0
+    with attack_context(model, "eval"):
+        for images, labels in progress(loader, show, desc="validate"):
+            x, y = data.to_float(images.to(device)), labels.to(device)
+            with _knobs_or_none(model, algorithm.clean_knobs):
+                correct_c += _clean_correct(model, x, y)
+            with _knobs_or_none(model, algorithm.robust_knobs):
+                a = algorithm.attack
+                x_adv = pgd(model, x, y, eps=a.eps, step_size=a.step_size, steps=a.steps)
+                correct_a += _clean_correct(model, x_adv, y)
+            total += len(y)
+    return 100.0 * correct_c / total, 100.0 * correct_a / total
+
+
+@contextlib.contextmanager
+def _knobs_or_none(model: nn.Module, settings: dict[str, Any]) -> Iterator[None]:
+    if settings:
+        with _models.knobs(model, **settings):
+            yield
+    else:
+        yield
+
+
+def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
+          stop_after: int | None = None) -> Path:
+    """Train ``config`` into the run directory ``out`` and return its path.
+
+    ``resume=True`` continues ``out`` from ``checkpoints/last.pt`` exactly (same weights as an uninterrupted
+    run, in a single process), reading the config from ``out/config.json`` (``config`` is then only used for
+    ``device`` and ``workers``). ``stop_after`` ends this invocation after that many completed epochs (the run
+    can be resumed later), e.g. for time-sliced jobs. A non-empty ``out`` without ``resume`` raises HwsimError;
+    a non-finite loss raises HwsimError naming the epoch and step.
+    """
+    out = Path(out)
+    _check_out_dir(out, resume)
+    if resume:
+        saved = read_run_config(out)
+        config = dataclasses.replace(saved, device=config.device, workers=config.workers)
+    dist_info = _init_dist(config.device)
+    seed_everything(config.seed + dist_info.rank)
+    source = data.get_source(config.dataset)
+    full = data.load_split(config.dataset, "train", config.data_dir, synthetic_size=config.synthetic_size)
+    train_set, val_set = data.train_val_split(full, min(config.val_size, len(full) // 5), config.seed)
+
+    model = build_model(config).to(dist_info.device)
+    algorithm = build_algorithm(config)
+    use_amp = config.amp and dist_info.device.type == "cuda"
+    if use_amp:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    scheduler = _scheduler(config, optimizer)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    ckpt_dir = out / "checkpoints"
+    start_epoch, best_ra = 0, -1.0
+    if resume:
+        ckpt = checkpoint.load(ckpt_dir / "last.pt")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        start_epoch, best_ra = int(ckpt["epoch"]), float(ckpt["best_ra"])
+        if dist_info.world_size == 1:
+            checkpoint.set_rng_state(ckpt["rng"])
+        else:  # the saved state is rank 0's; give each rank its own continuation
+            seed_everything(config.seed + dist_info.rank + 1000 * start_epoch)
+    elif dist_info.main:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        _write_config(config, out, dist_info)
+    if dist_info.main and resume:
+        _truncate_metrics(out / METRICS_FILE, start_epoch)
+
+    net: nn.Module = model
+    sampler = None
+    if dist_info.world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+        from torch.utils.data.distributed import DistributedSampler
+
+        net = DistributedDataParallel(model, device_ids=[dist_info.device.index] if use_amp else None)
+        sampler = DistributedSampler(train_set, dist_info.world_size, dist_info.rank, shuffle=True,
+                                     seed=config.seed, drop_last=True)
+    per_rank_batch = max(config.batch_size // dist_info.world_size, 1)
+    pin = dist_info.device.type == "cuda"
+    train_loader = DataLoader(train_set, batch_size=per_rank_batch, shuffle=sampler is None, sampler=sampler,
+                              drop_last=True, num_workers=config.workers, pin_memory=pin,
+                              persistent_workers=config.workers > 0)
+    if len(train_loader) == 0:
+        raise HwsimError(f"batch_size {config.batch_size} is larger than the {len(train_set)} training images")
+    val_loader = DataLoader(val_set, batch_size=max(per_rank_batch, 256), shuffle=False)
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.float16)) if use_amp else contextlib.nullcontext
+
+    last_epoch = config.epochs if stop_after is None else min(config.epochs, start_epoch + stop_after)
+    for epoch in range(start_epoch + 1, last_epoch + 1):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        model.train()
+        lr = optimizer.param_groups[0]["lr"]
+        loss_sum = torch.zeros((), dtype=torch.float64, device=dist_info.device)
+        steps = 0
+        start = time.perf_counter()
+        for step, (images, labels) in enumerate(progress(train_loader, dist_info.main, desc=f"epoch {epoch}")):
+            x = data.augment(images.to(dist_info.device, non_blocking=True), flip=source.flip)
+            y = labels.to(dist_info.device, non_blocking=True)
+            if use_amp:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast():
+                loss = algorithm.loss(net, model, x, y)
+            bad = _all_reduce_sum((~torch.isfinite(loss.detach())).float(), dist_info)
+            if bool(bad > 0):
+                raise HwsimError(f"loss is not finite at epoch {epoch}, step {step}; lower --lr or check the data")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            loss_sum += loss.detach().double()
+            steps += 1
+        if dist_info.device.type == "cuda":
+            torch.cuda.synchronize(dist_info.device)
+        epoch_time = time.perf_counter() - start
+        scheduler.step()
+        totals = _all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(steps), dtype=torch.float64,
+                                                                      device=dist_info.device)]), dist_info)
+        train_loss = float(totals[0] / totals[1])
+        _sync_buffers(model, dist_info)
+
+        if dist_info.main:
+            ca, ra = validate(model, algorithm, val_loader, dist_info.device, show=True)
+            improved = ra > best_ra
+            best_ra = max(best_ra, ra)
+            state = {"format": checkpoint.FORMAT, "epoch": epoch, "best_ra": best_ra, "ra": ra, "ca": ca,
+                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                     "rng": checkpoint.rng_state(), "config": config.to_dict()}
+            checkpoint.save_atomic(state, ckpt_dir / "last.pt")
+            if improved:
+                checkpoint.save_atomic(state, ckpt_dir / "best.pt")
+            images_seen = steps * per_rank_batch * dist_info.world_size
+            record = {"epoch": epoch, "train_loss": train_loss, "ca": ca, "ra": ra,
+                      "epoch_time_s": epoch_time, "images_per_s": images_seen / epoch_time, "lr": lr}
+            with (out / METRICS_FILE).open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+        _barrier(dist_info)
+    return out
+
+
+def train_from_options(values: dict[str, Any], out: str | Path, *, config_file: str | Path | None = None,
+                       resume: bool = False, stop_after: int | None = None) -> Path:
+    """Merge defaults < config file < ``values`` (explicit options), validate, and :func:`train`."""
+    from hwsim.train.config import load_config_file
+
+    merged: dict[str, Any] = {}
+    source = "options"
+    if config_file is not None:
+        merged.update(load_config_file(config_file))
+        source = str(config_file)
+    merged.update(values)
+    config = make_config(merged, source=source)
+    return train(config, out, resume=resume, stop_after=stop_after)

@@ -1,0 +1,115 @@
+"""Attacks: eps ball and [0, 1] range, monotone PGD trace, FGSM = one PGD step, agreement with ART."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from hwsim.errors import HwsimError
+from hwsim.train.attacks import attack_context, cw_margin_loss, cw_pgd, fgsm, oat_step_size, pgd
+from hwsim.train.evaluate import art_pgd
+
+EPS = 8 / 255
+
+
+def tiny_net(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                         nn.Linear(32, 10))
+
+
+def batch(n: int = 16, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, 8, 8, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+@pytest.mark.parametrize("loss", ["ce", "cw"])
+def test_pgd_stays_in_eps_ball_and_image_range(loss: str) -> None:
+    model = tiny_net().eval()
+    x, y = batch()
+    x_adv = pgd(model, x, y, eps=EPS, step_size=3 / 255, steps=5, loss=loss)
+    assert (x_adv - x).abs().max() <= EPS + 1e-6
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    assert (x_adv - x).abs().max() > EPS / 2  # it actually moved
+
+
+def test_pgd_loss_trace_is_non_decreasing_in_eval_mode() -> None:
+    # A linear model: the CE loss is convex in x, so a small signed step never lowers it.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10)).eval()
+    x, y = batch()
+    trace: list[float] = []
+    pgd(model, x, y, eps=EPS, step_size=0.5 / 255, steps=10, random_start=False, trace=trace)
+    assert len(trace) == 10
+    assert all(b >= a - 1e-5 for a, b in zip(trace, trace[1:])), trace
+    assert trace[-1] > trace[0] + 1e-3
+
+
+def test_fgsm_equals_one_pgd_step_of_size_eps() -> None:
+    model = tiny_net().eval()
+    x, y = batch()
+    expected = pgd(model, x, y, eps=EPS, step_size=EPS, steps=1, random_start=False)
+    assert torch.equal(fgsm(model, x, y, eps=EPS), expected)
+    # every pixel that is not clipped moved by exactly eps
+    inside = (expected > 0) & (expected < 1)
+    assert torch.allclose((expected - x).abs()[inside], torch.full_like(x[inside], EPS), atol=1e-6)
+
+
+def test_attack_leaves_mode_and_param_flags_alone() -> None:
+    model = tiny_net().train()
+    x, y = batch()
+    pgd(model, x, y, steps=2)
+    assert model.training
+    assert all(p.requires_grad and p.grad is None for p in model.parameters())
+    with attack_context(model, "eval"):
+        assert not model.training and not any(p.requires_grad for p in model.parameters())
+    assert model.training and all(p.requires_grad for p in model.parameters())
+
+
+def test_cw_margin_and_oat_step() -> None:
+    logits = torch.tensor([[2.0, 5.0, 1.0], [0.0, -1.0, 3.0]])
+    assert cw_margin_loss(logits, torch.tensor([1, 0])).tolist() == [-3.0, 3.0]
+    assert oat_step_size(8 / 255, 7) == pytest.approx(10 / 255 / 7)  # 1.25 eps < eps + 4/255
+    assert oat_step_size(16 / 255, 10) == pytest.approx(20 / 255 / 10)  # eps + 4/255 is the smaller
+    with pytest.raises(HwsimError, match="unknown attack loss"):
+        pgd(tiny_net(), *batch(), loss="l2")
+
+
+def _train_tiny(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> nn.Module:
+    opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    for _ in range(60):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model.eval()
+
+
+def test_our_pgd_agrees_with_art_within_one_point() -> None:
+    # Separable data: class = which quadrant is brightest, so a trained model has a non-trivial RA.
+    g = torch.Generator().manual_seed(3)
+    n = 400
+    y = torch.randint(0, 4, (n,), generator=g)
+    x = torch.rand(n, 3, 8, 8, generator=g) * 0.5
+    for k in range(4):
+        r, c = divmod(k, 2)
+        x[y == k, :, 4 * r:4 * r + 4, 4 * c:4 * c + 4] += 0.08
+    torch.manual_seed(0)
+    model = _train_tiny(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                                      nn.Flatten(), nn.Linear(32, 4)), x, y)
+    torch.manual_seed(0)
+    ours = (model(pgd(model, x, y, eps=EPS, step_size=2 / 255, steps=10)).argmax(1) == y).float().mean()
+    theirs = (model(art_pgd(model, x, y, eps=EPS, step_size=2 / 255, steps=10)).argmax(1) == y).float().mean()
+    clean = (model(x).argmax(1) == y).float().mean()
+    assert clean > 0.9 and 0.2 < ours < clean - 0.2  # the attack is meaningful on this model
+    assert abs(float(ours - theirs)) * 100 <= 1.0
+
+
+def test_cw_pgd_is_pgd_on_the_margin() -> None:
+    model = tiny_net().eval()
+    x, y = batch()
+    torch.manual_seed(5)
+    a = cw_pgd(model, x, y, steps=3)
+    torch.manual_seed(5)
+    b = pgd(model, x, y, steps=3, loss="cw")
+    assert torch.equal(a, b)
