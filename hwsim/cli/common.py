@@ -1,0 +1,38 @@
+"""Options shared by several subcommands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+
+from hwsim.output import FORMATS
+
+
+def hardware_options(func: Callable) -> Callable:
+    """``--hw PRESET|FILE.toml`` and repeatable ``--set KEY=VALUE``."""
+    func = click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Override one hardware field, e.g. --set n_mult=256 (repeatable).",
+    )(func)
+    return click.option(
+        "--hw",
+        "hw_spec",
+        default="asic65",
+        show_default=True,
+        metavar="PRESET|FILE.toml",
+        help="Hardware preset name (see `hwsim hw list`) or a TOML file.",
+    )(func)
+
+
+def output_options(func: Callable) -> Callable:
+    """``--format`` and ``--output``."""
+    func = click.option(
+        "--output", "-o", type=click.Path(dir_okay=False), default=None, help="Write to FILE instead of stdout."
+    )(func)
+    return click.option(
+        "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format."
+    )(func)

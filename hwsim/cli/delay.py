@@ -1,0 +1,88 @@
+"""``hwsim delay``: analytical ASIC delay (FLOAT paper Eq. 7-9) of a model or of layers given as shapes."""
+
+from __future__ import annotations
+
+import click
+
+from hwsim.cli.common import hardware_options, output_options
+from hwsim.errors import HwsimError
+from hwsim.output import emit
+
+SHAPE_VARIANTS = ("base", "float", "oat")
+_LAYER_KEYS = {"k": "k", "cin": "c_in", "cout": "c_out", "hout": "h_out", "wout": "w_out", "groups": "groups",
+               "nnz": "nnz"}
+
+
+def parse_layer(text: str, index: int, *, variant: str, film_dim: int):
+    """``k=3,cin=64,cout=64,hout=32,wout=32[,groups=1][,kind=conv|linear][,name=NAME][,nnz=N]``."""
+    from hwsim.delay import LayerShape
+
+    values: dict[str, object] = {}
+    name, kind = f"layer{index}", "conv"
+    for item in text.split(","):
+        key, sep, raw = item.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not sep or not raw:
+            raise HwsimError(f"malformed --layer {text!r}: {item!r} is not KEY=VALUE")
+        if key == "name":
+            name = raw
+        elif key == "kind":
+            kind = raw
+        elif key in _LAYER_KEYS:
+            try:
+                values[_LAYER_KEYS[key]] = int(raw)
+            except ValueError:
+                raise HwsimError(f"malformed --layer {text!r}: {key}={raw!r} is not an integer") from None
+        else:
+            valid = ", ".join([*_LAYER_KEYS, "kind", "name"])
+            raise HwsimError(f"malformed --layer {text!r}: unknown key {key!r}; valid keys: {valid}")
+    if kind == "linear":
+        values.setdefault("k", 1)
+    missing = [k for k in ("k", "cin", "cout") if _LAYER_KEYS[k] not in values]
+    if missing:
+        raise HwsimError(f"malformed --layer {text!r}: missing {', '.join(missing)}")
+    formula, film = "eq7", {}
+    if kind == "conv" and variant == "float":
+        formula = "eq8"
+    elif kind == "conv" and variant == "oat":
+        formula, film = "eq9", {"film_dim": film_dim, "film_channels": values["c_out"]}
+    return LayerShape(name=name, kind=kind, formula=formula, **film, **values)
+
+
+@click.command("delay")
+@click.argument("model", required=False)
+@click.option("--layer", "layers", multiple=True, metavar="SPEC",
+              help="A layer as k=3,cin=64,cout=64,hout=32,wout=32[,groups=G][,kind=linear][,name=N] (repeatable); "
+                   "used when no MODEL is given.")
+@click.option("--variant", default="base", show_default=True, help="Variant (see `hwsim models`).")
+@click.option("--film-dim", type=int, default=1, show_default=True,
+              help="d of the FiLM lambda encoding (1: the paper's 2C + 4C^2 FiLM weights).")
+@hardware_options
+@output_options
+def delay_command(model: str | None, layers: tuple[str, ...], variant: str, film_dim: int, hw_spec: str,
+                  overrides: tuple[str, ...], fmt: str, output: str | None) -> None:
+    """Analytical ASIC delay (ns) per layer and in total, FLOAT paper Eq. 7 (plain), 8 (FLOAT), 9 (OAT).
+
+    \b
+    Examples:
+      hwsim delay --layer k=3,cin=64,cout=64,hout=32,wout=32 --variant oat
+      hwsim delay --layer k=3,cin=64,cout=64,hout=32,wout=32 --hw asic65 --set n_mult=256 --format json
+    """
+    from hwsim.delay import model_delay
+    from hwsim.hardware import load_hardware
+    from hwsim.output import delay_document, render_delay
+
+    hw = load_hardware(hw_spec, overrides)
+    if film_dim < 0:
+        raise HwsimError(f"--film-dim={film_dim} must be an integer >= 0")
+    if model is None:
+        if not layers:
+            raise HwsimError("give a MODEL (see `hwsim models`) or at least one --layer SPEC")
+        if variant not in SHAPE_VARIANTS:
+            raise HwsimError(f"unknown variant {variant!r} for --layer shapes; valid: {', '.join(SHAPE_VARIANTS)}")
+        shapes = [parse_layer(text, i, variant=variant, film_dim=film_dim) for i, text in enumerate(layers)]
+        report = model_delay(shapes, hw)
+        document = delay_document(report, model=None, variant=variant, input_size=None)
+        emit(render_delay(document, fmt), output)
+        return
+    raise HwsimError("whole-model delay needs the model zoo")  # replaced when models land

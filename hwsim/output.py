@@ -1,0 +1,169 @@
+"""Formatting of results for people and programs: tables, CSV, Markdown and JSON.
+
+This module only formats values that library functions computed; it computes no numbers itself.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+FORMATS = ("table", "csv", "json", "markdown")
+
+CONVENTIONS: dict[str, str] = {
+    "macs": "multiply-accumulates of conv and linear layers (one MAC = one multiply + one add; FLOPs = 2 x MACs)",
+    "params": "parameter count (weights and biases) of the network that runs: active width, all tensors",
+    "delay": "analytical ASIC delay in ns, FLOAT paper Eq. 7 (plain), 8 (noise), 9 (FiLM); reads then multiplies",
+    "film_weights": "Eq. 9 charges F = 2 d C + 4 C^2 FiLM weights to the conv that owns the FiLM (biases ignored)",
+    "memory": "bytes of weight parameters at b_w bits (BN and alpha excluded)",
+}
+
+
+def render_rows(rows: Sequence[Mapping[str, Any]], fmt: str, columns: Sequence[str] | None = None) -> str:
+    """Rows of a table as an aligned text table, CSV or Markdown (``json``: a JSON list)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(list(rows), columns=list(columns) if columns else None)
+    if fmt == "csv":
+        return frame.to_csv(index=False).rstrip("\n")
+    if fmt == "markdown":
+        return frame.to_markdown(index=False, floatfmt=".12g")
+    if fmt == "json":
+        return to_json(frame.to_dict(orient="records"))
+    return frame.to_string(index=False, float_format=_number)
+
+
+def _number(value: float) -> str:
+    """Floats in full: delays are exact and must not be rounded for display."""
+    return f"{value:.12g}"
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        value = value.item()
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return value  # keep floats as floats: 905728.0 stays a number of ns
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def to_json(document: Any) -> str:
+    """One JSON document, indented."""
+    return json.dumps(_jsonable(document), indent=2)
+
+
+def emit(text: str, output: str | Path | None) -> None:
+    """Print ``text``, or write it to ``output`` (atomically) when a path is given."""
+    import click
+
+    if output is None:
+        click.echo(text)
+        return
+    path = Path(output)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text + "\n", encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        from hwsim.errors import HwsimError
+
+        tmp.unlink(missing_ok=True)
+        raise HwsimError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+
+
+# ------------------------------------------------------------------------------------------------ delay
+DELAY_LAYER_FIELDS = ("name", "kind", "k", "c_in", "c_out", "h_out", "w_out", "groups", "params", "macs",
+                      "formula", "read_ns", "mult_ns", "delay_ns")
+_TABLE_COLUMNS = ("name", "kind", "k", "c_in", "c_out", "h_out", "w_out", "groups", "params", "macs", "formula",
+                  "film_dim", "read_ns", "mult_ns", "delay_ns")
+
+
+def delay_document(
+    report,
+    *,
+    model: str | None,
+    variant: str,
+    input_size: Sequence[int] | None,
+    layer_params: Mapping[str, int] | None = None,
+    totals: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The JSON document of ``hwsim delay`` (SPEC 8) for a :class:`~hwsim.delay.DelayReport`.
+
+    ``layer_params`` gives each layer's traced parameter count (default: its weights W); ``totals`` adds
+    model-level totals (e.g. the whole model's params) over those computed from the layers.
+    """
+    layers = []
+    for d in report.layers:
+        shape = d.layer
+        layers.append({
+            "name": shape.name,
+            "kind": shape.kind,
+            "k": shape.k,
+            "c_in": shape.c_in,
+            "c_out": shape.c_out,
+            "h_out": shape.h_out,
+            "w_out": shape.w_out,
+            "groups": shape.groups,
+            "params": (layer_params or {}).get(shape.name, shape.weights),
+            "macs": shape.macs,
+            "formula": shape.formula,
+            "film_dim": shape.film_dim,
+            "film_weights": shape.film_weights,
+            "nnz": shape.stored_nnz,
+            "reads": d.reads,
+            "mult_passes": d.mult_passes,
+            "read_ns": d.read_ns,
+            "mult_ns": d.mult_ns,
+            "delay_ns": d.delay_ns,
+        })
+    document_totals = {
+        "params": sum(layer["params"] for layer in layers),
+        "macs": sum(layer["macs"] for layer in layers),
+        "reads": report.reads,
+        "mult_passes": report.mult_passes,
+        "read_ns": report.read_ns,
+        "mult_ns": report.mult_ns,
+        "delay_ns": report.delay_ns,
+    }
+    document_totals.update(totals or {})
+    return {
+        "model": model,
+        "variant": variant,
+        "input_size": list(input_size) if input_size is not None else None,
+        "hardware": report.hardware.as_dict(),
+        "conventions": CONVENTIONS,
+        "layers": layers,
+        "totals": document_totals,
+    }
+
+
+def render_delay(document: Mapping[str, Any], fmt: str) -> str:
+    """``hwsim delay`` output: JSON as is; otherwise the per-layer table followed by the totals."""
+    if fmt == "json":
+        return to_json(document)
+    layer_rows = [{k: layer[k] for k in _TABLE_COLUMNS} for layer in document["layers"]]
+    totals = document["totals"]
+    if fmt == "csv":
+        total_row = {"name": "TOTAL", "params": totals["params"], "macs": totals["macs"],
+                     "read_ns": totals["read_ns"], "mult_ns": totals["mult_ns"], "delay_ns": totals["delay_ns"]}
+        return render_rows([*layer_rows, total_row], "csv", _TABLE_COLUMNS)
+    hw = document["hardware"]
+    what = document["model"] or "layers"
+    head = (f"{what} | variant {document['variant']}"
+            + (f" | input {'x'.join(map(str, document['input_size']))}" if document["input_size"] else "")
+            + f" | hardware {hw['name']} (b_io={hw['b_io']}, b_w={hw['b_w']}, n_bank={hw['n_bank']}, "
+            f"n_mult={hw['n_mult']}, t_read={hw['t_read_ns']:g} ns, t_mult={hw['t_mult_ns']:g} ns)")
+    total_rows = [{"total": key, "value": value if isinstance(value, str) else _number(value)}
+                  for key, value in totals.items()]
+    body = render_rows(layer_rows, fmt, _TABLE_COLUMNS)
+    tail = render_rows(total_rows, fmt)
+    sep = "\n\n"
+    if fmt == "markdown":
+        return f"**{head}**{sep}{body}{sep}{tail}{sep}Delays in ns; MACs = {CONVENTIONS['macs']}."
+    return f"{head}{sep}{body}{sep}{tail}{sep}delays in ns; macs = {CONVENTIONS['macs']}"
