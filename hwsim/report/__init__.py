@@ -6,10 +6,7 @@ Entry point: :func:`build_report`. Pieces: :mod:`hwsim.report.join` (the tidy ta
 
 from __future__ import annotations
 
-import os
 import shlex
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +14,10 @@ from typing import Any
 
 import pandas as pd
 
-from hwsim.errors import HwsimError
+from hwsim.report._files import staged_dir
 from hwsim.report.join import check_cost_axis, select_points, series_costs
 from hwsim.report.join import join as join_table
+from hwsim.report.markdown import render_report
 from hwsim.report.pareto import pareto_front
 
 __all__ = ["ReportResult", "build_report", "FIGURES"]
@@ -102,8 +100,6 @@ def build_report(runs: Sequence[str | Path], out: str | Path, hw: Any = None, re
     """
     check_cost_axis(cost)
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise HwsimError(f"--out {out} exists and is not a directory")
     if hw is None:
         from hwsim.hardware import get_preset
 
@@ -119,10 +115,7 @@ def build_report(runs: Sequence[str | Path], out: str | Path, hw: Any = None, re
     attack_used = selected["attack_label"].iloc[0] if not selected.empty else "(none)"
     checkpoint_used = (checkpoint or "best where a run has it, else last") if not selected.empty else "(none)"
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        tmp.chmod(_dir_mode())  # mkdtemp makes it private; the report is an ordinary directory
+    with staged_dir(out) as tmp:
         from hwsim.report import plots  # matplotlib only when a report is written
 
         fig_dir = tmp / "figures"
@@ -134,9 +127,6 @@ def build_report(runs: Sequence[str | Path], out: str | Path, hw: Any = None, re
         plots.plot_storage(selected, fig_dir / "storage")
         table.to_csv(tmp / "points.csv", index=False)
         frontier.to_csv(tmp / "frontier.csv", index=False)
-
-        from hwsim.report.markdown import render_report
-
         text = render_report(
             command=command, cost=cost, hardware=hw.as_dict() if hasattr(hw, "as_dict") else vars(hw),
             attack=attack_used, checkpoint=checkpoint_used, frontier=frontier, series=series_costs(selected),
@@ -144,26 +134,4 @@ def build_report(runs: Sequence[str | Path], out: str | Path, hw: Any = None, re
             figures={caption: f"figures/{stem}.png" for stem, caption in FIGURES.items()})
         (tmp / "report.md").write_text(text, encoding="utf-8")
         files = tuple(sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()))
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return ReportResult(out=out, files=files, points=table, frontier=frontier, command=command)
-
-
-def _dir_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o777 & ~umask
-
-
-def _replace_dir(new: Path, out: Path) -> None:
-    """Move ``new`` to ``out``, replacing an existing ``out`` only once ``new`` is complete."""
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        old.rmdir()
-        out.rename(old)
-        new.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        new.rename(out)
