@@ -19,7 +19,7 @@ def write_run(root: Path, name: str, *, variant: str, algorithm: str, points: li
               model: str = "small_cnn", dataset: str = "mnist", width: float = 1.0, density: float = 1.0,
               film_dim: int = 1, bn: str = "dual", epoch_times: tuple[float, ...] = (2.0, 4.0),
               train_lambda: float | None = None, checkpoints: tuple[str, ...] = ("last",),
-              attacks: tuple[str, ...] = ("pgd",)) -> Path:
+              attacks: tuple[str, ...] = ("pgd7",)) -> Path:
     """A run directory with config.json, metrics.jsonl and eval.csv; points are (lambda_n, ca, ra)."""
     run = root / name
     run.mkdir(parents=True)
@@ -27,7 +27,7 @@ def write_run(root: Path, name: str, *, variant: str, algorithm: str, points: li
               "widths": [width], "density": density, "algorithm": algorithm, "epochs": len(epoch_times),
               "batch_size": 32, "lr": 0.1, "versions": {}, "git_commit": "0" * 40}
     if train_lambda is not None:
-        config["lambda"] = train_lambda
+        config["pgd_lambda"] = train_lambda
     (run / "config.json").write_text(json.dumps(config))
     (run / "metrics.jsonl").write_text("".join(
         json.dumps({"epoch": i, "train_loss": 1.0, "ca": 50.0, "ra": 20.0, "epoch_time_s": t,
@@ -38,7 +38,7 @@ def write_run(root: Path, name: str, *, variant: str, algorithm: str, points: li
             for lam, ca, ra in points:
                 shift = 0.0 if ckpt == "last" else 1.0  # "best" rows differ so that a test can tell them apart
                 rows.append([name, ckpt, model, variant, dataset, film_dim, bn, algorithm, density, width, lam,
-                             0.0, attack, 8 / 255, 2 / 255, 7 if attack == "pgd" else 1, 100, ca + shift,
+                             0.0, attack, 8 / 255, 2 / 255, 7 if attack == "pgd7" else 1, 100, ca + shift,
                              ra + shift])
     pd.DataFrame(rows, columns=EVAL_HEADER).to_csv(run / "eval.csv", index=False)
     return run

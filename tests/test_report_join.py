@@ -59,7 +59,7 @@ def test_pgd_rows_labelled_by_training_lambda_and_epoch_time(tmp_path: Path):
     assert list(oat["lambda_label"]) == [0.0, 0.2, 0.7, 1.0]
     assert (oat["epoch_time_s"] == 1.5).all()
     assert (oat["norm_epoch_time"] == 1.5).all()  # the PGD-AT runs (1.0 s) are the fastest
-    assert set(df["attack_label"]) == {"pgd-7 eps=8/255"}
+    assert set(df["attack_label"]) == {"pgd7 eps=8/255"}
 
 
 def test_reference_rows_get_costs_and_keep_published_ones(tmp_path: Path):
@@ -103,13 +103,13 @@ def test_unknown_cost_axis_lists_valid_ones():
 
 def test_select_points_prefers_best_and_one_attack(tmp_path: Path):
     runs = [write_run(tmp_path, "f", variant="float", algorithm="float", points=[(0.0, 90.0, 40.0)],
-                      checkpoints=("last", "best"), attacks=("pgd", "fgsm", "fgsm"))]
+                      checkpoints=("last", "best"), attacks=("pgd7", "fgsm", "fgsm"))]
     df = join(runs, cost_fn=FakeCostFn())
     chosen = select_points(df)
     assert set(chosen["checkpoint"]) == {"best"}
-    assert set(chosen["attack_label"]) == {"fgsm-1 eps=8/255"}  # the most common attack
+    assert set(chosen["attack_label"]) == {"fgsm eps=8/255"}  # the most common attack
     assert list(chosen["ca"]) == [91.0, 91.0]
-    last_pgd = select_points(df, checkpoint="last", attack="pgd-7 eps=8/255")
+    last_pgd = select_points(df, checkpoint="last", attack="pgd7 eps=8/255")
     assert list(last_pgd["ca"]) == [90.0]
     with pytest.raises(HwsimError, match="the runs have: best, last"):
         select_points(df, checkpoint="epoch3")

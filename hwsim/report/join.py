@@ -11,9 +11,10 @@ Columns added to the contract's ``eval.csv`` columns:
 - ``series``: the curve a row belongs to in plots and tables, e.g. ``"FLOAT"``, ``"PGD-AT"``,
   ``"FLOATS-i d=0.1"``, ``"OAT slim w=0.5"``; the model and dataset are appended when the table holds more
   than one model/dataset pair.
-- ``lambda_label``: the lambda a point is labelled with: the training lambda (config ``"lambda"``) for
+- ``lambda_label``: the lambda a point is labelled with: the training lambda (config ``"pgd_lambda"``) for
   ``pgd-at`` runs, which train one model per lambda, else the inference knob ``lambda_n``.
-- ``attack_label``: ``attack``, ``steps`` and ``eps`` in one string, e.g. ``"pgd-7 eps=8/255"``.
+- ``attack_label``: ``attack`` and ``eps`` in one string, e.g. ``"pgd20 eps=8/255"`` (the trainer's attack
+  names carry their step count).
 - ``epoch_time_s``: mean training time per epoch over ``metrics.jsonl`` (NaN without it);
   ``norm_epoch_time``: that divided by the fastest run of the same model and dataset (1.0 = fastest).
 - Cost columns from :func:`hwsim.cost.model_cost` for (model, variant, dataset, film_dim, bn, width,
@@ -126,7 +127,7 @@ def _mean_epoch_time(path: Path) -> float:
 def read_run(run_dir: str | Path) -> pd.DataFrame:
     """One run directory's ``eval.csv`` with ``run_dir``, ``origin``, ``epoch_time_s`` and ``lambda_label``.
 
-    Reads ``config.json`` (optional) for the training lambda of ``pgd-at`` runs and ``metrics.jsonl``
+    Reads ``config.json`` (optional) for the training lambda (``pgd_lambda``) of ``pgd-at`` runs and ``metrics.jsonl``
     (optional) for the training time per epoch.
 
     Raises:
@@ -151,7 +152,7 @@ def read_run(run_dir: str | Path) -> pd.DataFrame:
     df["origin"] = "run"
     df["run_dir"] = str(run_dir)
     df["epoch_time_s"] = _mean_epoch_time(run_dir / "metrics.jsonl")
-    train_lambda = config.get("lambda")
+    train_lambda = config.get("pgd_lambda", config.get("lambda"))
     is_pgd = df["algorithm"].astype(str) == "pgd-at"
     df["lambda_label"] = df["lambda_n"].astype(float)
     if train_lambda is not None:
@@ -199,6 +200,20 @@ def _default_cost_fn() -> CostFn:
     return model_cost
 
 
+def _model_dataset(name: str) -> str:
+    """The ``models`` dataset a trainer data source builds its model for ("synthetic" -> "cifar10").
+
+    eval.csv names the data the run trained on; cost depends on the model's input size and classes, which the
+    trainer's data source maps to a ``models`` dataset.
+    """
+    try:
+        from hwsim.train.data import DATA_SOURCES
+    except ImportError:  # trainer not installed: data sources and model datasets share their names
+        return name
+    source = DATA_SOURCES.get(name)
+    return source.model_dataset if source is not None else name
+
+
 def _key_of(row: Mapping[str, Any]) -> CostKey | None:
     def val(name: str, default: Any) -> Any:
         v = row.get(name, default)
@@ -206,7 +221,7 @@ def _key_of(row: Mapping[str, Any]) -> CostKey | None:
 
     if not isinstance(row.get("model"), str) or not isinstance(row.get("dataset"), str):
         return None
-    return CostKey(model=row["model"], variant=str(val("variant", "base")), dataset=row["dataset"],
+    return CostKey(model=row["model"], variant=str(val("variant", "base")), dataset=_model_dataset(row["dataset"]),
                    film_dim=int(val("film_dim", 1)), bn=str(val("bn", "single")),
                    width=float(val("width", 1.0)), density=float(val("density", 1.0)))
 
@@ -280,10 +295,8 @@ def _add_labels(df: pd.DataFrame) -> pd.DataFrame:
     multi = len(pairs) > 1
     out["series"] = [_series(r, multi) for r in out.to_dict("records")]
     if "attack" in out.columns:
-        out["attack_label"] = [
-            (f"{r['attack']}-{int(r['steps'])}" if isinstance(r.get("steps"), (int, float))
-             and not math.isnan(r["steps"]) else str(r["attack"])) + f" eps={_fmt_eps(r.get('eps'))}"
-            if isinstance(r.get("attack"), str) else "" for r in out.to_dict("records")]
+        out["attack_label"] = [f"{r['attack']} eps={_fmt_eps(r.get('eps'))}" if isinstance(r.get("attack"), str)
+                               else "" for r in out.to_dict("records")]
     else:
         out["attack_label"] = ""
     if "epoch_time_s" in out.columns:
