@@ -95,7 +95,7 @@ def test_cli_report_json(tmp_path: Path, fake_cost: FakeCostFn):
     assert doc["cost"] == "delay_ns" and "--set n_mult=256" in doc["command"]
     # delay: PGD-AT 100 < FLOAT 120 < OAT 150; every FLOAT point beats PGD-AT on CA or RA, every OAT point
     # is dominated by a FLOAT point (e.g. (96, 15) by (97, 20))
-    assert sorted((r["run"], r["lambda_label"]) for r in doc["frontier"]) == [
+    assert sorted((r["run_name"], r["lambda_label"]) for r in doc["frontier"]) == [
         ("float", 0.0), ("float", 0.2), ("float", 0.7), ("float", 1.0), ("pgd0", 0.0), ("pgd1", 1.0)]
     assert {c[7].n_mult for c in fake_cost.calls} == {256}
     assert (out / "report.md").is_file()

@@ -120,3 +120,15 @@ def test_series_costs_one_row_per_series(tmp_path: Path):
     table = series_costs(df)
     assert list(table["series"]) == ["PGD-AT", "FLOAT", "OAT"]
     assert list(table["memory_bytes"]) == [1000, 1010, 1500]
+
+
+def test_threshold_rows_form_their_own_series_but_one_network(tmp_path: Path):
+    run = write_run(tmp_path, "f", variant="float", algorithm="float", points=[(0.0, 90.0, 40.0), (1.0, 80.0, 50.0)])
+    eval_csv = pd.read_csv(run / "eval.csv")
+    pd.concat([eval_csv, eval_csv.assign(lambda_th=0.5, ca=eval_csv["ca"] + 2)]).to_csv(run / "eval.csv", index=False)
+    df = join([run], cost_fn=FakeCostFn())
+    assert sorted(set(df["series"])) == ["FLOAT", "FLOAT λth=0.5"]
+    assert set(df["network"]) == {"FLOAT"}
+    assert list(df.loc[df["series"] == "FLOAT λth=0.5", "ca"]) == [92.0, 82.0]
+    assert list(series_costs(df)["series"]) == ["FLOAT"]
+    assert set(df["run_name"]) == {"f"}

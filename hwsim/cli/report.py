@@ -8,7 +8,7 @@ from hwsim.cli.common import hardware_options
 from hwsim.output import FORMATS, emit, render_rows, to_json
 
 # The columns printed for the frontier; the report directory has all of them.
-_PRINTED = ("series", "lambda_label", "run", "checkpoint", "width", "density", "ca", "ra")
+_PRINTED = ("series", "lambda_label", "run_name", "checkpoint", "width", "density", "ca", "ra")
 
 
 @click.command("report")

@@ -8,9 +8,12 @@ Columns added to the contract's ``eval.csv`` columns:
 
 - ``origin``: ``"run"`` for measured rows, ``"reference"`` for published numbers.
 - ``run_dir``: the run directory the row came from (empty for reference rows).
-- ``series``: the curve a row belongs to in plots and tables, e.g. ``"FLOAT"``, ``"PGD-AT"``,
+- ``network``: the network a row runs, named the paper's way, e.g. ``"FLOAT"``, ``"PGD-AT"``,
   ``"FLOATS-i d=0.1"``, ``"OAT slim w=0.5"``; the model and dataset are appended when the table holds more
-  than one model/dataset pair.
+  than one model/dataset pair. Cost is a function of the network.
+- ``series``: the curve a row belongs to in plots: ``network`` plus ``" λth=0.5"`` for FLOAT-family rows
+  evaluated with a nonzero BN-switch threshold (the paper draws each threshold as its own curve, Fig. 5).
+- ``run_name``: the last component of the run directory, for tables.
 - ``lambda_label``: the lambda a point is labelled with: the training lambda (config ``"pgd_lambda"``) for
   ``pgd-at`` runs, which train one model per lambda, else the inference knob ``lambda_n``.
 - ``attack_label``: ``attack`` and ``eps`` in one string, e.g. ``"pgd20 eps=8/255"`` (the trainer's attack
@@ -289,11 +292,22 @@ def _series(row: Mapping[str, Any], multi_model: bool) -> str:
     return name
 
 
+def _threshold(row: Mapping[str, Any]) -> str:
+    th = row.get("lambda_th")
+    if str(row.get("variant", "")).startswith("float") and isinstance(th, float) and th > 0:
+        return f" λth={th:g}"
+    return ""
+
+
 def _add_labels(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     pairs = out[["model", "dataset"]].dropna().drop_duplicates() if "model" in out.columns else []
     multi = len(pairs) > 1
-    out["series"] = [_series(r, multi) for r in out.to_dict("records")]
+    records = out.to_dict("records")
+    out["network"] = [_series(r, multi) for r in records]
+    out["series"] = [n + _threshold(r) for n, r in zip(out["network"], records)]
+    out["run_name"] = [Path(str(r)).name if isinstance(r, str) and r else str(r) for r in out["run"]] \
+        if "run" in out.columns else ""
     if "attack" in out.columns:
         out["attack_label"] = [f"{r['attack']} eps={_fmt_eps(r.get('eps'))}" if isinstance(r.get("attack"), str)
                                else "" for r in out.to_dict("records")]
@@ -369,11 +383,13 @@ def select_points(df: pd.DataFrame, checkpoint: str | None = None, attack: str |
 
 
 def series_costs(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per series (measured and reference) with its cost columns and training time per epoch.
+    """One row per network (measured and reference) with its cost columns and training time per epoch.
 
-    Cost columns do not vary inside a series (they depend on the network, not on lambda), so the first row
-    of each series stands for it. Ordered as the series first appear in ``df``.
+    Cost columns do not vary for one network (they do not depend on lambda), so its first row stands for
+    it; ``series`` is the network's name here. Ordered as the networks first appear in ``df``.
     """
+    if "network" in df.columns:
+        df = df.drop(columns="series").rename(columns={"network": "series"})
     cols = ["series", "model", "dataset", "variant", "width", "density", *COST_AXES,
             "epoch_time_s", "norm_epoch_time"]
     cols = [c for c in cols if c in df.columns]

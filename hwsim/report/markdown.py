@@ -15,7 +15,7 @@ __all__ = ["FRONTIER_COLUMNS", "POINT_COLUMNS", "SERIES_COLUMNS", "markdown_tabl
 
 #: Columns of the frontier and all-points tables, in this order (those the table has).
 FRONTIER_COLUMNS: tuple[str, ...] = (
-    "series", "lambda_label", "run", "checkpoint", "lambda_n", "lambda_th", "width", "density", "ca", "ra",
+    "series", "lambda_label", "run_name", "checkpoint", "lambda_n", "lambda_th", "width", "density", "ca", "ra",
     "params", "memory_bytes", "macs", "delay_ns", "norm_delay", "norm_memory")
 POINT_COLUMNS: tuple[str, ...] = (*FRONTIER_COLUMNS[:4], "attack_label", *FRONTIER_COLUMNS[4:], "front_ca",
                                   "front_ra", "front_joint")

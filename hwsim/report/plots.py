@@ -133,9 +133,16 @@ def plot_tradeoff(df: pd.DataFrame, stem: str | Path) -> list[Path]:
                                s=45, label=f"{series} (published)", zorder=3)
                 else:
                     ax.plot(rows["ca"], rows["ra"], marker=marker, color=colour, label=series, lw=1.4, ms=6)
+                # one label per distinct point: coinciding settings share it ("λ=0.7, 1")
+                labels: dict[tuple[float, float], list[str]] = {}
                 for ca, ra, lam in zip(rows["ca"], rows["ra"], rows["lambda_label"]):
-                    ax.annotate(_fmt_lambda(lam), (ca, ra), textcoords="offset points", xytext=(4, 4),
-                                fontsize=7.5, color="black" if ref else colour)
+                    text = _fmt_lambda(lam)
+                    if text and text not in labels.setdefault((ca, ra), []):
+                        labels[(ca, ra)].append(text)
+                for (ca, ra), texts in labels.items():
+                    text = "λ=" + ", ".join(t.removeprefix("λ=") for t in texts) if texts else ""
+                    ax.annotate(text, (ca, ra), textcoords="offset points", xytext=(4, 4), fontsize=7.5,
+                                color="black" if ref else colour)
             ax.set_xlabel(AXIS_LABELS["ca"])
             ax.set_ylabel(AXIS_LABELS["ra"])
             ax.set_title(title)
@@ -176,6 +183,7 @@ def plot_accuracy_vs_memory(df: pd.DataFrame, stem: str | Path, memory: str = "n
 
 
 def _series_bars(df: pd.DataFrame) -> pd.DataFrame:
+    """One bar per network (series_costs), measured rows only."""
     return series_costs(df[df["origin"] == "run"]) if "origin" in df.columns else series_costs(df)
 
 
@@ -186,7 +194,7 @@ def plot_conv_delay(df: pd.DataFrame, stem: str | Path) -> list[Path]:
     report's hardware); 1.0 means no slower than the plain conv.
     """
     table = _series_bars(df)
-    styles = _style(_all_series(df))
+    styles = _style(list(table["series"]))
     with plt.rc_context(_STYLE):
         fig, ax = plt.subplots(figsize=(max(5.0, 1.5 * len(table) + 1.5), 4.4), layout="constrained")
         if table.empty:
@@ -209,7 +217,8 @@ def plot_conv_delay(df: pd.DataFrame, stem: str | Path) -> list[Path]:
 
 
 def _bar_chart(table: pd.DataFrame, column: str, ratio: str | None, ylabel: str, title: str,
-               styles: dict[str, tuple[str, str]], stem: str | Path, what: str) -> list[Path]:
+               stem: str | Path, what: str) -> list[Path]:
+    styles = _style(list(table["series"]))
     with plt.rc_context(_STYLE):
         fig, ax = plt.subplots(figsize=(max(5.0, 1.5 * len(table) + 1.5), 4.4), layout="constrained")
         table = table[table[column].notna()] if column in table.columns else table.iloc[:0]
@@ -232,15 +241,13 @@ def _bar_chart(table: pd.DataFrame, column: str, ratio: str | None, ylabel: str,
 def plot_training_time(df: pd.DataFrame, stem: str | Path) -> list[Path]:
     """Mean training time per epoch per series, labelled with the ratio to the fastest run (Fig. 7a)."""
     return _bar_chart(_series_bars(df), "epoch_time_s", "norm_epoch_time", "training time per epoch (s)",
-                      "Training time per epoch (label: x fastest)", _style(_all_series(df)), stem,
-                      "training times (metrics.jsonl)")
+                      "Training time per epoch (label: x fastest)", stem, "training times (metrics.jsonl)")
 
 
 def plot_storage(df: pd.DataFrame, stem: str | Path) -> list[Path]:
     """Weight storage per series in bytes, labelled with the ratio to the plain network (Fig. 7b)."""
     return _bar_chart(_series_bars(df), "memory_bytes", "norm_memory", "weight memory (bytes)",
-                      "Parameter storage, BN and α excluded (label: x plain)", _style(_all_series(df)), stem,
-                      "cost rows")
+                      "Parameter storage, BN and α excluded (label: x plain)", stem, "cost rows")
 
 
 def plot_frontier(df: pd.DataFrame, stem: str | Path, cost: str = "memory_bytes") -> list[Path]:
