@@ -38,12 +38,12 @@ def run_demo(out: Path, runs_dir: Path, quick: bool = False) -> list[Path]:
 
     common = {"model": "small_cnn", "device": "cpu", "seed": 0, "lr": 0.05}
     if quick:  # a few batches of synthetic data: checks the plumbing, not the accuracy
-        common |= {"dataset": "synthetic", "synthetic_size": 256, "val_size": 64, "epochs": 1, "batch_size": 64,
+        common |= {"dataset": "synthetic", "synthetic_size": 128, "val_size": 32, "epochs": 1, "batch_size": 64,
                    "attack_steps": 2}
-        attack, n_images = "pgd3", 64
+        attack, n_images = "pgd2", 32
     else:
-        common |= {"dataset": "mnist", "epochs": 5, "batch_size": 128, "eps": 0.3, "step_size": 0.1}
-        attack, n_images = "pgd10", 1000
+        common |= {"dataset": "mnist", "epochs": 3, "batch_size": 128, "eps": 0.3, "step_size": 0.1}
+        attack, n_images = "pgd10", 500
     runs = []
     for name, variant, algorithm, extra in PLANS:
         started = time.perf_counter()
