@@ -132,3 +132,25 @@ def test_threshold_rows_form_their_own_series_but_one_network(tmp_path: Path):
     assert list(df.loc[df["series"] == "FLOAT λth=0.5", "ca"]) == [92.0, 82.0]
     assert list(series_costs(df)["series"]) == ["FLOAT"]
     assert set(df["run_name"]) == {"f"}
+
+
+def test_uncostable_reference_row_keeps_accuracy_and_says_why(tmp_path: Path):
+    class Refusing(FakeCostFn):
+        def __call__(self, model, variant="base", **kw):
+            if variant == "floats-c":
+                raise HwsimError("invalid layer 'layer4.0.conv2': c_in=0")
+            return super().__call__(model, variant, **kw)
+
+    ref = tmp_path / "ref.csv"
+    pd.DataFrame({"label": ["C", "F"], "variant": ["floats-c", "float"], "model": ["small_cnn"] * 2,
+                  "dataset": ["mnist"] * 2, "density": [0.34, 1.0], "ca": [93.8, 94.8], "ra": [17.2, 22.5],
+                  "source": ["Table 1"] * 2}).to_csv(ref, index=False)
+    df = join(standard_runs(tmp_path), reference=ref, cost_fn=Refusing())
+    refs = df[df["origin"] == "reference"].set_index("label")
+    assert pd.isna(refs.loc["C", "memory_bytes"]) and refs.loc["C", "ca"] == 93.8
+    assert refs.loc["C", "cost_note"] == "no hwsim cost: invalid layer 'layer4.0.conv2': c_in=0"
+    assert refs.loc["F", "memory_bytes"] == 1010 and refs.loc["F", "cost_note"] == ""
+    # the same failure on a measured run is an error naming the setting
+    run = write_run(tmp_path, "c", variant="floats-c", algorithm="float", density=0.34, points=[(0.0, 1.0, 1.0)])
+    with pytest.raises(HwsimError, match=r"cost of small_cnn floats-c \(width 1, density 0.34\): invalid layer"):
+        join([run], cost_fn=Refusing())

@@ -240,25 +240,48 @@ def attach_costs(df: pd.DataFrame, hw: Any = None, cost_fn: CostFn | None = None
             returning an object with the :data:`COST_FIELDS` attributes; default ``hwsim.cost.model_cost``.
 
     Returns:
-        A copy of ``df`` with :data:`COST_FIELDS` plus ``norm_memory`` and ``norm_memory_max``. Values that
-        ``df`` already holds in a cost column (published numbers of reference rows) are kept.
+        A copy of ``df`` with :data:`COST_FIELDS` plus ``norm_memory``, ``norm_memory_max`` and ``cost_note``.
+        Values that ``df`` already holds in a cost column (published numbers of reference rows) are kept. A
+        reference row (``origin == "reference"``) whose cost raises HwsimError keeps NaN costs and the reason
+        in ``cost_note``.
+
+    Raises:
+        HwsimError: the cost of a measured row cannot be computed (names the setting and the reason).
     """
     cost_fn = cost_fn or _default_cost_fn()
     cache: dict[CostKey, Any] = {}
 
     def cost_of(key: CostKey) -> Any:
         if key not in cache:
-            cache[key] = cost_fn(key.model, key.variant, dataset=key.dataset, film_dim=key.film_dim, bn=key.bn,
-                                 width=key.width, density=key.density, hw=hw)
+            try:
+                cache[key] = cost_fn(key.model, key.variant, dataset=key.dataset, film_dim=key.film_dim,
+                                     bn=key.bn, width=key.width, density=key.density, hw=hw)
+            except HwsimError as exc:
+                cache[key] = exc
         return cache[key]
 
     out = df.copy()
-    keys = [_key_of(r) for r in out.to_dict("records")]
-    computed = {f: [getattr(cost_of(k), f) if k else np.nan for k in keys] for f in COST_FIELDS}
-    base_memory = [cost_of(k.base()).memory_bytes if k else np.nan for k in keys]
+    records = out.to_dict("records")
+    keys = [_key_of(r) for r in records]
+    costs = [cost_of(k) if k else None for k in keys]
+    notes = []
+    for rec, key, cost in zip(records, keys, costs):
+        if isinstance(cost, HwsimError):
+            # a published point whose setting hwsim cannot cost (e.g. channel pruning of an untrained model
+            # that empties a layer) keeps its accuracy and says why its cost is missing; a measured one stops
+            if rec.get("origin") != "reference":
+                raise HwsimError(f"cost of {key.model} {key.variant} (width {key.width:g}, density "
+                                 f"{key.density:g}): {cost}") from None
+            notes.append(f"no hwsim cost: {cost}")
+        else:
+            notes.append("")
+    ok = [c if c is not None and not isinstance(c, HwsimError) else None for c in costs]
+    computed = {f: [getattr(c, f) if c is not None else np.nan for c in ok] for f in COST_FIELDS}
+    base_memory = [getattr(cost_of(k.base()), "memory_bytes", np.nan) if k else np.nan for k in keys]
     for f in COST_FIELDS:
         values = pd.Series(computed[f], index=out.index, dtype=float)
         out[f] = out[f].astype(float).fillna(values) if f in out.columns else values
+    out["cost_note"] = notes
     out["norm_memory"] = out["memory_bytes"] / pd.Series(base_memory, index=out.index, dtype=float)
     group_max = out.groupby(["model", "dataset"], dropna=False)["memory_bytes"].transform("max") \
         if "model" in out.columns else out["memory_bytes"]

@@ -107,6 +107,6 @@ def render_report(*, command: str, cost: str, hardware: Mapping[str, Any], attac
     if not reference.empty:
         parts += ["## Reference points (published)", "",
                   markdown_table(reference, ("label", "variant", "width", "density", "ca", "ra", "memory_bytes",
-                                             "norm_memory", "source")), ""]
+                                             "norm_memory", "source", "cost_note")), ""]
     parts += [f"## Every point ({len(points)} rows)", "", markdown_table(points, POINT_COLUMNS), ""]
     return "\n".join(parts)
