@@ -154,3 +154,26 @@ def test_uncostable_reference_row_keeps_accuracy_and_says_why(tmp_path: Path):
     run = write_run(tmp_path, "c", variant="floats-c", algorithm="float", density=0.34, points=[(0.0, 1.0, 1.0)])
     with pytest.raises(HwsimError, match=r"cost of small_cnn floats-c \(width 1, density 0.34\): invalid layer"):
         join([run], cost_fn=Refusing())
+
+
+def test_cost_columns_equal_model_cost(tmp_path: Path):
+    """With the real cost function: every cost column is exactly what hwsim.cost.model_cost gives."""
+    from hwsim.cost import model_cost
+    from hwsim.hardware import get_preset
+
+    hw = get_preset("asic65")
+    runs = [write_run(tmp_path, "oat", variant="oat", algorithm="oat", film_dim=1, bn="single",
+                      points=[(0.0, 90.0, 10.0), (1.0, 80.0, 40.0)]),
+            write_run(tmp_path, "pgd", variant="base", algorithm="pgd-at", bn="single", points=[(1.0, 85.0, 45.0)])]
+    df = join(runs, hw=hw)
+    for row in df.to_dict("records"):
+        expected = model_cost(row["model"], row["variant"], dataset=row["dataset"], film_dim=row["film_dim"],
+                              bn=row["bn"], width=row["width"], density=row["density"], hw=hw)
+        # nonzero_params left out: an untrained model's count depends on its random init
+        for field in ("params", "memory_bytes", "macs", "delay_ns", "base_delay_ns", "norm_delay",
+                      "conv_norm_delay_min", "conv_norm_delay_mean", "conv_norm_delay_max"):
+            assert row[field] == getattr(expected, field), field
+    base = model_cost("small_cnn", "base", dataset="mnist", hw=hw)
+    oat = df[df["variant"] == "oat"].iloc[0]
+    assert oat["norm_memory"] == oat["memory_bytes"] / base.memory_bytes
+    assert oat["memory_bytes"] > base.memory_bytes
