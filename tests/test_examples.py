@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +14,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_cpu_demo_quick(tmp_path: Path):
     out = tmp_path / "demo"
+    # the script imports this checkout's hwsim, not whichever one is installed
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / "cpu_demo.py"), "--quick", "--out", str(out),
-                           "--runs", str(tmp_path / "runs")], cwd=ROOT, capture_output=True, text=True,
+                           "--runs", str(tmp_path / "runs")], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert {"report.md", "points.csv", "frontier.csv"} <= {p.name for p in out.iterdir()}
