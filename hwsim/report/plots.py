@@ -21,6 +21,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import EngFormatter  # noqa: E402
 
 from hwsim.report.join import series_costs  # noqa: E402
 
@@ -36,7 +37,7 @@ _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 AXIS_LABELS: dict[str, str] = {
     "params": "parameters (active)",
     "nonzero_params": "non-zero parameters",
-    "memory_bytes": "weight memory (bytes)",
+    "memory_bytes": "weight memory",
     "macs": "MACs (conv + linear)",
     "delay_ns": "delay (ns)",
     "base_delay_ns": "delay of the plain network (ns)",
@@ -104,6 +105,14 @@ def _ticks(ax: plt.Axes, labels: Sequence[str]) -> None:
                            for part in str(s).split(" (")) for s in labels]
     ax.set_xticks(range(len(labels)), wrapped, rotation=30 if len(labels) > 5 else 0,
                   ha="right" if len(labels) > 5 else "center", fontsize=8.5)
+
+
+def _engineering(axis: matplotlib.axis.Axis, column: str) -> None:
+    """Counts and bytes with SI prefixes (21.3 MB, 1.16 G) instead of a 1e7 offset; other axes untouched."""
+    if column == "memory_bytes":
+        axis.set_major_formatter(EngFormatter(unit="B"))
+    elif column in ("params", "nonzero_params", "macs"):
+        axis.set_major_formatter(EngFormatter())
 
 
 def _fmt_lambda(lam: float) -> str:
@@ -233,6 +242,7 @@ def _bar_chart(table: pd.DataFrame, column: str, ratio: str | None, ylabel: str,
                                 fontsize=8.5)
             _ticks(ax, list(table["series"]))
             ax.margins(y=0.12)
+            _engineering(ax.yaxis, column)
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         return _save(fig, stem)
@@ -246,7 +256,7 @@ def plot_training_time(df: pd.DataFrame, stem: str | Path) -> list[Path]:
 
 def plot_storage(df: pd.DataFrame, stem: str | Path) -> list[Path]:
     """Weight storage per series in bytes, labelled with the ratio to the plain network (Fig. 7b)."""
-    return _bar_chart(_series_bars(df), "memory_bytes", "norm_memory", "weight memory (bytes)",
+    return _bar_chart(_series_bars(df), "memory_bytes", "norm_memory", "weight memory",
                       "Parameter storage, BN and α excluded (label: x plain)", stem, "cost rows")
 
 
@@ -275,7 +285,11 @@ def plot_frontier(df: pd.DataFrame, stem: str | Path, cost: str = "memory_bytes"
                     xs.append(xmax)
                     ys.append(ys[-1])
                 ax.step(xs, ys, where="post", color="black", lw=1.3, label="Pareto frontier")
+                # ringed too: when every point shares one cost the step line has no length to show
+                ax.scatter(front[cost], front[acc], s=110, facecolors="none", edgecolors="black", linewidths=1.2,
+                           zorder=3)
             ax.set_xlabel(AXIS_LABELS.get(cost, cost))
+            _engineering(ax.xaxis, cost)
             ax.set_ylabel(AXIS_LABELS[acc])
             ax.set_title(f"{acc.upper()} vs {cost}")
         _legend(fig, axes[0])
