@@ -1,0 +1,163 @@
+"""``create_model``: the one public constructor, and ``load_factory`` for user models."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from torch import nn
+
+from hwsim.errors import HwsimError
+from models.datasets import get_dataset
+from models.knobs import S_LAMBDA, KnobState
+from models.layers import LayerFactory
+from models.pruning import prune_
+from models.registry import get_builder
+
+#: Every variant; each is a set of injections into the one base definition (SPEC section 4).
+VARIANTS: tuple[str, ...] = ("base", "float", "oat", "floats-i", "floats-c", "float-slim", "oat-slim",
+                             "floats-slim")
+
+# variant -> (noise convs, masks, FiLM, slimmable, pruning granularity)
+_VARIANT_FEATURES: dict[str, tuple[bool, bool, bool, bool, str | None]] = {
+    "base": (False, False, False, False, None),
+    "float": (True, False, False, False, None),
+    "oat": (False, False, True, False, None),
+    "floats-i": (True, True, False, False, "irregular"),
+    "floats-c": (True, True, False, False, "channel"),
+    "float-slim": (True, False, False, True, None),
+    "oat-slim": (False, False, True, True, None),
+    # FLOATS slim = slimmable FLOAT with FLOATS-i masks on top (paper Sec. 3.2)
+    "floats-slim": (True, True, False, True, "irregular"),
+}
+
+BN_CHOICES = ("single", "dual")
+
+
+def _check_film_dim(film_dim: object) -> int:
+    if isinstance(film_dim, bool) or not isinstance(film_dim, int) or not (
+            film_dim == 1 or film_dim >= len(S_LAMBDA)):
+        raise HwsimError(f"film_dim must be 1 (raw lambda) or an integer >= {len(S_LAMBDA)} (orthogonal rows "
+                         f"for the {len(S_LAMBDA)} lambdas in S_lambda), got {film_dim!r}")
+    return film_dim
+
+
+def _check_widths(widths: object) -> tuple[float, ...]:
+    try:
+        values = tuple(sorted({float(w) for w in widths}))  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise HwsimError(f"widths must be a sequence of numbers in (0, 1], got {widths!r}") from None
+    if not values or any(not 0.0 < w <= 1.0 for w in values):
+        raise HwsimError(f"widths must be numbers in (0, 1], got {widths!r}")
+    return values
+
+
+def _check_fraction(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+        raise HwsimError(f"{name} must lie in (0, 1], got {value!r}")
+    return float(value)
+
+
+def create_model(name: str, variant: str = "base", *, dataset: str = "cifar10", film_dim: int = 128,
+                 bn: str = "dual", widths: tuple[float, ...] = (0.5, 1.0), density: float = 1.0,
+                 channel_density: float | None = None, dropout: float = 0.0) -> nn.Module:
+    """Build ``name`` as ``variant`` for ``dataset``; inputs are images in [0, 1], shape (B, C, H, W).
+
+    ``film_dim`` (oat*): FiLM encoding size d. ``bn`` (conditional variants): "dual" (BN_C/BN_A) or
+    "single". ``widths`` (*-slim): slimming factors S_f. ``density`` (floats-*): global fraction of
+    prunable conv weights kept. ``channel_density`` is reserved and must stay None (masks are set from
+    ``density``; channel counts are a result, see ``models.pruning``). ``dropout``: before the classifier
+    (ResNet, small CNN) or inside each block (WRN), in [0, 1).
+
+    The model carries ``hwsim_knobs`` (its one :class:`KnobState`) and ``hwsim_info`` (the resolved
+    config). Knobs start at lambda_n = 0, lambda_th = 0, width = max(widths).
+    """
+    if variant not in VARIANTS:
+        raise HwsimError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
+    data = get_dataset(dataset)
+    if bn not in BN_CHOICES:
+        raise HwsimError(f"bn must be one of {', '.join(BN_CHOICES)}, got {bn!r}")
+    film_dim = _check_film_dim(film_dim)
+    density = _check_fraction("density", density)
+    if channel_density is not None:
+        raise HwsimError(f"channel_density is not supported (got {channel_density!r}); use density with "
+                         "variant floats-c")
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        raise HwsimError(f"dropout must lie in [0, 1), got {dropout!r}")
+    noise, masked, film, slim, granularity = _VARIANT_FEATURES[variant]
+    width_set = _check_widths(widths) if slim else (1.0,)
+    if density < 1.0 and not masked:
+        raise HwsimError(f"density {density:g} applies only to pruned variants "
+                         f"({', '.join(v for v, f in _VARIANT_FEATURES.items() if f[1])}), not {variant!r}")
+    conditional = variant != "base"
+    info = {"name": name, "variant": variant, "dataset": data.name, "film_dim": film_dim if film else 0,
+            "bn": bn if conditional else "single", "widths": width_set, "density": density,
+            "granularity": granularity, "dropout": float(dropout), "input_size": data.input_size,
+            "in_channels": data.in_channels, "num_classes": data.num_classes}
+
+    state = KnobState(widths=width_set, film_dim=info["film_dim"])
+    if ":" in name:
+        if variant != "base":
+            raise HwsimError(f"user model {name!r} supports only variant 'base', got {variant!r}")
+        model = load_factory(name)()
+    else:
+        layers = LayerFactory(state, noise=noise, masked=masked, dual=conditional and bn == "dual",
+                              film_dim=film_dim if film else 0)
+        model = get_builder(name)(layers, data, dropout=float(dropout))
+        if masked and density < 1.0:  # masks start as ones
+            prune_(model, density, granularity)
+    model.hwsim_knobs = state
+    model.hwsim_info = info
+    return model
+
+
+def load_factory(spec: str) -> Callable[[], nn.Module]:
+    """Resolve ``"path/to/file.py:factory"`` or ``"pkg.module:factory"`` to a checked zero-argument factory.
+
+    The returned callable raises :class:`HwsimError` if the factory raises or returns a non-``nn.Module``.
+    Malformed specs, missing files/modules and missing attributes raise :class:`HwsimError` here.
+    """
+    if not isinstance(spec, str) or spec.count(":") != 1 or not all(p.strip() for p in spec.split(":")):
+        raise HwsimError(f"malformed model factory {spec!r}; expected 'path/to/file.py:factory' or "
+                         "'pkg.module:factory'")
+    where, attr = (p.strip() for p in spec.split(":"))
+    if where.endswith(".py") or "/" in where or "\\" in where:
+        path = Path(where)
+        if not path.is_file():
+            raise HwsimError(f"model factory file {where!r} does not exist")
+        mod_name = f"hwsim_user_model_{abs(hash(str(path.resolve())))}"
+        module_spec = importlib.util.spec_from_file_location(mod_name, path)
+        if module_spec is None or module_spec.loader is None:
+            raise HwsimError(f"cannot import model factory file {where!r}")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[mod_name] = module
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as exc:  # user code: any failure is a user error
+            sys.modules.pop(mod_name, None)
+            raise HwsimError(f"importing {where!r} failed: {type(exc).__name__}: {exc}") from exc
+    else:
+        try:
+            module = importlib.import_module(where)
+        except Exception as exc:
+            raise HwsimError(f"cannot import module {where!r}: {type(exc).__name__}: {exc}") from exc
+    factory = getattr(module, attr, None)
+    if factory is None:
+        raise HwsimError(f"{where!r} has no attribute {attr!r}")
+    if not callable(factory):
+        raise HwsimError(f"{spec!r} is not callable")
+
+    def checked() -> nn.Module:
+        try:
+            model = factory()
+        except Exception as exc:
+            raise HwsimError(f"model factory {spec!r} raised {type(exc).__name__}: {exc}") from exc
+        if not isinstance(model, nn.Module):
+            raise HwsimError(f"model factory {spec!r} returned {type(model).__name__}, not a torch.nn.Module")
+        return model
+
+    return checked

@@ -1,0 +1,220 @@
+"""Conditional layers and the factory that injects them into the base architectures.
+
+A base definition (``resnet.py``, ``preact.py``, ``small_cnn.py``) asks a :class:`LayerFactory` for every
+conv, norm, FiLM and classifier; the variant only changes the factory. Every conditional layer holds the
+model's single :class:`~models.knobs.KnobState` (given at construction) and reads lambda / width from it.
+
+Markers the tracer relies on (see CONTRACT.md): convs compute through ``F.conv2d`` with the effective weight
+(sliced, masked, noise added); noise convs have ``noise_conditioned = True``; masked convs have a buffer
+``weight_mask``; :class:`FiLM` exposes ``film_dim``, ``channels`` and ``active_channels()``; the classifier is
+an ``nn.Linear``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.knobs import S_LAMBDA, KnobState
+
+#: FLOAT's initial noise scaling factor alpha_l (paper Sec. 3.1; PNI-style initialisation).
+ALPHA_INIT = 0.25
+
+
+class Normalize(nn.Module):
+    """Per-channel ``(x - mean) / std`` so the model takes inputs in [0, 1]."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class CondConv2d(nn.Module):
+    """A bias-free conv whose effective weight may be sliced (slim), masked (FLOATS) and noised (FLOAT).
+
+    Effective weight, in this order: ``theta[:round(w*C_out), :C_in_active]`` (slim; C_in follows the
+    input), times ``weight_mask`` (masked), plus ``s * alpha * eta`` with ``eta ~ N(0, std(theta_eff)^2)``
+    drawn fresh at every forward without gradient (noise). ``theta_eff`` is the sliced, masked weight, so
+    the noise follows the weight slice (FLOATS slim, supplement Alg. 2: each width trains its own slice) and
+    its std matches the tensor that actually runs; the noise is masked too so pruned weights stay zero.
+    With ``s == 0`` no noise op runs at all, so the conv is bit-identical to ``nn.Conv2d``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int,
+                 state: KnobState, *, noise: bool, masked: bool) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.noise_conditioned = noise
+        self._knobs = state
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # nn.Conv2d's default init
+        if noise:
+            self.alpha = nn.Parameter(torch.tensor(ALPHA_INIT))
+        if masked:
+            self.register_buffer("weight_mask", torch.ones_like(self.weight))
+
+    def effective_weight(self, in_active: int) -> torch.Tensor:
+        w = self.weight
+        out_active = self._knobs.active(self.out_channels)
+        if out_active != self.out_channels or in_active != self.in_channels:
+            w = w[:out_active, :in_active]
+        mask = getattr(self, "weight_mask", None)
+        if mask is not None:
+            mask = mask[: w.shape[0], : w.shape[1]]
+            w = w * mask
+        if self.noise_conditioned:
+            scale = self._knobs.noise_scale()
+            if scale != 0.0:
+                with torch.no_grad():
+                    eta = torch.randn_like(w) * w.std()
+                    if mask is not None:
+                        eta = eta * mask
+                w = w + (scale * self.alpha) * eta
+        return w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.effective_weight(x.shape[1]), None, self.stride, self.padding)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, noise={self.noise_conditioned}, masked={hasattr(self, 'weight_mask')}")
+
+
+class CondBatchNorm2d(nn.Module):
+    """Switchable (per width) and/or dual (BN_C, BN_A) batch norm.
+
+    ``bns[i * n_cond + k]`` is the BN for width ``widths[i]`` (with ``round(w * C)`` features) and condition
+    ``k`` (0 = BN_C, 1 = BN_A). BN_A is used iff ``lambda > lambda_th``; a per-sample lambda tensor routes
+    each sample by index, so running stats of each BN only see the samples routed to it.
+    """
+
+    def __init__(self, channels: int, state: KnobState, *, dual: bool) -> None:
+        super().__init__()
+        self.channels = channels
+        self._knobs = state
+        self.n_cond = 2 if dual else 1
+        self.bns = nn.ModuleList(
+            nn.BatchNorm2d(max(1, int(round(w * channels)))) for w in state.widths for _ in range(self.n_cond)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        base = self._knobs.width_index() * self.n_cond
+        if self.n_cond == 1:
+            return self.bns[base](x)
+        mask = self._knobs.adversarial_mask(x.shape[0], x.device)
+        if mask is None:
+            return self.bns[base + int(self._knobs.uniform_adversarial())](x)
+        idx_c = (~mask).nonzero().squeeze(1)
+        idx_a = mask.nonzero().squeeze(1)
+        y = torch.cat([self.bns[base](x[idx_c]), self.bns[base + 1](x[idx_a])])
+        return y[torch.argsort(torch.cat([idx_c, idx_a]))]
+
+
+def orthogonal_encoding(film_dim: int, seed: int = 0) -> torch.Tensor:
+    """The first ``len(S_LAMBDA)`` rows of a fixed random ``film_dim x film_dim`` orthogonal matrix.
+
+    OAT encodes lambda by the row of a random orthogonal matrix at lambda's position in S_lambda; only
+    those rows are ever read, so only they are stored. Fixed seed: the same encoding in every build.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    q, r = torch.linalg.qr(torch.randn(film_dim, film_dim, generator=gen, dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r))  # unique (Haar-distributed) Q
+    return q[: len(S_LAMBDA)].float()
+
+
+class FiLM(nn.Module):
+    """OAT's feature-wise affine layer: ``y = x * leaky_relu(mu) + leaky_relu(sigma)`` per channel.
+
+    ``(mu, sigma)`` = split of ``Linear(2C, 2C)(LeakyReLU(Linear(d, 2C)(enc(lambda))))``. ``enc`` is the raw
+    lambda for ``film_dim == 1`` and a fixed orthogonal row (buffer ``encoding``) otherwise. At a slim width
+    the first ``active_channels()`` of mu and sigma are used. A scalar lambda runs the MLP once (batch 1)
+    and broadcasts; a per-sample lambda tensor runs it per sample.
+    """
+
+    def __init__(self, film_dim: int, channels: int, state: KnobState) -> None:
+        super().__init__()
+        self.film_dim, self.channels = film_dim, channels
+        self._knobs = state
+        self.mlp = nn.Sequential(nn.Linear(film_dim, 2 * channels), nn.LeakyReLU(),
+                                 nn.Linear(2 * channels, 2 * channels))
+        if film_dim > 1:
+            self.register_buffer("encoding", orthogonal_encoding(film_dim))
+
+    def active_channels(self) -> int:
+        return self._knobs.active(self.channels)
+
+    def _encode(self, batch: int, device: torch.device) -> torch.Tensor:
+        lam = self._knobs.lambdas(batch if isinstance(self._knobs.lambda_n, torch.Tensor) else 1, device)
+        if self.film_dim == 1:
+            return lam.unsqueeze(1).to(self.mlp[0].weight.dtype)
+        s_lambda = torch.tensor(S_LAMBDA, device=device)
+        position = (lam.unsqueeze(1) - s_lambda).abs().argmin(dim=1)  # set_knobs checked membership
+        return self.encoding[position]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.mlp(self._encode(x.shape[0], x.device))
+        active = self.active_channels()
+        mu = F.leaky_relu(h[:, :active])[:, :, None, None]
+        sigma = F.leaky_relu(h[:, self.channels: self.channels + active])[:, :, None, None]
+        return x * mu + sigma
+
+    def extra_repr(self) -> str:
+        return f"film_dim={self.film_dim}, channels={self.channels}"
+
+
+class SlimLinear(nn.Linear):
+    """The classifier of a slim model: a plain ``nn.Linear`` that reads only the active input features."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight[:, : x.shape[1]], self.bias)
+
+
+@dataclass(frozen=True)
+class LayerFactory:
+    """What a variant injects into a base definition.
+
+    ``noise``: FLOAT noise convs; ``masked``: FLOATS masks on prunable convs; ``dual``: BN_C/BN_A pairs;
+    ``film_dim``: 0 for no FiLM, else the FiLM encoding size d. Slimmable-ness comes from
+    ``len(state.widths) > 1``. With every option off the factory builds plain ``nn.Conv2d``/``BatchNorm2d``.
+    """
+
+    state: KnobState
+    noise: bool = False
+    masked: bool = False
+    dual: bool = False
+    film_dim: int = 0
+
+    @property
+    def slim(self) -> bool:
+        return len(self.state.widths) > 1
+
+    def conv(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+             *, prunable: bool = True) -> nn.Module:
+        """A bias-free conv with ``padding = kernel_size // 2``. ``prunable=False`` for the stem."""
+        padding = kernel_size // 2
+        masked = self.masked and prunable
+        if not (self.noise or masked or self.slim):
+            return nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False)
+        return CondConv2d(in_channels, out_channels, kernel_size, stride, padding, self.state,
+                          noise=self.noise, masked=masked)
+
+    def norm(self, channels: int) -> nn.Module:
+        if not (self.dual or self.slim):
+            return nn.BatchNorm2d(channels)
+        return CondBatchNorm2d(channels, self.state, dual=self.dual)
+
+    def film(self, channels: int) -> nn.Module:
+        """A FiLM after a body BN (OAT variants), identity otherwise."""
+        return FiLM(self.film_dim, channels, self.state) if self.film_dim else nn.Identity()
+
+    def linear(self, in_features: int, out_features: int) -> nn.Linear:
+        return SlimLinear(in_features, out_features) if self.slim else nn.Linear(in_features, out_features)
