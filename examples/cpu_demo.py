@@ -42,7 +42,8 @@ def run_demo(out: Path, runs_dir: Path, quick: bool = False) -> list[Path]:
                    "attack_steps": 2}
         attack, n_images = "pgd2", 32
     else:
-        common |= {"dataset": "mnist", "epochs": 3, "batch_size": 128, "eps": 0.3, "step_size": 0.1}
+        # eps 0.1 rather than MNIST's usual 0.3: at 0.3 OAT barely leaves chance in 3 epochs of 5,000 digits
+        common |= {"dataset": "mnist", "epochs": 3, "batch_size": 128, "eps": 0.1, "step_size": 0.025}
         attack, n_images = "pgd10", 500
     runs = []
     for name, variant, algorithm, extra in PLANS:

@@ -37,8 +37,8 @@ def render_rows(rows: Sequence[Mapping[str, Any]], fmt: str, columns: Sequence[s
 
 
 def _number(value: float) -> str:
-    """Floats in full: delays are exact and must not be rounded for display."""
-    return f"{value:.12g}"
+    """Delays (large, exact) in full; ratios and other small fractions to 6 significant digits."""
+    return f"{value:.12g}" if abs(value) >= 1000 or float(value).is_integer() else f"{value:.6g}"
 
 
 def _jsonable(value: Any) -> Any:

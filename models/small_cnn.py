@@ -12,7 +12,14 @@ from models.registry import register_model
 
 
 class SmallCNN(nn.Module):
-    """conv3x3(16)-BN-ReLU, conv3x3(32, s2)-BN-ReLU, conv3x3(64, s2)-BN-ReLU (FiLM after each BN), pool, Linear."""
+    """conv3x3(16)-BN-ReLU, conv3x3(32, s2)-BN-ReLU, conv3x3(64, s2)-BN-ReLU (FiLM after each BN), 4x4 average
+    pool, flatten, Linear.
+
+    The classifier sees a 4x4 map rather than a global average: with three convs the receptive field is
+    small, and a global pool throws away where the strokes are (on MNIST: 55 % vs 95 % after 3 epochs).
+    """
+
+    pool = 4  # side of the pooled map the classifier reads
 
     def __init__(self, layers: LayerFactory, data: DatasetSpec, widths: tuple[int, ...] = (16, 32, 64),
                  dropout: float = 0.0) -> None:
@@ -26,14 +33,14 @@ class SmallCNN(nn.Module):
             in_c = c
         self.features = nn.Sequential(*body)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.linear = layers.linear(in_c, data.num_classes)
+        self.linear = layers.linear(in_c * self.pool * self.pool, data.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.features(self.normalize(x))
-        return self.linear(self.dropout(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1)))
+        return self.linear(self.dropout(torch.flatten(F.adaptive_avg_pool2d(out, self.pool), 1)))
 
 
 @register_model
 def small_cnn(layers: LayerFactory, data: DatasetSpec, dropout: float = 0.0) -> nn.Module:
-    """Small CNN for CPU runs: conv16-conv32/2-conv64/2, avg pool, Linear (trains in minutes)."""
+    """Small CNN for CPU runs: conv16-conv32/2-conv64/2, 4x4 avg pool, Linear (trains in minutes)."""
     return SmallCNN(layers, data, dropout=dropout)
