@@ -76,7 +76,7 @@ def param_counts(model: nn.Module, trace: Trace) -> ParamCounts:
                 continue
             if pname == "alpha":
                 claim([p], "alpha", True)
-            elif name in traced and pname in ("weight", "bias"):
+            elif name in traced and pname in ("weight", "bias", "weight_orig", "bias_orig"):  # (_orig: nn.utils.prune)
                 claim([p], "backbone", False)  # active part comes from the trace (sliced shapes)
             else:
                 claim([p], "other", True)

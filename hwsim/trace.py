@@ -20,8 +20,11 @@ computed: the recorder answers each one with a zero tensor of the output shape P
 checks these shapes against real forward passes), so a trace costs no convolution arithmetic and no
 oneDNN kernel warm-up. ``device="meta"`` runs on the meta
 device instead (no compute; worth it for large inputs), but the first meta op of a process imports
-``torch._dynamo`` (about 2 s), more than a CIFAR-size forward costs on a CPU, and meta tensors carry no
-values, so nonzero counts then come from the ``weight_mask`` buffers only.
+``torch._dynamo`` (about 2 s), more than a whole CIFAR-size trace costs on a CPU.
+
+Pruning is read from ``weight_mask`` buffers (kept by the FLOATS variants and by ``torch.nn.utils.prune``):
+nonzero counts and the channels that survive channel pruning come from the mask, never from zeros that
+happen to sit in a dense weight.
 """
 
 from __future__ import annotations
@@ -79,8 +82,8 @@ class LayerRecord:
     """One conv or linear op as it ran.
 
     ``c_in`` / ``c_out`` are the active channels (the weight slice that ran); ``c_in_eff`` / ``c_out_eff``
-    count only channels that still have a nonzero weight (channel pruning). ``params`` counts the active
-    weight and bias, ``nonzero_params`` their nonzero entries. ``macs`` = k^2 (C_i / g) C_o H_o W_o of the
+    count only channels the mask keeps any weight of (channel pruning). ``params`` counts the active
+    weight and bias, ``nonzero_params`` the entries the mask keeps (all of them without a mask). ``macs`` = k^2 (C_i / g) C_o H_o W_o of the
     effective shape: pruned channels are not computed, irregular zeros still are (see ``nonzero_macs``).
     """
 
@@ -441,14 +444,13 @@ def _build_trace(model, tracker, recorder, input_size, owners, films_seen) -> Tr
         if seen_names[name] > 1:  # a module called twice (weight sharing): keep both, apart
             name = f"{name}#{seen_names[name]}"
         weight, bias = raw["weight"], raw["bias"]
+        # Pruning is read from the masks (`weight_mask`, as models.* and torch.nn.utils.prune keep it), never
+        # from zeros that happen to be in a weight: a dense layer stays dense in the delay model.
         mask = _mask_slice(module, weight.shape)
-        if weight.device.type == "meta":
-            source = mask if mask is not None else torch.ones(weight.shape, dtype=torch.bool)
+        if mask is not None:
+            nnz, in_nz, out_nz = _nonzero_channels(mask)
         else:
-            source = weight
-        nnz, in_nz, out_nz = _nonzero_channels(source)
-        if raw["kind"] == "linear":
-            in_nz, out_nz = (in_nz, out_nz) if weight.device.type != "meta" else (raw["c_in"], raw["c_out"])
+            nnz, in_nz, out_nz = weight.numel(), raw["c_in"], raw["c_out"]
         bias_n = bias.numel() if isinstance(bias, torch.Tensor) else 0
         noise = bool(getattr(module, "noise_conditioned", False))
         film = film_of.get(index)
@@ -460,7 +462,7 @@ def _build_trace(model, tracker, recorder, input_size, owners, films_seen) -> Tr
             name=name, kind=raw["kind"], k=raw["k"], stride=raw["stride"], groups=raw["groups"],
             c_in=raw["c_in"], c_out=raw["c_out"], h_out=raw["h_out"], w_out=raw["w_out"],
             params=weight.numel() + bias_n, nonzero_params=nnz + bias_n, weight_nonzero=nnz,
-            c_in_eff=in_nz if raw["groups"] == 1 else raw["c_in"],
+            c_in_eff=in_nz if raw["groups"] == 1 else raw["c_in"],  # (C_i / g for grouped convs: not shrunk)
             c_out_eff=out_nz, conditioning=conditioning,
             film_name=tracker.name(film) if film is not None else None,
             film_dim=int(film.film_dim) if film is not None else 0,

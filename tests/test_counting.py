@@ -161,3 +161,56 @@ def test_user_model_from_a_file(tmp_path):
     assert [(r.c_in, r.c_out, r.groups, r.h_out) for r in convs] == [(3, 8, 1, 32), (8, 8, 4, 15)]
     assert a.counts.macs == 27 * 8 * 1024 + 9 * 2 * 8 * 225 + 1800 * 10
     assert a.counts.params.total == (27 * 8 + 8) + (9 * 2 * 8 + 8) + (1800 * 10 + 10)
+
+
+def test_dense_weights_with_an_accidental_zero_stay_dense():
+    net = create_model("small_cnn")
+    with torch.no_grad():
+        net.features[4].weight[0, 0, 0, 0] = 0.0  # a zero that no mask put there
+    record = trace_model(net, (3, 32, 32)).layer("features.4")
+    assert record.weight_nonzero == record.weights and record.shape().nnz is None
+
+
+def test_torch_prune_masks_are_read(tmp_path):
+    from torch.nn.utils import prune
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Flatten(), torch.nn.Linear(8 * 30 * 30, 10))
+    prune.ln_structured(net[0], "weight", amount=0.5, n=2, dim=0)  # remove 4 of 8 output channels
+    prune.l1_unstructured(net[2], "weight", amount=0.25)
+    counts_trace = trace_model(net, (3, 32, 32))
+    conv, fc = counts_trace.layers
+    assert (conv.c_out, conv.c_out_eff, conv.weight_nonzero) == (8, 4, 4 * 27)
+    assert fc.weight_nonzero == 7200 * 10 - 18000 and fc.shape().nnz == 54000
+    from hwsim.count import param_counts
+
+    params = param_counts(net, counts_trace)
+    assert params.total == 8 * 27 + 8 + 72000 + 10  # weight_orig counted once, as the backbone
+    assert params.nonzero == 4 * 27 + 8 + 54000 + 10
+
+
+def test_meta_trace_matches_the_default_trace():
+    net = create_model("resnet18", "oat", film_dim=1, bn="single")
+    cpu, meta = trace_model(net, (3, 32, 32)), trace_model(net, (3, 32, 32), device="meta")
+    assert cpu.layers == meta.layers and cpu.films == meta.films and cpu.ops == meta.ops
+
+
+@pytest.mark.parametrize("model", list_models())
+def test_traced_shapes_agree_with_the_modules_for_every_model(model):
+    for variant, knob in (("base", None), ("oat", None), ("float-slim", 0.5)):
+        net = create_model(model, variant, film_dim=1)
+        if knob is not None:
+            set_knobs(net, width=knob)
+        seen = {}
+        convs = [(n, m) for n, m in net.named_modules() if hasattr(m, "weight") and getattr(m, "weight").dim() == 4]
+        hooks = [m.register_forward_hook(lambda m, i, o, n=n: seen.__setitem__(n, (i[0].shape, o.shape)))
+                 for n, m in convs]
+        net.eval()
+        with torch.no_grad():
+            net(torch.rand(1, 3, 16, 16))
+        for h in hooks:
+            h.remove()
+        records = {r.name: r for r in trace_model(net, (3, 16, 16)).layers if r.kind == "conv"}
+        assert sorted(records) == sorted(seen)
+        for name, (x_shape, y_shape) in seen.items():
+            r = records[name]
+            assert (r.c_in, r.c_out, r.h_out, r.w_out) == (x_shape[1], y_shape[1], y_shape[2], y_shape[3])
