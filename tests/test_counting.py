@@ -12,32 +12,21 @@ from hwsim.count import fvcore_macs
 from hwsim.hardware import get_preset
 from hwsim.trace import trace_model
 from models import VARIANTS, create_model, list_models, set_knobs
+from models.golden import GOLDEN_PARAMS, RESNET34_MACS
 
-# (model, variant, options, params) from SPEC 5; MACs of resnet34 conv + linear: 1,159,402,496.
-GOLDEN = [
-    ("resnet34", "base", {}, 21_282_122),
-    ("resnet34", "oat", {"film_dim": 1, "bn": "single"}, 31_403_978),
-    ("resnet34", "oat", {"film_dim": 128, "bn": "dual"}, 33_355_466),
-    ("wrn16_8", "base", {}, 10_961_370),
-    ("wrn16_8", "oat", {"film_dim": 1, "bn": "single"}, 15_437_370),
-    ("wrn40_2", "base", {}, 2_243_546),
-    ("wrn40_2", "oat", {"film_dim": 1, "bn": "single"}, 3_226_682),
-]
-
-
-@pytest.mark.parametrize(("model", "variant", "options", "params"), GOLDEN)
+@pytest.mark.parametrize(("model", "variant", "options", "params"), GOLDEN_PARAMS)
 def test_golden_params_through_the_api(model, variant, options, params):
     cost = model_cost(model, variant, **options)
     assert cost.params == params
     if model == "resnet34":
-        assert cost.macs == 1_159_402_496
+        assert cost.macs == RESNET34_MACS
 
 
 def test_golden_numbers_through_the_cli():
     out = CliRunner().invoke(cli, ["count", "resnet34", "--format", "json"])
     assert out.exit_code == 0, out.output
     doc = json.loads(out.output)
-    assert doc["totals"]["params"] == 21_282_122 and doc["totals"]["macs"] == 1_159_402_496
+    assert doc["totals"]["params"] == 21_282_122 and doc["totals"]["macs"] == RESNET34_MACS
     out = CliRunner().invoke(cli, ["count", "resnet34", "--variant", "oat", "--film-dim", "128", "--bn", "dual",
                                    "--format", "json"])
     assert json.loads(out.output)["totals"]["params"] == 33_355_466
@@ -113,9 +102,9 @@ def test_pruned_counts(variant):
     assert abs(kept - 0.3 * prunable) <= slack
     if variant == "floats-c":  # whole input channels go: the delay model sees narrower convs
         assert any(r.c_in_eff < r.c_in for r in convs)
-        assert a.counts.macs < 1_159_402_496
+        assert a.counts.macs < RESNET34_MACS
     else:
-        assert a.counts.macs == 1_159_402_496 and a.counts.nonzero_macs < 0.5 * 1_159_402_496
+        assert a.counts.macs == RESNET34_MACS and a.counts.nonzero_macs < 0.5 * RESNET34_MACS
 
 
 def test_traced_shapes_agree_with_real_forward_shapes():

@@ -12,25 +12,14 @@ from hwsim.errors import HwsimError
 from models import (DATASETS, S_LAMBDA, VARIANTS, DatasetSpec, create_model, get_dataset, knobs, list_models,
                     load_factory, set_knobs)
 from models.layers import FiLM
+from models.golden import GOLDEN_PARAMS
 
 
 def _params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-# SPEC section 5 golden numbers (full width, no masks); the paper's supplement Table 1 rounds them.
-GOLDEN = [
-    ("resnet34", "base", {}, 21_282_122),
-    ("resnet34", "oat", {"film_dim": 1, "bn": "single"}, 31_403_978),
-    ("resnet34", "oat", {"film_dim": 128, "bn": "dual"}, 33_355_466),
-    ("wrn16_8", "base", {}, 10_961_370),
-    ("wrn16_8", "oat", {"film_dim": 1, "bn": "single"}, 15_437_370),
-    ("wrn40_2", "base", {}, 2_243_546),
-    ("wrn40_2", "oat", {"film_dim": 1, "bn": "single"}, 3_226_682),
-]
-
-
-@pytest.mark.parametrize(("name", "variant", "kwargs", "expected"), GOLDEN)
+@pytest.mark.parametrize(("name", "variant", "kwargs", "expected"), GOLDEN_PARAMS)
 def test_golden_parameter_counts(name: str, variant: str, kwargs: dict, expected: int) -> None:
     assert _params(create_model(name, variant, dataset="cifar10", **kwargs)) == expected
 
