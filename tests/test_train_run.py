@@ -73,8 +73,10 @@ def test_base_model_eval_has_one_row_per_attack(tmp_path: Path) -> None:
     assert table["attack"].tolist() == ["pgd3", "cw3"] and set(table["lambda_n"]) == {0.5}
     with pytest.raises(HwsimError, match="unknown attack 'pgd'"):
         evaluate_run(run, ["pgd"], device="cpu")
-    with pytest.raises(HwsimError, match="needs torchattacks: pip install hwsim\\[autoattack\\]"):
-        evaluate_run(run, ["autoattack"], device="cpu")
+    auto = evaluate_run(run, ["autoattack"], n_images=40, device="cpu")
+    pgd = table[table["attack"] == "pgd3"].iloc[0]
+    assert auto["ra"].iloc[0] <= auto["ca"].iloc[0] == pgd["ca"]
+    assert auto["ra"].iloc[0] <= pgd["ra"] + 5  # 100-step APGD is at least about as strong as PGD-3
 
 
 def test_nan_loss_names_epoch_and_step(tmp_path: Path) -> None:
