@@ -40,6 +40,8 @@ class ModelSetting:
     width: float | None = None  # None: the widest
     density: float = 1.0
     lambda_n: float = 0.0
+    masks: str | None = None  # a checkpoint whose weight_mask buffers replace the masks drawn at build time
+
 
     def resolved_input_size(self) -> tuple[int, int, int]:
         if self.input_size is not None:
@@ -96,7 +98,27 @@ def _build_model(setting: ModelSetting):
         raise HwsimError(f"width {setting.width:g} applies only to slimmable variants (*-slim), "
                          f"not {setting.variant!r}")
     set_knobs(model, lambda_n=setting.lambda_n, width=setting.width if slim else None)
+    if setting.masks is not None:
+        load_masks(model, setting.masks)
     return model
+
+
+def load_masks(model, checkpoint: str) -> None:
+    """Put the ``weight_mask`` buffers of a trained checkpoint into ``model``: a pruned run is costed with
+    the masks it trained with, not those a fresh build draws from its initial weights."""
+    import torch
+
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise HwsimError(f"cannot read masks from checkpoint {checkpoint!r}: {exc}") from None
+    weights = state.get("model", state) if isinstance(state, dict) else None
+    masks = {k: v for k, v in (weights or {}).items() if k.endswith("weight_mask")}
+    own = {k for k in model.state_dict() if k.endswith("weight_mask")}
+    if set(masks) != own:
+        raise HwsimError(f"checkpoint {checkpoint!r} holds {len(masks)} weight masks, the model has {len(own)}; "
+                         "it was not trained as this model and variant")
+    model.load_state_dict(masks, strict=False)
 
 
 def plain_shapes(trace: Trace) -> list[LayerShape]:
@@ -151,10 +173,14 @@ def summarize(analysis: Analysis) -> CostSummary:
 
 def model_cost(model: str, variant: str = "base", *, dataset: str = "cifar10", film_dim: int = COST_FILM_DIM,
                bn: str = COST_BN, width: float = 1.0, density: float = 1.0, hw: HardwareConfig | None = None,
-               widths: Sequence[float] = (0.5, 1.0), input_size: tuple[int, int, int] | None = None) -> CostSummary:
-    """Cost of ``model`` as ``variant`` at a knob setting under ``hw`` (default ``asic65``)."""
+               widths: Sequence[float] = (0.5, 1.0), input_size: tuple[int, int, int] | None = None,
+               masks: str | None = None) -> CostSummary:
+    """Cost of ``model`` as ``variant`` at a knob setting under ``hw`` (default ``asic65``).
+
+    ``masks``: a training checkpoint whose pruning masks to cost (pruned variants), see :func:`load_masks`.
+    """
     setting = ModelSetting(model, variant, dataset, input_size, film_dim, bn, tuple(widths),
-                           width if variant.endswith("-slim") else None, density)
+                           width if variant.endswith("-slim") else None, density, masks=masks)
     return summarize(analyze(setting, hw))
 
 

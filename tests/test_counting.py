@@ -203,3 +203,27 @@ def test_traced_shapes_agree_with_the_modules_for_every_model(model):
         for name, (x_shape, y_shape) in seen.items():
             r = records[name]
             assert (r.c_in, r.c_out, r.h_out, r.w_out) == (x_shape[1], y_shape[1], y_shape[2], y_shape[3])
+
+
+def test_pruned_runs_are_costed_with_their_trained_masks(tmp_path):
+    from hwsim.cost import build_model
+
+    setting = ModelSetting("small_cnn", "floats-c", density=0.5)
+    net = build_model(setting)
+    with torch.no_grad():  # a mask no fresh build would draw: keep input channels 0..3 of every pruned conv
+        for module in net.modules():
+            if hasattr(module, "weight_mask"):
+                module.weight_mask.zero_()
+                module.weight_mask[:, :4] = 1.0
+    path = tmp_path / "last.pt"
+    torch.save({"model": net.state_dict()}, path)
+    trained = model_cost("small_cnn", "floats-c", density=0.5, masks=str(path))
+    fresh = model_cost("small_cnn", "floats-c", density=0.5)
+    # conv2 (16->32, 16x16 out) and conv3 (32->64, 8x8 out) now read 4 input channels each
+    stem, fc = 27 * 16 * 32 * 32, 64 * 16 * 10
+    assert trained.macs == stem + 9 * 4 * 32 * 16 * 16 + 9 * 4 * 64 * 8 * 8 + fc
+    assert trained.macs != fresh.macs
+    wrong = tmp_path / "other.pt"
+    torch.save({"model": create_model("small_cnn", "float").state_dict()}, wrong)
+    with pytest.raises(Exception, match="holds 0 weight masks, the model has 2"):
+        model_cost("small_cnn", "floats-c", density=0.5, masks=str(wrong))

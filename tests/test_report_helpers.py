@@ -66,10 +66,12 @@ class FakeCostFn:
 
     def __init__(self) -> None:
         self.calls: list[tuple] = []
+        self.masks: list[str | None] = []
 
     def __call__(self, model, variant="base", *, dataset="cifar10", film_dim=1, bn="single", width=1.0,
-                 density=1.0, hw=None):
+                 density=1.0, hw=None, masks=None):
         self.calls.append((model, variant, dataset, film_dim, bn, width, density, hw))
+        self.masks.append(masks)
         per_variant = {"base": 1000, "oat": 1500}.get(variant, 1010)
         memory = int(per_variant * width * width * density)
         delay = {"base": 100.0, "oat": 150.0}.get(variant, 120.0) * width

@@ -177,3 +177,16 @@ def test_cost_columns_equal_model_cost(tmp_path: Path):
     oat = df[df["variant"] == "oat"].iloc[0]
     assert oat["norm_memory"] == oat["memory_bytes"] / base.memory_bytes
     assert oat["memory_bytes"] > base.memory_bytes
+
+
+def test_pruned_runs_hand_their_checkpoint_to_the_cost(tmp_path: Path):
+    run = write_run(tmp_path, "floats", variant="floats-c", algorithm="float", density=0.5,
+                    points=[(0.0, 90.0, 10.0)], checkpoints=("last", "best"))
+    (run / "checkpoints").mkdir()
+    for name in ("last", "best"):
+        (run / "checkpoints" / f"{name}.pt").write_bytes(b"")
+    fake = FakeCostFn()
+    join([run], hw=HW, cost_fn=fake)
+    pruned = sorted(m for (call, m) in zip(fake.calls, fake.masks) if call[1] == "floats-c")
+    assert pruned == [str(run / "checkpoints" / "best.pt"), str(run / "checkpoints" / "last.pt")]
+    assert all(m is None for (call, m) in zip(fake.calls, fake.masks) if call[1] == "base")

@@ -86,6 +86,7 @@ class CostKey:
     bn: str
     width: float
     density: float
+    masks: str = ""  # pruned variants of measured runs: the checkpoint whose masks are costed
 
     def base(self) -> CostKey:
         """The plain network of the same model and dataset at full width and density (norm_memory's base)."""
@@ -224,9 +225,14 @@ def _key_of(row: Mapping[str, Any]) -> CostKey | None:
 
     if not isinstance(row.get("model"), str) or not isinstance(row.get("dataset"), str):
         return None
-    return CostKey(model=row["model"], variant=str(val("variant", "base")), dataset=_model_dataset(row["dataset"]),
+    variant = str(val("variant", "base"))
+    masks = ""
+    if variant.startswith("floats") and row.get("run_dir") and isinstance(row.get("checkpoint"), str):
+        candidate = Path(row["run_dir"]) / "checkpoints" / f"{row['checkpoint']}.pt"
+        masks = str(candidate) if candidate.is_file() else ""
+    return CostKey(model=row["model"], variant=variant, dataset=_model_dataset(row["dataset"]),
                    film_dim=int(val("film_dim", 1)), bn=str(val("bn", "single")),
-                   width=float(val("width", 1.0)), density=float(val("density", 1.0)))
+                   width=float(val("width", 1.0)), density=float(val("density", 1.0)), masks=masks)
 
 
 def attach_costs(df: pd.DataFrame, hw: Any = None, cost_fn: CostFn | None = None) -> pd.DataFrame:
@@ -236,7 +242,9 @@ def attach_costs(df: pd.DataFrame, hw: Any = None, cost_fn: CostFn | None = None
         df: rows with at least ``model, variant, dataset`` (``film_dim, bn, width, density`` default to 1,
             "single", 1.0, 1.0 when absent, the contract's defaults).
         hw: a ``hwsim.hardware.HardwareConfig`` (None: the cost function's default preset).
-        cost_fn: called as ``cost_fn(model, variant, dataset=, film_dim=, bn=, width=, density=, hw=)`` and
+        cost_fn: called as ``cost_fn(model, variant, dataset=, film_dim=, bn=, width=, density=, hw=)`` (plus
+            ``masks=`` the checkpoint path for pruned variants of measured runs, so their trained masks are
+            costed) and
             returning an object with the :data:`COST_FIELDS` attributes; default ``hwsim.cost.model_cost``.
 
     Returns:
@@ -254,8 +262,9 @@ def attach_costs(df: pd.DataFrame, hw: Any = None, cost_fn: CostFn | None = None
     def cost_of(key: CostKey) -> Any:
         if key not in cache:
             try:
+                extra = {"masks": key.masks} if key.masks else {}
                 cache[key] = cost_fn(key.model, key.variant, dataset=key.dataset, film_dim=key.film_dim,
-                                     bn=key.bn, width=key.width, density=key.density, hw=hw)
+                                     bn=key.bn, width=key.width, density=key.density, hw=hw, **extra)
             except HwsimError as exc:
                 cache[key] = exc
         return cache[key]
