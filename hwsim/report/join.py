@@ -418,11 +418,20 @@ def series_costs(df: pd.DataFrame) -> pd.DataFrame:
     """One row per network (measured and reference) with its cost columns and training time per epoch.
 
     Cost columns do not vary for one network (they do not depend on lambda), so its first row stands for
-    it; ``series`` is the network's name here. Ordered as the networks first appear in ``df``.
+    it; ``series`` is the network's name here. Ordered as the networks first appear in ``df``. A series
+    trained as several runs (PGD-AT: one model per lambda) gets the mean epoch time of its runs, so that the
+    clean lambda = 0 run, which needs no attack, does not stand for the family.
     """
     if "network" in df.columns:
         df = df.drop(columns="series").rename(columns={"network": "series"})
     cols = ["series", "model", "dataset", "variant", "width", "density", *COST_AXES,
             "epoch_time_s", "norm_epoch_time"]
     cols = [c for c in cols if c in df.columns]
-    return df.drop_duplicates("series")[cols].reset_index(drop=True)
+    out = df.drop_duplicates("series")[cols].reset_index(drop=True)
+    if "epoch_time_s" in out.columns and "run_dir" in df.columns:
+        per_run = df.drop_duplicates(["series", "run_dir"])
+        out["epoch_time_s"] = out["series"].map(per_run.groupby("series", sort=False)["epoch_time_s"].mean())
+        if "norm_epoch_time" in out.columns:
+            fastest = out.groupby(["model", "dataset"], dropna=False)["epoch_time_s"].transform("min")
+            out["norm_epoch_time"] = out["epoch_time_s"] / fastest
+    return out
