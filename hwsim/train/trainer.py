@@ -302,7 +302,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
         from torch.nn.parallel import DistributedDataParallel
         from torch.utils.data.distributed import DistributedSampler
 
-        net = DistributedDataParallel(model, device_ids=[dist_info.device.index] if use_amp else None)
+        on_cuda = dist_info.device.type == "cuda"
+        net = DistributedDataParallel(model, device_ids=[dist_info.device.index] if on_cuda else None)
         sampler = DistributedSampler(train_set, dist_info.world_size, dist_info.rank, shuffle=True,
                                      seed=config.seed, drop_last=True)
     per_rank_batch = max(config.batch_size // dist_info.world_size, 1)
