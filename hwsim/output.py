@@ -206,7 +206,10 @@ def analysis_document(analysis, *, ops_all: bool = False) -> dict[str, Any]:
         record = records[layer["name"]]
         layer.update({"stride": record.stride, "nonzero_params": record.nonzero_params,
                       "conditioning": record.conditioning, "film": record.film_name,
-                      "c_in_active": record.c_in, "c_out_active": record.c_out})
+                      "c_in_active": record.c_in, "c_out_active": record.c_out,
+                      "noise_adds": record.noise_adds, "film_mlp_macs": record.film_mlp_macs,
+                      "film_affine_ops": record.film_affine_ops})
+    document["ops_all"] = ops_all
     document["setting"] = {"dataset": setting.dataset, "film_dim": setting.film_dim, "bn": setting.bn,
                            "widths": list(setting.widths), "width": setting.width, "density": setting.density,
                            "lambda_n": setting.lambda_n}
@@ -217,6 +220,7 @@ def analysis_document(analysis, *, ops_all: bool = False) -> dict[str, Any]:
 
 _COUNT_COLUMNS = ("name", "kind", "k", "stride", "groups", "c_in", "c_out", "h_out", "w_out", "params",
                   "nonzero_params", "macs", "conditioning", "film_dim")
+_CONDITIONING_COLUMNS = ("noise_adds", "film_mlp_macs", "film_affine_ops")
 
 
 def render_analysis(document: Mapping[str, Any], fmt: str, *, command: str) -> str:
@@ -226,8 +230,9 @@ def render_analysis(document: Mapping[str, Any], fmt: str, *, command: str) -> s
     if command == "delay":
         text = render_delay(document, fmt)
     else:
-        rows = [{k: layer[k] for k in _COUNT_COLUMNS} for layer in document["layers"]]
-        text = render_rows(rows, fmt, _COUNT_COLUMNS)
+        columns = _COUNT_COLUMNS + (_CONDITIONING_COLUMNS if document.get("ops_all") else ())
+        rows = [{k: layer[k] for k in columns} for layer in document["layers"]]
+        text = render_rows(rows, fmt, columns)
         if fmt != "csv":
             totals = {k: v for k, v in document["totals"].items()
                       if k in ("params", "params_total", "params_nonzero", "macs", "nonzero_macs", "memory_bytes")}

@@ -29,7 +29,7 @@ happen to sit in a dense weight.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -106,6 +106,9 @@ class LayerRecord:
     film_dim: int = 0
     film_channels: int = 0
     masked: bool = False
+    noise_adds: int = 0  # conditioning ops of this layer per forward: the noise added to every active weight
+    film_mlp_macs: int = 0  # ... the MLP of the FiLM it owns
+    film_affine_ops: int = 0  # ... and that FiLM's elementwise affine ops
 
     @property
     def weights(self) -> int:
@@ -144,6 +147,8 @@ class FilmRecord:
     channels: int
     params: int
     owner: str | None
+    mlp_macs: int = 0  # MACs of its MLP per forward (batch 1)
+    affine_ops: int = 0  # elementwise ops of y = x * act(mu) + act(sigma), activations included
 
 
 @dataclass(frozen=True)
@@ -183,6 +188,7 @@ class _Recorder(TorchDispatchMode):
         self.layers: list[dict] = []
         self.ops: Counter[str] = Counter()
         self.unsupported: Counter[str] = Counter()
+        self.film_ops: defaultdict[int, Counter[str]] = defaultdict(Counter)  # id(FiLM) -> its own op counts
         # id(tensor) -> (index of the conv that last wrote it, depth in convs). The tensors are kept alive
         # in `self._keep` so that ids are not reused while the trace runs.
         self.provenance: dict[int, tuple[int, int]] = {}
@@ -248,9 +254,12 @@ class _Recorder(TorchDispatchMode):
             t.numel() for t in tree_leaves(out)[:1] if isinstance(t, torch.Tensor))
         if in_film:
             if func in _LINEAR_OPS:
-                self.ops["film_mlp_macs"] += _matmul_macs(func, args)
+                macs = _matmul_macs(func, args)
+                self.ops["film_mlp_macs"] += macs
+                self.film_ops[id(self.tracker.current_film())]["mlp_macs"] += macs
             elif func in _ELEMENTWISE_OPS or func in _ACT_OPS:
                 self.ops["film_affine"] += numel
+                self.film_ops[id(self.tracker.current_film())]["affine"] += numel
             elif func not in _FREE_OPS:
                 self.unsupported[str(func)] += 1
         elif self.tracker.inside_noise_conv():
@@ -346,6 +355,9 @@ class _ModuleStack:
     def inside_film(self) -> bool:
         return any(isinstance(m, self.film_types) for m in self.stack)
 
+    def current_film(self) -> nn.Module:
+        return next(m for m in reversed(self.stack) if isinstance(m, self.film_types))
+
     def inside_noise_conv(self) -> bool:
         return bool(self.stack) and bool(getattr(self.stack[-1], "noise_conditioned", False))
 
@@ -432,8 +444,10 @@ def _build_trace(model, tracker, recorder, input_size, owners, films_seen) -> Tr
                                  f"belong to the same conv {owner_name}; Eq. 9 charges one FiLM per conv")
             film_of[owner_index] = film
         channels = film.active_channels() if hasattr(film, "active_channels") else film.channels
+        own = recorder.film_ops[id(film)]
         film_records.append(FilmRecord(tracker.name(film), int(film.film_dim), int(channels),
-                                       sum(p.numel() for p in film.parameters()), owner_name))
+                                       sum(p.numel() for p in film.parameters()), owner_name,
+                                       int(own["mlp_macs"]), int(own["affine"])))
 
     layers, noise_convs, seen_names = [], [], Counter()
     noise_adds = 0
@@ -469,6 +483,9 @@ def _build_trace(model, tracker, recorder, input_size, owners, films_seen) -> Tr
             film_channels=int(film.active_channels() if hasattr(film, "active_channels") else film.channels)
             if film is not None else 0,
             masked=mask is not None,
+            noise_adds=weight.numel() if noise else 0,
+            film_mlp_macs=int(recorder.film_ops[id(film)]["mlp_macs"]) if film is not None else 0,
+            film_affine_ops=int(recorder.film_ops[id(film)]["affine"]) if film is not None else 0,
         ))
     ops = {category: int(recorder.ops.get(category, 0)) for category in OP_CATEGORIES}
     ops["noise_add"] = noise_adds

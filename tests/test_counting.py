@@ -227,3 +227,20 @@ def test_pruned_runs_are_costed_with_their_trained_masks(tmp_path):
     torch.save({"model": create_model("small_cnn", "float").state_dict()}, wrong)
     with pytest.raises(Exception, match="holds 0 weight masks, the model has 2"):
         model_cost("small_cnn", "floats-c", density=0.5, masks=str(wrong))
+
+
+def test_conditioning_ops_are_listed_per_layer():
+    from hwsim.delay import film_weights
+
+    oat = analyze(ModelSetting("resnet34", "oat")).trace
+    stem = oat.layer("conv1")
+    # FiLM(1, 64) MLP on one lambda: Linear(1, 128) + Linear(128, 128) = 2 d C + 4 C^2 MACs, Eq. 9's F
+    assert stem.film_mlp_macs == 128 + 128 * 128 == film_weights(1, 64)
+    # x * act(mu) + act(sigma) on 64 x 32 x 32, two activations of 64, and the hidden LeakyReLU of 128
+    assert stem.film_affine_ops == 2 * 64 * 32 * 32 + 2 * 64 + 128
+    assert sum(r.film_mlp_macs for r in oat.layers) == oat.ops["film_mlp_macs"]
+    assert sum(r.film_affine_ops for r in oat.layers) == oat.ops["film_affine"]
+    assert oat.layer("layer2.0.shortcut.0").film_mlp_macs == 0
+    flt = analyze(ModelSetting("resnet34", "float")).trace
+    assert all(r.noise_adds == r.weights for r in flt.layers if r.kind == "conv")
+    assert flt.layer("linear").noise_adds == 0
