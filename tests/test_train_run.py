@@ -58,6 +58,7 @@ def test_cli_train_then_eval_on_synthetic(tmp_path: Path) -> None:
     table = pd.read_csv(run / "eval.csv")
     assert tuple(table.columns) == COLUMNS and len(table) == 8  # 2 lambda_n x 2 lambda_th x 2 attacks
     assert set(table["lambda_th"]) == {0.0, 0.5} and set(table["n_images"]) == {60}
+    assert set(table["film_dim"]) == {0} and set(table["bn"]) == {"dual"}  # the network as built: no FiLM
     assert (table["ca"] > 30).all()  # chance is 10 %
     assert (table["ra"] <= table["ca"]).all()
     fgsm = table[table["attack"] == "fgsm"].iloc[0]

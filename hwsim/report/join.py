@@ -230,8 +230,10 @@ def _key_of(row: Mapping[str, Any]) -> CostKey | None:
     if variant.startswith("floats") and row.get("run_dir") and isinstance(row.get("checkpoint"), str):
         candidate = Path(row["run_dir"]) / "checkpoints" / f"{row['checkpoint']}.pt"
         masks = str(candidate) if candidate.is_file() else ""
+    # film_dim means nothing without FiLM (eval.csv says 0 there); any valid value builds the same network
+    film_dim = int(val("film_dim", 1)) if variant.startswith("oat") else 1
     return CostKey(model=row["model"], variant=variant, dataset=_model_dataset(row["dataset"]),
-                   film_dim=int(val("film_dim", 1)), bn=str(val("bn", "single")),
+                   film_dim=film_dim, bn=str(val("bn", "single")),
                    width=float(val("width", 1.0)), density=float(val("density", 1.0)), masks=masks)
 
 

@@ -201,6 +201,7 @@ def evaluate_run(run_dir: str | Path, attack_names: Sequence[str] = ("pgd20",),
         test = test.subset(torch.arange(min(n_images, len(test))))
     dev = _resolve_device(device, 0)
     model = build_model(config).to(dev)
+    info = model.hwsim_info  # the network as built: film_dim 0 without FiLM, one BN for base
     rows = []
     for name in checkpoints:
         state = checkpoint.load(run_dir / "checkpoints" / f"{name}.pt")
@@ -210,8 +211,8 @@ def evaluate_run(run_dir: str | Path, attack_names: Sequence[str] = ("pgd20",),
                 seed_everything(seed)
                 ca, ra = _accuracy(model, config.variant, setting, spec, test, batch_size, dev)
                 rows.append({"run": str(run_dir), "checkpoint": name, "model": config.model,
-                             "variant": config.variant, "dataset": config.dataset, "film_dim": config.film_dim,
-                             "bn": config.bn, "algorithm": config.algorithm, "density": config.density,
+                             "variant": config.variant, "dataset": config.dataset, "film_dim": info["film_dim"],
+                             "bn": info["bn"], "algorithm": config.algorithm, "density": config.density,
                              "width": setting["width"], "lambda_n": setting["lambda_n"],
                              "lambda_th": setting["lambda_th"], "attack": spec.name, "eps": spec.eps,
                              "step_size": spec.step_size, "steps": spec.steps, "n_images": len(test),
