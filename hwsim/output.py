@@ -30,7 +30,9 @@ def render_rows(rows: Sequence[Mapping[str, Any]], fmt: str, columns: Sequence[s
     if fmt == "csv":
         return frame.to_csv(index=False).rstrip("\n")
     if fmt == "markdown":
-        return frame.to_markdown(index=False, floatfmt=".12g")
+        align = ["right" if pd.api.types.is_numeric_dtype(frame[c]) else "left" for c in frame.columns]
+        cells = frame.map(lambda v: _number(v) if isinstance(v, float) else v)
+        return cells.to_markdown(index=False, disable_numparse=True, colalign=align)
     if fmt == "json":
         return to_json(frame.to_dict(orient="records"))
     return frame.to_string(index=False, float_format=_number)
