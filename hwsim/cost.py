@@ -65,6 +65,12 @@ class Analysis:
     base_delay: DelayReport  # the same traced shapes, dense and plain (Eq. 7 everywhere)
 
     @property
+    def norm_delay(self) -> float:
+        """Total delay over the plain network's (1.0 for a model without conv or linear layers)."""
+        base = self.base_delay.delay_ns
+        return self.delay.delay_ns / base if base else 1.0
+
+    @property
     def normalized(self) -> NormalizedDelay:
         """Per conditional conv layer ``t_V / t`` against the same layer plain (paper Fig. 7c)."""
         return normalized_delay(self.delay.layers, self.base_delay.layers)
@@ -164,7 +170,7 @@ def summarize(analysis: Analysis) -> CostSummary:
         macs=counts.macs,
         delay_ns=analysis.delay.delay_ns,
         base_delay_ns=analysis.base_delay.delay_ns,
-        norm_delay=analysis.delay.delay_ns / analysis.base_delay.delay_ns,
+        norm_delay=analysis.norm_delay,
         conv_norm_delay_min=stats.min,
         conv_norm_delay_mean=stats.mean,
         conv_norm_delay_max=stats.max,

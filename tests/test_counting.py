@@ -244,3 +244,12 @@ def test_conditioning_ops_are_listed_per_layer():
     flt = analyze(ModelSetting("resnet34", "float")).trace
     assert all(r.noise_adds == r.weights for r in flt.layers if r.kind == "conv")
     assert flt.layer("linear").noise_adds == 0
+
+
+def test_unknown_ops_are_listed_not_counted_as_zero():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.GroupNorm(2, 8), torch.nn.Softplus())
+    trace = trace_model(net, (3, 16, 16))
+    assert trace.unsupported and all(k.startswith("aten.") for k in trace.unsupported)
+    assert any("group_norm" in k for k in trace.unsupported) and any("softplus" in k for k in trace.unsupported)
+    out = CliRunner().invoke(cli, ["count", "torch.nn:Identity"])  # a package.module:factory spec
+    assert out.exit_code == 0 and "params" in out.output
