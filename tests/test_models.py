@@ -14,6 +14,15 @@ from models import (DATASETS, S_LAMBDA, VARIANTS, DatasetSpec, create_model, get
 from models.layers import FiLM
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors on a shared 2-core machine: a second intra-op thread only spins (10-100x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
