@@ -131,9 +131,11 @@ def orthogonal_encoding(film_dim: int, seed: int = 0) -> torch.Tensor:
     those rows are ever read, so only they are stored. Fixed seed: the same encoding in every build.
     """
     gen = torch.Generator().manual_seed(seed)
-    q, r = torch.linalg.qr(torch.randn(film_dim, film_dim, generator=gen, dtype=torch.float64))
+    # built on the CPU even under a ``torch.device("meta")`` context, then moved to the default device
+    a = torch.randn(film_dim, film_dim, generator=gen, dtype=torch.float64, device="cpu")
+    q, r = torch.linalg.qr(a)
     q = q * torch.sign(torch.diagonal(r))  # unique (Haar-distributed) Q
-    return q[: len(S_LAMBDA)].float()
+    return q[: len(S_LAMBDA)].float().to(torch.get_default_device())
 
 
 class FiLM(nn.Module):
