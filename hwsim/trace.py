@@ -220,7 +220,7 @@ class _Recorder(TorchDispatchMode):
         return out
 
     def _record_conv(self, args, kwargs, out) -> int:
-        x, weight = args[0], args[1]
+        weight = args[1]
         bias = args[2] if len(args) > 2 else kwargs.get("bias")
         stride = args[3] if len(args) > 3 else kwargs.get("stride", 1)
         groups = args[-1] if isinstance(args[-1], int) and len(args) >= 7 else kwargs.get("groups", 1)

@@ -9,7 +9,6 @@ from click.testing import CliRunner
 from hwsim.cli import cli
 from hwsim.cost import ModelSetting, analyze, model_cost
 from hwsim.count import fvcore_macs
-from hwsim.hardware import get_preset
 from hwsim.trace import trace_model
 from models import VARIANTS, create_model, list_models, set_knobs
 from models.golden import GOLDEN_PARAMS, RESNET34_MACS

@@ -15,13 +15,7 @@ from models.layers import FiLM
 from models.golden import GOLDEN_PARAMS
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors on a shared 2-core machine: a second intra-op thread only spins (10-100x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _params(model: nn.Module) -> int:

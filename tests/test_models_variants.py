@@ -14,13 +14,7 @@ SMALL = ["small_cnn", "wrn40_2"]  # for the exactness checks that need two model
 SLIM_PAIRS = {"float-slim": "float", "oat-slim": "oat", "floats-slim": "floats-i"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors on a shared 2-core machine: a second intra-op thread only spins (10-100x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _x(batch: int = 2, size: int = 8, channels: int = 3, seed: int = 0) -> torch.Tensor:
