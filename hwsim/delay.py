@@ -180,14 +180,15 @@ def delay_arrays(
     n_mult,
     t_read_ns,
     t_mult_ns,
-    bitmap: bool = False,
+    bitmap=False,
     zero_skip: bool = False,
 ) -> DelayArrays:
     """The vectorised path: Eq. 7/8/9 over broadcast arrays of layers and hardware values.
 
     ``weights`` (W), ``positions`` (H_o W_o), ``formula`` (codes 0/1/2 for eq7/eq8/eq9, see
     :func:`formula_codes`), ``film`` (F, used where the code is 2) and ``nnz`` (nonzero weights; ``None``
-    = dense) describe layers; the hardware arguments may be scalars or arrays. All inputs broadcast
+    = dense) describe layers; ``bitmap`` (a bool, or one per layer) charges the 1-bit map of bitmap storage
+    to those layers; the hardware arguments may be scalars or arrays. All inputs broadcast
     together, so layer arrays of shape ``(L, 1)`` against hardware arrays of shape ``(H,)`` give ``(L, H)``.
     Inputs are not validated here (hot path): build them from validated :class:`LayerShape` and
     :class:`~hwsim.hardware.HardwareConfig` values, or with :func:`layer_arrays` and :func:`hardware_grid`.
@@ -199,7 +200,7 @@ def delay_arrays(
     n_mult = np.asarray(n_mult, dtype=np.int64)
     sparse = nnz is not None
     k = np.asarray(nnz, dtype=np.int64) if sparse else w
-    weight_bits = k * b_w + w if (bitmap and sparse) else w * b_w
+    weight_bits = np.where(bitmap, k * b_w + w, w * b_w) if sparse else w * b_w
     reads = _ceil_div(weight_bits + f * b_w, np.asarray(b_io, dtype=np.int64) * np.asarray(n_bank, dtype=np.int64))
     passes = _ceil_div(k if zero_skip else w, n_mult)
     mult_passes = passes * np.asarray(positions, dtype=np.int64)
@@ -243,20 +244,11 @@ def layer_arrays(layers: Sequence[LayerShape]) -> LayerArrays:
 def evaluate_layers(layers: Sequence[LayerShape], hw: HardwareConfig) -> DelayArrays:
     """Eq. 7/8/9 for every layer under one configuration, vectorised over layers.
 
-    Dense layers in a partly pruned list keep dense storage: their ``nnz`` equals ``W`` and the bitmap is
+    Dense layers in a partly pruned list keep dense storage: the bitmap of ``sparse_storage="bitmap"`` is
     only charged to layers that carry an ``nnz``.
     """
     arrays = layer_arrays(layers)
-    if arrays.nnz is None or hw.sparse_storage != "bitmap":
-        return _evaluate(arrays, hw, bitmap=False)
-    pruned = np.array([layer.nnz is not None for layer in layers])
-    with_map = _evaluate(arrays, hw, bitmap=True)
-    without = _evaluate(arrays, hw, bitmap=False)
-    pick = lambda a, b: np.where(pruned, a, b)  # noqa: E731
-    return DelayArrays(*(pick(getattr(with_map, f), getattr(without, f)) for f in DelayArrays.__dataclass_fields__))
-
-
-def _evaluate(arrays: LayerArrays, hw: HardwareConfig, *, bitmap: bool) -> DelayArrays:
+    bitmap = hw.sparse_storage == "bitmap" and np.array([layer.nnz is not None for layer in layers])
     return delay_arrays(
         arrays.weights,
         arrays.positions,

@@ -134,3 +134,11 @@ def test_delay_arrays_are_integer_exact_for_huge_layers():
     out = delay_grid([huge], hardware_grid(ASIC65))
     assert d.reads == 150_994_944 // 8 and int(out.reads[0, 0]) == d.reads
     assert np.asarray(out.mult_passes).dtype == np.int64
+
+
+def test_bitmap_is_charged_only_to_pruned_layers_of_a_model():
+    hw = HardwareConfig(sparse_storage="bitmap")
+    dense, pruned = conv(3, 64, 64, 8, name="dense"), conv(3, 64, 64, 8, name="pruned", nnz=3686)
+    report = model_delay([dense, pruned], hw)
+    assert [d.reads for d in report.layers] == [4608, 1037]  # 8 W / 64 dense; (8 nnz + W) / 64 with the map
+    assert report.layers == tuple(layer_delay(layer, hw) for layer in (dense, pruned))
