@@ -53,6 +53,8 @@ def sweep_command(model: str, variant: str, dataset: str, input_size: str | None
     Example:
       hwsim sweep resnet34 --variant oat --grid n_mult=64,128,175,256 --grid n_bank=2,4,8
     """
+    import numpy as np
+
     from hwsim.cost import build_model, plain_shapes
     from hwsim.delay import hardware_grid, model_delay_grid
     from hwsim.hardware import load_hardware
@@ -66,10 +68,10 @@ def sweep_command(model: str, variant: str, dataset: str, input_size: str | None
     trace = trace_model(build_model(setting), setting.resolved_input_size())
     total = model_delay_grid(trace.shapes(), grid).reshape(-1)
     plain = model_delay_grid(plain_shapes(trace), grid).reshape(-1)
-    dense = hardware_grid(hw, **grid_axes)
-    rows = [{**{name: getattr(dense, name)[i].item() for name in grid_axes}, "delay_ns": float(total[i]),
+    values = {name: np.broadcast_to(getattr(grid, name), grid.shape).reshape(-1) for name in grid_axes}
+    rows = [{**{name: values[name][i].item() for name in grid_axes}, "delay_ns": float(total[i]),
              "plain_delay_ns": float(plain[i]), "norm_delay": float(total[i] / plain[i])}
-            for i in range(len(dense))]
+            for i in range(len(grid))]
     if fmt == "json":
         emit(to_json({"model": model, "variant": variant, "hardware": hw.as_dict(), "grid": grid_axes,
                       "rows": rows}), output)
