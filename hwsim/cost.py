@@ -42,7 +42,6 @@ class ModelSetting:
     lambda_n: float = 0.0
     masks: str | None = None  # a checkpoint whose weight_mask buffers replace the masks drawn at build time
 
-
     def resolved_input_size(self) -> tuple[int, int, int]:
         if self.input_size is not None:
             return self.input_size
