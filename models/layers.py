@@ -70,7 +70,9 @@ class CondConv2d(nn.Module):
         mask = getattr(self, "weight_mask", None)
         if mask is not None:
             mask = mask[: w.shape[0], : w.shape[1]]
-            w = w * mask
+            # the mask gates the weight's value but not its gradient: sparse learning regrows inactive
+            # weights by the momentum of their gradient (it keeps them at zero after every step)
+            w = w - (w * (1 - mask)).detach()
         if self.noise_conditioned:
             scale = self._knobs.noise_scale()
             if scale != 0.0:

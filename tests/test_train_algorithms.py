@@ -12,6 +12,7 @@ from torch import nn
 from models import create_model, knobs
 from hwsim.errors import HwsimError
 from hwsim.train.algorithms import OAT_LAMBDAS, AttackSettings, create_algorithm, sample_oat_lambdas
+from hwsim.train.protocol import StepContext
 
 ATTACK = AttackSettings(eps=8 / 255, step_size=2 / 255, steps=2)
 
@@ -38,7 +39,7 @@ def test_float_routes_clean_half_to_bn_c_without_noise_and_adversarial_half_to_b
         noise.append((inputs[0].shape[0], not torch.allclose(out, plain)))
 
     conv.register_forward_hook(conv_hook)
-    loss = create_algorithm("float", ATTACK).loss(model, model, x, y)
+    loss = create_algorithm("float", ATTACK).loss(StepContext.local(model), x, y)
     train_mode = [(bn, n) for bn, n, training in events if training]
     assert train_mode == [("C", 4), ("A", 4)]  # attack forwards (eval mode) are excluded
     assert all(bn == "A" for bn, _, training in events if not training)  # attack at lambda = 1
@@ -55,7 +56,7 @@ def test_float_loss_is_half_clean_plus_half_adversarial() -> None:
     model = create_model("small_cnn", "float").eval()  # eval: BN stats fixed so the replay is exact
     x, y = _batch(8)
     torch.manual_seed(1)
-    loss = create_algorithm("float", ATTACK).loss(model, model, x, y)
+    loss = create_algorithm("float", ATTACK).loss(StepContext.local(model), x, y)
     torch.manual_seed(1)
     with knobs(model, lambda_n=0.0):
         lc = F.cross_entropy(model(x[:4]), y[:4])
@@ -81,7 +82,7 @@ def test_oat_loss_matches_hand_computation() -> None:
     model = create_model("small_cnn", "oat").eval()
     x, y = _batch(12)
     torch.manual_seed(7)
-    loss = create_algorithm("oat", ATTACK).loss(model, model, x, y)
+    loss = create_algorithm("oat", ATTACK).loss(StepContext.local(model), x, y)
     torch.manual_seed(7)
     lam = sample_oat_lambdas(12)
     n0 = int((lam == 0).sum())
@@ -99,7 +100,7 @@ def test_pgd_at_weights_and_registry_errors() -> None:
     torch.manual_seed(0)
     model = create_model("small_cnn").eval()
     x, y = _batch(4)
-    clean = create_algorithm("pgd-at", ATTACK, lambda_=0.0).loss(model, model, x, y)
+    clean = create_algorithm("pgd-at", ATTACK, lambda_=0.0).loss(StepContext.local(model), x, y)
     assert clean.item() == pytest.approx(F.cross_entropy(model(x), y).item(), rel=1e-6)
     with pytest.raises(HwsimError, match="unknown algorithm 'trades'; valid: float, oat, pgd-at"):
         create_algorithm("trades", ATTACK)

@@ -32,6 +32,10 @@ _RESUME_ALLOWED = {"device", "workers", "stop_after", "resume", "out", "config_f
 @click.option("--attack-steps", type=int, help="PGD steps k for training (default 7).")
 @click.option("--attack-mode", help="Model mode while generating training attacks: eval (default) or train.")
 @click.option("--lambda", "lambda_", help="pgd-at: weight of the adversarial loss (default 1).")
+@click.option("--noise-lambda", help="pgd-at on a float* variant: train with the weight noise on at this "
+              "lambda_n (FLOAT paper Fig. 3); default: noise off.")
+@click.option("--prune-rate", help="floats variants: initial prune rate p of sparse learning, cosine-decayed "
+              "(default 0.5).")
 @click.option("--oat-lambdas", help="oat: comma-separated S_lambda (default 0,0.1,0.2,0.3,0.4,1).")
 @click.option("--film-dim", type=int, help="oat: FiLM lambda encoding size d (default 128).")
 @click.option("--bn", help="single or dual (default dual).")

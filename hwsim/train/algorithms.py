@@ -1,8 +1,9 @@
-"""Training algorithms: each turns (model, batch) into the loss of one optimisation step.
+"""Training algorithms: each decides what a batch becomes, through the step protocol of SPEC 6.1.
 
 The training loop (:func:`hwsim.train.trainer.train`) exists once; an algorithm is the only thing that
-differs between PGD-AT, FLOAT and OAT. New algorithms (floats, slimmable, fast, free, bullettrain) register
-themselves with :func:`register_algorithm` and are then selectable by name from the CLI.
+differs between PGD-AT, FLOAT, OAT and the others. It registers itself with :func:`register_algorithm` and is
+then selectable by name from the CLI. Sparse learning (masks), the slimmable width loop and BulletTrain are
+not algorithms: they compose with every algorithm (see :mod:`hwsim.train.protocol`).
 
 Attack generation for training follows the OAT reference: eval mode with parameter gradients off
 (``AttackSettings.mode = "eval"``); ``"train"`` is available to match fast_adversarial-style practice, where
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hwsim.errors import HwsimError
-from hwsim.train import _models
+from hwsim.train.protocol import Hooks, StepContext
 from hwsim.train.attacks import attack_context, pgd
 
 # OAT's default training set of lambdas (OAT reference --lambda_choices).
@@ -37,18 +38,23 @@ class AttackSettings:
     steps: int = 7
     mode: Literal["eval", "train"] = "eval"
 
-    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """PGD-k from a random start with the model in ``mode`` and parameter gradients off."""
+    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, **overrides: Any) -> torch.Tensor:
+        """PGD-k from a random start with the model in ``mode`` and parameter gradients off.
+
+        ``overrides`` replace any of pgd's keyword arguments (``steps``, ``step_size``, ``loss``...)."""
+        options = {"eps": self.eps, "step_size": self.step_size, "steps": self.steps, **overrides}
         with attack_context(model, self.mode):
-            return pgd(model, x, y, eps=self.eps, step_size=self.step_size, steps=self.steps)
+            return pgd(model, x, y, **options)
 
 
-class Algorithm:
-    """Base class: ``loss(net, model, x, y)`` returns the scalar training loss of one batch.
+class Algorithm(Hooks):
+    """Base class of a training algorithm: it owns what a batch becomes (SPEC 6.1).
 
-    ``net`` is what the loss forward goes through (the model, or its DistributedDataParallel wrapper);
-    ``model`` is the bare module, used for attacks and knobs. ``clean_knobs`` / ``robust_knobs`` are the knob
-    settings at which the trainer measures validation CA and RA each epoch.
+    The default :meth:`train_step` is the shape every loss-based algorithm shares: for each width of the
+    slimmable width loop (one width for a non-slim model) compute :meth:`loss` at that width (attacks
+    generated at that width), back-propagate it (gradients accumulate), then take one optimizer step. A loss
+    algorithm only writes :meth:`loss`; an algorithm with another shape (Free AT's replays) overrides
+    :meth:`train_step`. ``clean_knobs`` / ``robust_knobs`` are where the loop measures validation CA and RA.
     """
 
     name: str = ""
@@ -58,8 +64,19 @@ class Algorithm:
     def __init__(self, attack: AttackSettings) -> None:
         self.attack = attack
 
-    def loss(self, net: nn.Module, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+    def train_step(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Train on one batch; returns the batch's loss (detached, summed over widths) for the log."""
+        total = x.new_zeros((), dtype=torch.float64)
+        for _ in ctx.each_width():
+            loss = self.loss(ctx, x, y)
+            ctx.backward(loss)
+            total = total + loss.detach().double()
+        ctx.optimizer_step()
+        return total
+
+    def loss(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The scalar loss of a batch at the current width (forwards through ``ctx.forward``)."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither loss() nor train_step()")
 
 
 ALGORITHMS: dict[str, type[Algorithm]] = {}
@@ -89,22 +106,30 @@ def create_algorithm(name: str, attack: AttackSettings, **options: Any) -> Algor
 class PGDAT(Algorithm):
     """PGD-AT (FLOAT paper Eq. 3): ``(1 - lambda) L(x) + lambda L(x_adv)`` with one fixed lambda.
 
-    The model is used as it is (a plain model has no knobs); lambda = 1 is Madry's PGD-AT.
+    lambda = 1 is Madry's PGD-AT. ``noise_lambda`` (FLOAT paper Fig. 3's ablation) trains a noise-conditioned
+    model with its noise on at lambda_n = ``noise_lambda`` (clean and adversarial forwards and the attack
+    alike); None leaves the model's knobs as they are (a plain model has none).
     """
 
-    def __init__(self, attack: AttackSettings, lambda_: float = 1.0) -> None:
+    def __init__(self, attack: AttackSettings, lambda_: float = 1.0, noise_lambda: float | None = None) -> None:
         super().__init__(attack)
         if not 0 <= lambda_ <= 1:
             raise HwsimError(f"pgd-at lambda must be in [0, 1], got {lambda_}")
+        if noise_lambda is not None and not 0 <= noise_lambda <= 1:
+            raise HwsimError(f"noise lambda must be in [0, 1], got {noise_lambda}")
         self.lambda_ = lambda_
+        self.noise_lambda = noise_lambda
+        knobs = {} if noise_lambda is None else {"lambda_n": noise_lambda}
+        self.clean_knobs = self.robust_knobs = knobs
 
-    def loss(self, net: nn.Module, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        total = x.new_zeros(())
-        if self.lambda_ < 1:  # a clean forward only when it carries weight
-            total = total + (1 - self.lambda_) * F.cross_entropy(net(x), y)
-        if self.lambda_ > 0:
-            x_adv = self.attack.run(model, x, y)
-            total = total + self.lambda_ * F.cross_entropy(net(x_adv), y)
+    def loss(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with ctx.knobs(**self.robust_knobs):
+            total = x.new_zeros(())
+            if self.lambda_ < 1:  # a clean forward only when it carries weight
+                total = total + (1 - self.lambda_) * F.cross_entropy(ctx.forward(x), y)
+            if self.lambda_ > 0:
+                x_adv = ctx.attack(self.attack, x, y)
+                total = total + self.lambda_ * F.cross_entropy(ctx.forward(x_adv), y)
         return total
 
 
@@ -120,15 +145,15 @@ class FLOAT(Algorithm):
     clean_knobs = {"lambda_n": 0.0, "lambda_th": 0.0}
     robust_knobs = {"lambda_n": 1.0, "lambda_th": 0.0}
 
-    def loss(self, net: nn.Module, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def loss(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         half = x.shape[0] // 2
         if half == 0:
             raise HwsimError("float needs batches of at least 2 images (half clean, half adversarial)")
-        with _models.knobs(model, **self.clean_knobs):
-            loss_c = F.cross_entropy(net(x[:half]), y[:half])
-        with _models.knobs(model, **self.robust_knobs):
-            x_adv = self.attack.run(model, x[half:], y[half:])
-            loss_a = F.cross_entropy(net(x_adv), y[half:])
+        with ctx.knobs(**self.clean_knobs):
+            loss_c = F.cross_entropy(ctx.forward(x[:half]), y[:half])
+        with ctx.knobs(**self.robust_knobs):
+            x_adv = ctx.attack(self.attack, x[half:], y[half:])
+            loss_a = F.cross_entropy(ctx.forward(x_adv), y[half:])
         return 0.5 * loss_c + 0.5 * loss_a
 
 
@@ -167,16 +192,16 @@ class OAT(Algorithm):
             raise HwsimError(f"oat lambdas must be a non-empty set of values in [0, 1], got {list(lambdas)}")
         self.lambdas = tuple(float(v) for v in lambdas)
 
-    def loss(self, net: nn.Module, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def loss(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         lam = sample_oat_lambdas(x.shape[0], self.lambdas).to(x.device)
         n_zero = int((lam == 0).sum())
-        with _models.knobs(model, lambda_n=lam):
-            loss_c = F.cross_entropy(net(x), y, reduction="none")
+        with ctx.knobs(lambda_n=lam):
+            loss_c = F.cross_entropy(ctx.forward(x), y, reduction="none")
         loss_a = torch.zeros_like(loss_c)
         if n_zero < x.shape[0]:
             lam_adv = lam[n_zero:]
-            with _models.knobs(model, lambda_n=lam_adv):
-                x_adv = self.attack.run(model, x[n_zero:], y[n_zero:])
-                adv = F.cross_entropy(net(x_adv), y[n_zero:], reduction="none")
+            with ctx.knobs(lambda_n=lam_adv):
+                x_adv = ctx.attack(self.attack, x[n_zero:], y[n_zero:])
+                adv = F.cross_entropy(ctx.forward(x_adv), y[n_zero:], reduction="none")
             loss_a = torch.cat([loss_a[:n_zero], adv])
         return ((1 - lam) * loss_c + lam * loss_a).mean()

@@ -17,7 +17,7 @@ import torch
 
 from hwsim.errors import HwsimError
 
-FORMAT = 1
+FORMAT = 2  # 2: the step protocol's hook states ('hooks') are saved
 
 
 def rng_state() -> dict[str, Any]:

@@ -45,11 +45,13 @@ class TrainConfig:
     attack_steps: int = 7  # PGD-k for training (FLOAT: PGD-7)
     attack_mode: str = "eval"  # model mode while generating training attacks (OAT reference: eval)
     pgd_lambda: float = 1.0  # pgd-at: weight of the adversarial loss in Eq. 3
+    noise_lambda: float | None = None  # pgd-at on a float* variant: train with the noise on at this lambda_n
     oat_lambdas: tuple[float, ...] = OAT_LAMBDAS  # oat: S_lambda
     film_dim: int = 128  # oat: d of the lambda encoding (OAT default 128)
     bn: str = "dual"  # "dual" (BN_C/BN_A) or "single"
     widths: tuple[float, ...] = (0.5, 1.0)  # slimmable variants
     density: float = 1.0  # floats variants
+    prune_rate: float = 0.5  # floats variants: sparse learning's initial prune rate p (cosine-decayed)
     seed: int = 0
     val_size: int = 1000  # training images held out for per-epoch CA/RA (capped for small datasets)
     synthetic_size: int = 2000  # images in the synthetic training split
@@ -79,8 +81,10 @@ def parse_fraction(value: str | float | int, name: str) -> float:
 
 def _coerce(name: str, value: Any) -> Any:
     default = FIELDS[name].default
-    if name in ("eps", "step_size", "lr", "weight_decay", "momentum", "pgd_lambda", "density"):
+    if name in ("eps", "step_size", "lr", "weight_decay", "momentum", "pgd_lambda", "density", "prune_rate"):
         return parse_fraction(value, name)
+    if name == "noise_lambda":
+        return None if value is None else parse_fraction(value, name)
     if isinstance(default, tuple):
         if isinstance(value, str):
             value = [v for v in value.split(",") if v.strip()]
@@ -157,6 +161,18 @@ def validate(config: TrainConfig) -> list[str]:
         problems.append(f"step_size must be in [0, 1], got {config.step_size}")
     if not 0 <= config.pgd_lambda <= 1:
         problems.append(f"lambda must be in [0, 1], got {config.pgd_lambda}")
+    if not 0 <= config.prune_rate <= 1:
+        problems.append(f"prune_rate must be in [0, 1], got {config.prune_rate}")
+    elif config.prune_rate != FIELDS["prune_rate"].default and not config.variant.startswith("floats"):
+        problems.append(f"prune_rate applies only to masked variants (floats-i, floats-c, floats-slim), "
+                        f"not {config.variant!r}")
+    if config.noise_lambda is not None:
+        if not 0 <= config.noise_lambda <= 1:
+            problems.append(f"noise_lambda must be in [0, 1], got {config.noise_lambda}")
+        elif config.algorithm != "pgd-at" or not config.variant.startswith("float"):
+            problems.append("noise_lambda applies only to --algorithm pgd-at on a noise-conditioned variant "
+                            f"(float, floats-i, floats-c, float-slim, floats-slim), not {config.algorithm} "
+                            f"on {config.variant!r}")
     if not config.oat_lambdas or any(not 0 <= v <= 1 for v in config.oat_lambdas):
         problems.append(f"oat_lambdas must be values in [0, 1], got {list(config.oat_lambdas)}")
     return problems

@@ -38,6 +38,8 @@ from hwsim.train import _models, checkpoint, data
 from hwsim.train.algorithms import Algorithm, AttackSettings, create_algorithm
 from hwsim.train.attacks import attack_context, pgd
 from hwsim.train.config import TrainConfig, make_config
+from hwsim.train.protocol import LEDGER_FIELDS, Hooks, StepContext
+from hwsim.train.sparse import SparseLearning, masked_layers
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -160,9 +162,42 @@ def build_algorithm(config: TrainConfig) -> Algorithm:
     options: dict[str, Any] = {}
     if config.algorithm == "pgd-at":
         options["lambda_"] = config.pgd_lambda
+        options["noise_lambda"] = config.noise_lambda
     elif config.algorithm == "oat":
         options["lambdas"] = config.oat_lambdas
     return create_algorithm(config.algorithm, attack, **options)
+
+
+def build_extensions(config: TrainConfig, model: nn.Module) -> list[Hooks]:
+    """The extensions the model or the config turns on: sparse learning whenever the model has masks."""
+    extensions: list[Hooks] = []
+    if masked_layers(model):
+        info = getattr(model, "hwsim_info", {})
+        extensions.append(SparseLearning(config.density, info.get("granularity") or "irregular",
+                                         prune_rate=config.prune_rate))
+    return extensions
+
+
+def model_widths(model: nn.Module) -> tuple[float, ...]:
+    """The widths one batch trains: the model's S_f (slimmable) or its one width."""
+    state = getattr(model, "hwsim_knobs", None)
+    return tuple(state.widths) if state is not None else (1.0,)
+
+
+def macs_per_image(model: nn.Module, widths: tuple[float, ...]) -> dict[float, int]:
+    """Forward MACs per image (conv + linear, hwsim's counter) at each width, for the training ledger."""
+    from hwsim.trace import trace_model
+
+    info = getattr(model, "hwsim_info", None)
+    if info is None:
+        raise HwsimError("the training ledger needs the model's input size (hwsim_info)")
+    input_size = (info["in_channels"], info["input_size"], info["input_size"])
+    out = {}
+    with torch.random.fork_rng(devices=[]):  # the trace draws an input: keep the run's RNG stream
+        for width in widths:
+            with _knobs_or_none(model, {"width": width} if len(widths) > 1 else {}):
+                out[width] = sum(record.macs for record in trace_model(model, input_size).layers)
+    return out
 
 
 def _scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
@@ -220,21 +255,26 @@ def _clean_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
 
 
 def validate(model: nn.Module, algorithm: Algorithm, loader: DataLoader, device: torch.device,
-             show: bool = False) -> tuple[float, float]:
-    """(CA, RA) in percent on ``loader``: CA at the algorithm's clean knobs, RA under its training attack at
-    its robust knobs (model in eval mode; mode and knobs restored afterwards)."""
-    correct_c = correct_a = total = 0
-    with attack_context(model, "eval"):
-        for images, labels in progress(loader, show, desc="validate"):
-            x, y = data.to_float(images.to(device)), labels.to(device)
-            with _knobs_or_none(model, algorithm.clean_knobs):
-                correct_c += _clean_correct(model, x, y)
-            with _knobs_or_none(model, algorithm.robust_knobs):
-                a = algorithm.attack
-                x_adv = pgd(model, x, y, eps=a.eps, step_size=a.step_size, steps=a.steps)
-                correct_a += _clean_correct(model, x_adv, y)
-            total += len(y)
-    return 100.0 * correct_c / total, 100.0 * correct_a / total
+             show: bool = False, widths: tuple[float, ...] = (1.0,)) -> dict[float, tuple[float, float]]:
+    """``{width: (CA, RA)}`` in percent on ``loader``: CA at the algorithm's clean knobs, RA under its training
+    attack at its robust knobs, at every width of a slimmable model (model in eval mode; mode and knobs
+    restored afterwards)."""
+    results = {}
+    for width in widths:
+        correct_c = correct_a = total = 0
+        width_knob = {"width": width} if len(widths) > 1 else {}
+        with attack_context(model, "eval"), _knobs_or_none(model, width_knob):
+            for images, labels in progress(loader, show, desc=f"validate w={width:g}"):
+                x, y = data.to_float(images.to(device)), labels.to(device)
+                with _knobs_or_none(model, algorithm.clean_knobs):
+                    correct_c += _clean_correct(model, x, y)
+                with _knobs_or_none(model, algorithm.robust_knobs):
+                    a = algorithm.attack
+                    x_adv = pgd(model, x, y, eps=a.eps, step_size=a.step_size, steps=a.steps)
+                    correct_a += _clean_correct(model, x_adv, y)
+                total += len(y)
+        results[width] = (100.0 * correct_c / total, 100.0 * correct_a / total)
+    return results
 
 
 @contextlib.contextmanager
@@ -269,6 +309,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
 
     model = build_model(config).to(dist_info.device)
     algorithm = build_algorithm(config)
+    extensions = build_extensions(config, model)
+    widths = model_widths(model)
     use_amp = config.amp and dist_info.device.type == "cuda"
     if use_amp:
         model = model.to(memory_format=torch.channels_last)
@@ -276,6 +318,27 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
                                 weight_decay=config.weight_decay)
     scheduler = _scheduler(config, optimizer)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    net: nn.Module = model
+    sampler = None
+    if dist_info.world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+        from torch.utils.data.distributed import DistributedSampler
+
+        on_cuda = dist_info.device.type == "cuda"
+        # a slimmable step leaves the other widths' switchable BNs unused in each backward
+        net = DistributedDataParallel(model, device_ids=[dist_info.device.index] if on_cuda else None,
+                                      find_unused_parameters=len(widths) > 1)
+        sampler = DistributedSampler(train_set, dist_info.world_size, dist_info.rank, shuffle=True,
+                                     seed=config.seed, drop_last=True)
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.float16)) if use_amp else contextlib.nullcontext
+    ctx = StepContext(net=net, model=model, optimizer=optimizer, scaler=scaler, autocast=autocast,
+                      widths=widths, epochs=config.epochs, world_size=dist_info.world_size,
+                      set_knobs=_models.knobs if hasattr(model, "hwsim_knobs") else None)
+    hooks: list[Hooks] = [algorithm, *extensions]
+    ctx.hooks = hooks
+    for hook in hooks:
+        hook.setup(ctx)
 
     ckpt_dir = out / "checkpoints"
     start_epoch, best_ra = 0, -1.0
@@ -285,6 +348,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
+        for hook, state in zip(hooks, ckpt["hooks"]):
+            hook.load_state_dict(state)
         start_epoch, best_ra = int(ckpt["epoch"]), float(ckpt["best_ra"])
         if dist_info.world_size == 1:
             checkpoint.set_rng_state(ckpt["rng"])
@@ -296,16 +361,6 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
     if dist_info.main and resume:
         _truncate_metrics(out / METRICS_FILE, start_epoch)
 
-    net: nn.Module = model
-    sampler = None
-    if dist_info.world_size > 1:
-        from torch.nn.parallel import DistributedDataParallel
-        from torch.utils.data.distributed import DistributedSampler
-
-        on_cuda = dist_info.device.type == "cuda"
-        net = DistributedDataParallel(model, device_ids=[dist_info.device.index] if on_cuda else None)
-        sampler = DistributedSampler(train_set, dist_info.world_size, dist_info.rank, shuffle=True,
-                                     seed=config.seed, drop_last=True)
     per_rank_batch = max(config.batch_size // dist_info.world_size, 1)
     pin = dist_info.device.type == "cuda"
     train_loader = DataLoader(train_set, batch_size=per_rank_batch, shuffle=sampler is None, sampler=sampler,
@@ -314,56 +369,63 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
     if len(train_loader) == 0:
         raise HwsimError(f"batch_size {config.batch_size} is larger than the {len(train_set)} training images")
     val_loader = DataLoader(val_set, batch_size=max(per_rank_batch, 256), shuffle=False)
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.float16)) if use_amp else contextlib.nullcontext
 
     last_epoch = config.epochs if stop_after is None else min(config.epochs, start_epoch + stop_after)
     for epoch in range(start_epoch + 1, last_epoch + 1):
         if sampler is not None:
             sampler.set_epoch(epoch)
+        macs = macs_per_image(model, widths)  # masks move between epochs, so channel-pruned MACs do too
         model.train()
+        ctx.new_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
         loss_sum = torch.zeros((), dtype=torch.float64, device=dist_info.device)
         steps = 0
         start = time.perf_counter()
         for step, (images, labels) in enumerate(progress(train_loader, dist_info.main, desc=f"epoch {epoch}")):
+            ctx.step_index = step
             x = data.augment(images.to(dist_info.device, non_blocking=True), flip=source.flip)
             y = labels.to(dist_info.device, non_blocking=True)
             if use_amp:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with autocast():
-                loss = algorithm.loss(net, model, x, y)
-            bad = _all_reduce_sum((~torch.isfinite(loss.detach())).float(), dist_info)
-            if bool(bad > 0):
-                raise HwsimError(f"loss is not finite at epoch {epoch}, step {step}; lower --lr or check the data")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            loss_sum += loss.detach().double()
+            loss_sum += algorithm.train_step(ctx, x, y).to(loss_sum.device)
             steps += 1
         if dist_info.device.type == "cuda":
             torch.cuda.synchronize(dist_info.device)
         epoch_time = time.perf_counter() - start
+        extra: dict[str, Any] = {}
+        for hook in hooks:
+            extra.update(hook.end_epoch(ctx, epoch))
         scheduler.step()
-        totals = _all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(steps), dtype=torch.float64,
-                                                                      device=dist_info.device)]), dist_info)
+        ledger = ctx.ledger.totals()
+        counts = [float(ledger[k]) for k in LEDGER_FIELDS] + [float(ctx.ledger.train_macs(macs))]
+        totals = _all_reduce_sum(torch.tensor([float(loss_sum), float(steps), *counts], dtype=torch.float64,
+                                              device=dist_info.device), dist_info)
         train_loss = float(totals[0] / totals[1])
+        cost = {k: int(v) for k, v in zip((*LEDGER_FIELDS, "train_macs"), totals[2:].tolist())}
+        cost["optimizer_steps"] = ledger["optimizer_steps"]  # every rank takes the same (synchronised) steps
         _sync_buffers(model, dist_info)
 
         if dist_info.main:
-            ca, ra = validate(model, algorithm, val_loader, dist_info.device, show=True)
+            by_width = validate(model, algorithm, val_loader, dist_info.device, show=True, widths=widths)
+            ca, ra = by_width[max(widths)]
             improved = ra > best_ra
             best_ra = max(best_ra, ra)
             state = {"format": checkpoint.FORMAT, "epoch": epoch, "best_ra": best_ra, "ra": ra, "ca": ca,
                      "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                     "hooks": [hook.state_dict() for hook in hooks],
                      "rng": checkpoint.rng_state(), "config": config.to_dict()}
             checkpoint.save_atomic(state, ckpt_dir / "last.pt")
             if improved:
                 checkpoint.save_atomic(state, ckpt_dir / "best.pt")
             images_seen = steps * per_rank_batch * dist_info.world_size
             record = {"epoch": epoch, "train_loss": train_loss, "ca": ca, "ra": ra,
-                      "epoch_time_s": epoch_time, "images_per_s": images_seen / epoch_time, "lr": lr}
+                      "epoch_time_s": epoch_time, "images_per_s": images_seen / epoch_time, "lr": lr,
+                      "images": images_seen, **cost,
+                      "macs_per_image": {f"{w:g}": macs[w] for w in widths}, **extra}
+            if len(widths) > 1:
+                record["ca_by_width"] = {f"{w:g}": v[0] for w, v in by_width.items()}
+                record["ra_by_width"] = {f"{w:g}": v[1] for w, v in by_width.items()}
             with (out / METRICS_FILE).open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
         _barrier(dist_info)
