@@ -38,6 +38,35 @@ def test_resume_after_epoch_one_equals_uninterrupted_run(tmp_path: Path) -> None
         train(config, tmp_path / "full")
 
 
+@pytest.mark.parametrize("variant, algorithm, extra", [
+    ("floats-i", "float", {"density": 0.3}),
+    ("float-slim", "float", {}),
+    ("floats-slim", "pgd-at", {"density": 0.5, "noise_lambda": 0.5}),
+])
+def test_resume_is_bit_identical_for_sparse_and_slim_runs(tmp_path: Path, variant: str, algorithm: str,
+                                                           extra: dict) -> None:
+    config = make_config({**TINY, "synthetic_size": 128, "epochs": 3, "variant": variant, "algorithm": algorithm,
+                          **extra})
+    train(config, tmp_path / "full")
+    train(config, tmp_path / "cut", stop_after=1)
+    train(config, tmp_path / "cut", resume=True, stop_after=1)
+    train(config, tmp_path / "cut", resume=True)
+    full = torch.load(tmp_path / "full" / "checkpoints" / "last.pt", weights_only=True)
+    cut = torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=True)
+    assert full["epoch"] == cut["epoch"] == 3
+    assert all(torch.equal(full["model"][k], cut["model"][k]) for k in full["model"])
+    for a, b in zip(full["hooks"], cut["hooks"]):  # sparse learning's growth momentum too
+        for key in a.get("momentum", {}):
+            assert torch.equal(a["momentum"][key], b["momentum"][key])
+    full_lines = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
+    cut_lines = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+    drop = ("epoch_time_s", "images_per_s")
+    assert [{k: v for k, v in json.loads(line).items() if k not in drop} for line in full_lines] == \
+        [{k: v for k, v in json.loads(line).items() if k not in drop} for line in cut_lines]
+    if variant.endswith("slim"):
+        assert set(json.loads(full_lines[0])["ra_by_width"]) == {"0.5", "1"}
+
+
 def test_cli_train_then_eval_on_synthetic(tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = ["train", "--model", "small_cnn", "--algorithm", "float", "--variant", "float",
@@ -129,3 +158,19 @@ def test_knob_settings_per_variant() -> None:
     assert [k["width"] for k in slim] == [0.5, 1.0]
     assert knob_settings("base", s_lambda, 128, 0.5, [0, 1], [0], None, (1.0,)) == [
         {"lambda_n": 0.5, "lambda_th": 0.0, "width": 1.0}]
+
+
+def test_slim_run_is_evaluated_at_every_trained_width_and_refuses_others(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "slim"
+    train(make_config({**TINY, "epochs": 1, "variant": "float-slim", "algorithm": "float", "lr": 0.05}), run)
+    metrics = json.loads((run / "metrics.jsonl").read_text())
+    assert set(metrics["ca_by_width"]) == {"0.5", "1"} and metrics["ca"] == metrics["ca_by_width"]["1"]
+    assert metrics["macs_per_image"]["0.5"] < metrics["macs_per_image"]["1"]
+    result = CliRunner().invoke(cli, ["eval", str(run), "--attack", "pgd2", "--width", "0.5,1", "--lambda-n", "0",
+                                      "--n-images", "32", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert sorted(set(pd.read_csv(run / "eval.csv")["width"])) == [0.5, 1.0]
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", str(run), "--width", "0.75", "--device", "cpu"])
+    assert exc.value.code == 2 and "width 0.75 is not one of this model's widths" in capsys.readouterr().err

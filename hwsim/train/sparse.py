@@ -4,9 +4,9 @@ momentum (Dettmers and Zettlemoyer 2019).
 It is an extension of the step protocol (:class:`~hwsim.train.protocol.Hooks`), on whenever the model has
 masks (``weight_mask`` buffers), so it composes with every training algorithm:
 
-- **set-up**: masks start at global density ``d``: every prunable layer keeps ``floor(d n_l)`` of its units
-  with the largest magnitude, and the few units left to reach ``floor(d P)`` go to the largest remaining
-  magnitudes anywhere (P prunable weights). A per-layer start, unlike a global ranking of freshly
+- **set-up**: masks start at global density ``d``: every prunable layer keeps about ``d n_l`` of its units
+  (those of largest magnitude; ``floor(d n_l)``, plus one by largest remainder while the budget
+  ``floor(d P)`` allows; P prunable weights). A per-layer start, unlike a global ranking of freshly
   initialised weights, never empties a layer whose initial weights happen to be small (wide layers).
 - **after every optimizer step**: masked weights and their SGD momentum are set to zero in the model itself,
   so Eq. 5 (active weights <= d P) holds after every step and a checkpoint's weights are zero where its mask
@@ -18,7 +18,8 @@ masks (``weight_mask`` buffers), so it composes with every training algorithm:
   the momentum magnitude of its inactive units is largest (capped at what the layer has inactive); what the
   rounding leaves over goes to the largest inactive momenta anywhere. The prune rate ``p`` follows a cosine
   decay from ``p0`` (0.5): ``p(e) = p0 (1 + cos(pi (e - 1) / E)) / 2`` after epoch ``e`` of ``E``.
-  Regrown weights start at zero. No prune/regrow follows the last epoch, so the final model is trained.
+  Regrown weights start at zero (a weight pruned and regrown in the same step keeps its value: it never
+  left). No prune/regrow follows the last epoch, so the final model is trained.
 
 Units are single weights for irregular masks (floats-i, floats-slim) and input channels for channel masks
 (floats-c: unit ``c`` of a layer is ``theta[:, c]``, its magnitude the squared F-norm ``f_c`` and its
@@ -139,17 +140,24 @@ class SparseLearning(Hooks):
 
     @torch.no_grad()
     def init_masks(self) -> None:
-        """Masks at global density d: ``floor(d n_l)`` largest units per layer, the rest by global size."""
+        """Masks at global density d: each layer keeps its ``floor(d n_l)`` largest units, then one more unit
+        goes to each layer in order of the largest remainder ``d n_l - floor(d n_l)`` while the budget
+        ``floor(d P)`` allows (channel units of unequal sizes can leave the count short of the budget by less
+        than the largest channel)."""
+        scores = [layer.unit_scores(layer.weight, squared=True) for layer in self.layers]
+        quotas = [self.density * layer.n_units for layer in self.layers]
+        keep = [math.floor(q + 1e-9) for q in quotas]
+        budget = self.budget - sum(k * layer.unit_size for k, layer in zip(keep, self.layers))
+        for i in sorted(range(len(keep)), key=lambda i: (-(quotas[i] - keep[i]), i)):
+            size = self.layers[i].unit_size
+            if quotas[i] - keep[i] > 1e-9 and size <= budget and keep[i] < self.layers[i].n_units:
+                keep[i] += 1
+                budget -= size
         chosen = []
-        for layer in self.layers:
-            scores = layer.unit_scores(layer.weight, squared=True)
-            keep = math.floor(self.density * layer.n_units + 1e-9)
-            active = torch.zeros(layer.n_units, dtype=torch.bool, device=scores.device)
-            active[_top(scores, torch.ones_like(active), keep, largest=True)] = True
+        for layer, k, score in zip(self.layers, keep, scores):
+            active = torch.zeros(layer.n_units, dtype=torch.bool, device=score.device)
+            active[_top(score, torch.ones_like(active), k, largest=True)] = True
             chosen.append(active)
-        used = sum(int(a.sum()) * layer.unit_size for a, layer in zip(chosen, self.layers))
-        self._fill(chosen, [layer.unit_scores(layer.weight, squared=True) for layer in self.layers],
-                   self.budget - used)
         for layer, active in zip(self.layers, chosen):
             layer.set_units(active)
 
