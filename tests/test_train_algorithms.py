@@ -102,5 +102,5 @@ def test_pgd_at_weights_and_registry_errors() -> None:
     x, y = _batch(4)
     clean = create_algorithm("pgd-at", ATTACK, lambda_=0.0).loss(StepContext.local(model), x, y)
     assert clean.item() == pytest.approx(F.cross_entropy(model(x), y).item(), rel=1e-6)
-    with pytest.raises(HwsimError, match="unknown algorithm 'trades'; valid: float, oat, pgd-at"):
-        create_algorithm("trades", ATTACK)
+    with pytest.raises(HwsimError, match="unknown algorithm 'bogus'; valid: fast, float, free, mart, oat, pgd-at, trades"):
+        create_algorithm("bogus", ATTACK)

@@ -24,6 +24,7 @@ from torch import nn
 from hwsim.errors import HwsimError
 from hwsim.train.protocol import Hooks, StepContext
 from hwsim.train.attacks import attack_context, pgd
+from hwsim.train.losses import mart_attack, mart_loss, trades_attack, trades_loss
 
 # OAT's default training set of lambdas (OAT reference --lambda_choices).
 OAT_LAMBDAS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 1.0)
@@ -78,6 +79,56 @@ class Algorithm(Hooks):
         """The scalar loss of a batch at the current width (forwards through ``ctx.forward``)."""
         raise NotImplementedError(f"{type(self).__name__} defines neither loss() nor train_step()")
 
+    def loop_epochs(self, epochs: int) -> int:
+        """Passes over the data that ``epochs`` (the config's) means for this algorithm (Free: fewer)."""
+        return epochs
+
+    # -- training examples -------------------------------------------------------------------------------
+    def perturb(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor | None = None,
+                **overrides: Any) -> torch.Tensor:
+        """The algorithm's training attack on ``x`` (rows ``idx`` of the batch the knobs were set for, None:
+        all of it), counted in the ledger. ``overrides``: ``steps`` / ``step_size`` (BulletTrain)."""
+        return ctx.attack(self.attack, x, y, **overrides)
+
+    def adversarial(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor,
+                    clean_logits: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Training examples for ``x`` and which rows were actually attacked (None: every row).
+
+        Without BulletTrain every row gets the algorithm's attack. With it (``ctx.allocator``) each row gets
+        the steps its class (outlier / boundary / robust, from the clean logits) is allotted; a row with 0
+        steps keeps its clean image. Without ``clean_logits`` one no-grad forward in eval mode classifies.
+        """
+        allocator = ctx.allocator
+        if allocator is None:
+            return self.perturb(ctx, x, y), None
+        if clean_logits is None:
+            with torch.no_grad(), attack_context(ctx.model, "eval"):
+                clean_logits = ctx.forward(x, net=ctx.model)
+        plan = allocator.allocate(clean_logits.detach(), y, ctx.width, self.attack)
+        x_adv = x.clone()
+        attacked = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        for rows, steps, step_size in plan:
+            if steps > 0 and len(rows):
+                x_adv[rows] = self.perturb(ctx, x[rows], y[rows], rows, steps=steps, step_size=step_size)
+                attacked[rows] = True
+        return x_adv, attacked
+
+    def adversarial_logits(self, ctx: StepContext, x_adv: torch.Tensor, y: torch.Tensor,
+                           attacked: torch.Tensor | None, clean_logits: torch.Tensor | None) -> torch.Tensor:
+        """Logits of the training examples: one forward over the attacked rows; rows left clean reuse
+        ``clean_logits`` (with their gradient) when the algorithm has them, else go through the forward."""
+        if attacked is None or clean_logits is None:
+            logits = ctx.forward(x_adv)
+        elif bool(attacked.all()):
+            logits = ctx.forward(x_adv)
+        else:
+            logits = clean_logits.clone()
+            rows = attacked.nonzero().squeeze(1)
+            if len(rows):
+                logits[rows] = ctx.forward(x_adv[rows]).to(logits.dtype)
+        ctx.observe(logits, y)
+        return logits
+
 
 ALGORITHMS: dict[str, type[Algorithm]] = {}
 
@@ -125,11 +176,14 @@ class PGDAT(Algorithm):
     def loss(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with ctx.knobs(**self.robust_knobs):
             total = x.new_zeros(())
+            clean = None
             if self.lambda_ < 1:  # a clean forward only when it carries weight
-                total = total + (1 - self.lambda_) * F.cross_entropy(ctx.forward(x), y)
+                clean = ctx.forward(x)
+                total = total + (1 - self.lambda_) * F.cross_entropy(clean, y)
             if self.lambda_ > 0:
-                x_adv = ctx.attack(self.attack, x, y)
-                total = total + self.lambda_ * F.cross_entropy(ctx.forward(x_adv), y)
+                x_adv, attacked = self.adversarial(ctx, x, y, clean)
+                logits = self.adversarial_logits(ctx, x_adv, y, attacked, clean)
+                total = total + self.lambda_ * F.cross_entropy(logits, y)
         return total
 
 
@@ -152,8 +206,8 @@ class FLOAT(Algorithm):
         with ctx.knobs(**self.clean_knobs):
             loss_c = F.cross_entropy(ctx.forward(x[:half]), y[:half])
         with ctx.knobs(**self.robust_knobs):
-            x_adv = ctx.attack(self.attack, x[half:], y[half:])
-            loss_a = F.cross_entropy(ctx.forward(x_adv), y[half:])
+            x_adv, attacked = self.adversarial(ctx, x[half:], y[half:])
+            loss_a = F.cross_entropy(self.adversarial_logits(ctx, x_adv, y[half:], attacked, None), y[half:])
         return 0.5 * loss_c + 0.5 * loss_a
 
 
@@ -196,12 +250,179 @@ class OAT(Algorithm):
         lam = sample_oat_lambdas(x.shape[0], self.lambdas).to(x.device)
         n_zero = int((lam == 0).sum())
         with ctx.knobs(lambda_n=lam):
-            loss_c = F.cross_entropy(ctx.forward(x), y, reduction="none")
+            clean = ctx.forward(x)
+            loss_c = F.cross_entropy(clean, y, reduction="none")
         loss_a = torch.zeros_like(loss_c)
         if n_zero < x.shape[0]:
-            lam_adv = lam[n_zero:]
-            with ctx.knobs(lambda_n=lam_adv):
-                x_adv = ctx.attack(self.attack, x[n_zero:], y[n_zero:])
-                adv = F.cross_entropy(ctx.forward(x_adv), y[n_zero:], reduction="none")
+            self._lam_adv = lam[n_zero:]
+            with ctx.knobs(lambda_n=self._lam_adv):
+                x_adv, attacked = self.adversarial(ctx, x[n_zero:], y[n_zero:], clean[n_zero:])
+                logits = self.adversarial_logits(ctx, x_adv, y[n_zero:], attacked, clean[n_zero:])
+                adv = F.cross_entropy(logits, y[n_zero:], reduction="none")
             loss_a = torch.cat([loss_a[:n_zero], adv])
         return ((1 - lam) * loss_c + lam * loss_a).mean()
+
+    def perturb(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor | None = None,
+                **overrides: Any) -> torch.Tensor:
+        if idx is None:
+            return ctx.attack(self.attack, x, y, **overrides)
+        with ctx.knobs(lambda_n=self._lam_adv[idx]):  # a subset of rows takes its own lambdas
+            return ctx.attack(self.attack, x, y, **overrides)
+
+
+@register_algorithm("fast")
+class Fast(Algorithm):
+    """Fast AT (Wong et al. 2020, "Fast is better than free"): FGSM from a uniform random start.
+
+    delta ~ U(-eps, eps), one signed step of ``step_factor x eps`` (1.25 eps), projected to the eps ball and the
+    image to [0, 1]; loss CE on the result. ``early_stop``: after every epoch, PGD-5 accuracy on a fixed
+    training batch (the run's first) falling by more than 20 points stops the run (catastrophic overfitting)
+    and keeps the previous epoch's weights as best. Validation uses the configured PGD attack.
+    """
+
+    PROBE_STEPS = 5
+    DROP = 20.0  # percentage points
+
+    def __init__(self, attack: AttackSettings, step_factor: float = 1.25, early_stop: bool = False) -> None:
+        super().__init__(attack)
+        if not step_factor > 0:
+            raise HwsimError(f"fast step factor must be > 0, got {step_factor}")
+        self.fgsm = AttackSettings(attack.eps, step_factor * attack.eps, 1, attack.mode)
+        self.early_stop = early_stop
+        self.probe: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.probe_acc: float | None = None
+
+    def perturb(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor | None = None,
+                **overrides: Any) -> torch.Tensor:
+        return ctx.attack(self.fgsm, x, y, **overrides)
+
+    def loss(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.early_stop and self.probe is None:
+            self.probe = (x.detach().clone(), y.detach().clone())
+        return F.cross_entropy(ctx.forward(self.perturb(ctx, x, y)), y)
+
+    def end_epoch(self, ctx: StepContext, epoch: int) -> dict[str, Any]:
+        if not self.early_stop or self.probe is None:
+            return {}
+        device = next(ctx.model.parameters()).device
+        x, y = self.probe[0].to(device), self.probe[1].to(device)
+        with attack_context(ctx.model, "eval"):
+            x_adv = pgd(ctx.model, x, y, eps=self.attack.eps, step_size=self.attack.step_size,
+                        steps=self.PROBE_STEPS)
+            with torch.no_grad():
+                acc = 100.0 * float((ctx.model(x_adv).argmax(1) == y).float().mean())
+        if self.probe_acc is not None and acc < self.probe_acc - self.DROP:
+            ctx.request_stop(f"catastrophic overfitting after epoch {epoch}: PGD-{self.PROBE_STEPS} accuracy on a "
+                             f"training batch fell from {self.probe_acc:.1f}% to {acc:.1f}%")
+        self.probe_acc = acc
+        return {"probe_pgd_acc": acc}
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"probe_acc": self.probe_acc}
+        if self.probe is not None:
+            state["probe"] = [self.probe[0].cpu(), self.probe[1].cpu()]
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.probe_acc = state.get("probe_acc")
+        if "probe" in state:
+            self.probe = (state["probe"][0], state["probe"][1])
+
+
+@register_algorithm("free")
+class Free(Algorithm):
+    """Free AT (Shafahi et al. 2019): every batch replayed ``replays`` (m) times; each replay's one forward and
+    one backward give both the weight step and the perturbation update ``delta <- clip(delta + eps sign(g_x),
+    -eps, eps)``. delta persists across batches (and checkpoints); the configured epochs E mean ceil(E / m)
+    passes over the data, so the optimizer takes as many steps as E epochs of PGD-AT would.
+    """
+
+    def __init__(self, attack: AttackSettings, replays: int = 8) -> None:
+        super().__init__(attack)
+        if replays < 1:
+            raise HwsimError(f"free needs replays >= 1, got {replays}")
+        self.replays = replays
+        self.delta: torch.Tensor | None = None
+
+    def loop_epochs(self, epochs: int) -> int:
+        return math.ceil(epochs / self.replays)
+
+    def train_step(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if len(ctx.widths) > 1:
+            raise HwsimError("free does not train slimmable variants (its replays own the optimizer steps)")
+        if self.delta is None or self.delta.shape != x.shape:
+            self.delta = torch.zeros_like(x)
+        self.delta = self.delta.to(x.device)
+        total = x.new_zeros((), dtype=torch.float64)
+        eps = self.attack.eps
+        for _ in range(self.replays):
+            x_adv = (x + self.delta).clamp(0, 1).requires_grad_(True)
+            loss = F.cross_entropy(ctx.forward(x_adv), y)
+            ctx.backward(loss)
+            self.delta = (self.delta + eps * x_adv.grad.sign()).clamp(-eps, eps).detach()
+            ctx.optimizer_step()
+            total = total + loss.detach().double()
+        return total / self.replays
+
+    def state_dict(self) -> dict[str, Any]:
+        return {} if self.delta is None else {"delta": self.delta.detach().cpu()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.delta = state.get("delta")
+
+
+class _CleanAndAdversarial(Algorithm):
+    """TRADES and MART: a clean forward with gradients, an attack, a loss of both logits."""
+
+    def __init__(self, attack: AttackSettings, beta: float = 6.0) -> None:
+        super().__init__(attack)
+        if not beta >= 0:
+            raise HwsimError(f"{self.name} beta must be >= 0, got {beta}")
+        self.beta = beta
+
+    def combine(self, clean: torch.Tensor, adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        clean = ctx.forward(x)
+        x_adv, attacked = self.adversarial(ctx, x, y, clean)
+        adv = self.adversarial_logits(ctx, x_adv, y, attacked, clean)
+        return self.combine(clean.float(), adv.float(), y)
+
+
+@register_algorithm("trades")
+class TRADES(_CleanAndAdversarial):
+    """TRADES (Zhang et al. 2019): ``CE(f(x), y) + beta KL(f(x) || f(x'))``, x' by PGD on the KL from
+    ``x + 0.001 N(0, 1)``; beta = 6 (the paper's CIFAR-10 setting)."""
+
+    def perturb(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor | None = None,
+                **overrides: Any) -> torch.Tensor:
+        steps = overrides.get("steps", self.attack.steps)
+        step_size = overrides.get("step_size", self.attack.step_size)
+        with attack_context(ctx.model, self.attack.mode), ctx.autocast():
+            x_adv = trades_attack(ctx.model, x, self.attack.eps, step_size, steps)
+        ctx.count_attack(len(x), steps)
+        ctx.ledger.fwd[ctx.width] += len(x)  # the clean probabilities the KL is taken against
+        ctx.ledger.attack_fwd[ctx.width] += len(x)
+        return x_adv
+
+    def combine(self, clean: torch.Tensor, adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return trades_loss(clean, adv, y, self.beta)
+
+
+@register_algorithm("mart")
+class MART(_CleanAndAdversarial):
+    """MART (Wang et al. 2020): boosted CE on x' + ``beta KL(f(x) || f(x')) (1 - f_y(x))``, x' by PGD on CE
+    from ``x + 0.001 N(0, 1)``; beta = 6."""
+
+    def perturb(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor | None = None,
+                **overrides: Any) -> torch.Tensor:
+        steps = overrides.get("steps", self.attack.steps)
+        step_size = overrides.get("step_size", self.attack.step_size)
+        with attack_context(ctx.model, self.attack.mode), ctx.autocast():
+            x_adv = mart_attack(ctx.model, x, y, self.attack.eps, step_size, steps)
+        ctx.count_attack(len(x), steps)
+        return x_adv
+
+    def combine(self, clean: torch.Tensor, adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return mart_loss(clean, adv, y, self.beta)

@@ -55,14 +55,21 @@ def save_atomic(obj: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def load(path: Path) -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``; a missing or unreadable file raises HwsimError."""
+def load(path: Path, other: str | None = None) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``; a missing or unreadable file raises HwsimError naming the
+    file (and ``other``, the option to try instead, when given).
+
+    The message never repeats torch's hint to load with ``weights_only=False``: a checkpoint that is not
+    plain tensors and containers is not one of ours, and unpickling it could run arbitrary code.
+    """
+    hint = f"; try {other}" if other else ""
     if not path.is_file():
-        raise HwsimError(f"checkpoint {path} does not exist")
+        raise HwsimError(f"checkpoint {path} does not exist{hint}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises RuntimeError / UnpicklingError / EOFError for bad files
-        raise HwsimError(f"checkpoint {path} cannot be read: {str(exc).splitlines()[0]}") from None
+        reason = type(exc).__name__ if "weights_only" in str(exc) else str(exc).splitlines()[0]
+        raise HwsimError(f"checkpoint {path} cannot be read ({reason}){hint}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise HwsimError(f"checkpoint {path} is not an hwsim checkpoint (format {FORMAT})")
     return ckpt

@@ -18,7 +18,7 @@ from hwsim.train.algorithms import ALGORITHMS, OAT_LAMBDAS
 from hwsim.train.attacks import oat_step_size
 from hwsim.train.data import DATA_SOURCES
 
-SCHEDULES = ("cosine", "multistep", "constant")
+SCHEDULES = ("cosine", "multistep", "constant", "cyclic")
 DEVICES = ("auto", "cpu", "cuda")
 # Which model variants each algorithm trains (an algorithm needs the knobs it sets).
 _VARIANT_PREFIX = {"float": "float", "oat": "oat"}
@@ -38,14 +38,29 @@ class TrainConfig:
     lr: float = 0.1  # initial SGD learning rate
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    schedule: str = "cosine"  # cosine annealing to 0 over `epochs`, stepped once per epoch (OAT reference)
+    schedule: str = "cosine"  # cosine annealing to 0 over `epochs`, stepped once per epoch (OAT reference);
+    # "cyclic": one-cycle, linear 0 -> lr at 2/5 of the run -> 0, stepped per batch (Fast AT)
     milestones: tuple[int, ...] = (50, 150)  # for schedule = "multistep" (x0.1 at each)
     eps: float = 8 / 255  # training attack L-inf radius, fraction of 1
-    step_size: float = 2 / 255  # training attack step; "oat" in a config/flag = min(1.25 eps, eps+4/255)/k
+    # training attack step; None: OAT's min(1.25 eps, eps + 4/255) / k for oat and float (the FLOAT supplement
+    # reproduces OAT's settings), 2/255 otherwise; "oat" in a config/flag selects OAT's step explicitly
+    step_size: float | None = None
     attack_steps: int = 7  # PGD-k for training (FLOAT: PGD-7)
-    attack_mode: str = "eval"  # model mode while generating training attacks (OAT reference: eval)
+    # model mode while generating training attacks; None: "train" for fast and free (their references attack
+    # in train mode; Free's one forward serves both), "eval" otherwise (OAT reference)
+    attack_mode: str | None = None
     pgd_lambda: float = 1.0  # pgd-at: weight of the adversarial loss in Eq. 3
     noise_lambda: float | None = None  # pgd-at on a float* variant: train with the noise on at this lambda_n
+    beta: float = 6.0  # trades, mart: weight of the KL term (both papers' CIFAR-10 setting)
+    replays: int = 8  # free: minibatch replays m (Shafahi et al.: m = 8 on CIFAR-10)
+    fast_step: float = 1.25  # fast: FGSM step as a multiple of eps (Wong et al.: 1.25)
+    early_stop: bool = False  # fast: stop at catastrophic overfitting (PGD accuracy on a train batch -20 pts)
+    bullettrain: bool = False  # per-sample attack steps (BulletTrain) for pgd-at, float, oat, trades, mart
+    bt_steps: tuple[int, ...] | None = None  # BulletTrain (N_O, N_B, N_R); None: (0, attack_steps, 1)
+    bt_p: float = 0.9  # BulletTrain: momentum of the F_R estimate
+    bt_gamma: float = 0.8  # BulletTrain: scaling of the robust accuracy in the F_R estimate
+    alpha_weight_decay: bool = False  # weight decay on FLOAT's noise scales alpha (off: as in PNI)
+    dropout: float | None = None  # None: 0.3 for wrn16_8 / wrn40_2 (OAT reference), 0 otherwise
     oat_lambdas: tuple[float, ...] = OAT_LAMBDAS  # oat: S_lambda
     film_dim: int = 128  # oat: d of the lambda encoding (OAT default 128)
     bn: str = "dual"  # "dual" (BN_C/BN_A) or "single"
@@ -79,12 +94,38 @@ def parse_fraction(value: str | float | int, name: str) -> float:
         raise HwsimError(f"{name} must be a number or a fraction like 8/255, got {value!r}") from None
 
 
+#: Options that only some algorithms use (refused elsewhere instead of being silently ignored).
+_ALGORITHM_OPTIONS = {"beta": ("trades", "mart"), "replays": ("free",), "fast_step": ("fast",),
+                      "early_stop": ("fast",), "bullettrain": ("pgd-at", "float", "oat", "trades", "mart"),
+                      "pgd_lambda": ("pgd-at",), "noise_lambda": ("pgd-at",), "oat_lambdas": ("oat",)}
+_BULLETTRAIN_OPTIONS = ("bt_steps", "bt_p", "bt_gamma")
+#: The per-model dropout default of OAT's reference for the WRNs it trains.
+_DROPOUT = {"wrn16_8": 0.3, "wrn40_2": 0.3}
+
+
 def _coerce(name: str, value: Any) -> Any:
     default = FIELDS[name].default
-    if name in ("eps", "step_size", "lr", "weight_decay", "momentum", "pgd_lambda", "density", "prune_rate"):
-        return parse_fraction(value, name)
-    if name == "noise_lambda":
+    if name in ("noise_lambda", "dropout", "step_size"):
         return None if value is None else parse_fraction(value, name)
+    if name == "attack_mode":
+        if value is not None and not isinstance(value, str):
+            raise HwsimError(f"{name} must be a string, got {value!r}")
+        return value
+    if name == "bt_steps":
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        try:
+            steps = tuple(int(str(v).strip()) for v in value)
+        except (TypeError, ValueError):
+            raise HwsimError(f"bt_steps must be three integers N_O,N_B,N_R, got {value!r}") from None
+        if len(steps) != 3:
+            raise HwsimError(f"bt_steps must be three integers N_O,N_B,N_R, got {value!r}")
+        return steps
+    if name in ("eps", "lr", "weight_decay", "momentum", "pgd_lambda", "density", "prune_rate", "beta",
+                "fast_step", "bt_p", "bt_gamma"):
+        return parse_fraction(value, name)
     if isinstance(default, tuple):
         if isinstance(value, str):
             value = [v for v in value.split(",") if v.strip()]
@@ -120,12 +161,34 @@ def make_config(values: dict[str, Any], source: str = "options") -> TrainConfig:
     oat_step = values.get("step_size") == "oat"
     clean = {k: _coerce(k, v) for k, v in values.items() if not (k == "step_size" and oat_step)}
     config = TrainConfig(**clean)
-    if oat_step:
-        config = dataclasses.replace(config, step_size=oat_step_size(config.eps, config.attack_steps))
+    problems = [f"{key} applies only to --algorithm {' or '.join(algos)}, not {config.algorithm}"
+                for key, algos in _ALGORITHM_OPTIONS.items()
+                if key in values and config.algorithm not in algos and clean[key] != FIELDS[key].default]
+    problems += [f"{key} applies only with bullettrain" for key in _BULLETTRAIN_OPTIONS
+                 if key in values and not config.bullettrain and clean[key] != FIELDS[key].default]
+    if problems:
+        raise HwsimError(f"{source}: " + "; ".join(problems))
+    config = resolve_defaults(config, oat_step=oat_step)
     problems = validate(config)
     if problems:
         raise HwsimError(f"{source}: " + "; ".join(problems))
     return config
+
+
+def resolve_defaults(config: TrainConfig, oat_step: bool = False) -> TrainConfig:
+    """Fill the defaults that depend on the algorithm or the model (see the field comments)."""
+    changes: dict[str, Any] = {}
+    if oat_step or (config.step_size is None and config.algorithm in ("oat", "float")):
+        changes["step_size"] = oat_step_size(config.eps, config.attack_steps) if config.attack_steps >= 1 else 0.0
+    elif config.step_size is None:
+        changes["step_size"] = 2 / 255
+    if config.attack_mode is None:
+        changes["attack_mode"] = "train" if config.algorithm in ("fast", "free") else "eval"
+    if config.dropout is None:
+        changes["dropout"] = _DROPOUT.get(config.model, 0.0)
+    if config.bullettrain and config.bt_steps is None:
+        changes["bt_steps"] = (0, config.attack_steps, 1)
+    return dataclasses.replace(config, **changes)
 
 
 def validate(config: TrainConfig) -> list[str]:
@@ -149,6 +212,20 @@ def validate(config: TrainConfig) -> list[str]:
     for name in ("epochs", "batch_size", "attack_steps", "val_size", "synthetic_size"):
         if getattr(config, name) < 1:
             problems.append(f"{name} must be >= 1, got {getattr(config, name)}")
+    if config.replays < 1:
+        problems.append(f"replays must be >= 1, got {config.replays}")
+    if config.beta < 0:
+        problems.append(f"beta must be >= 0, got {config.beta}")
+    if config.fast_step <= 0:
+        problems.append(f"fast_step must be > 0 (a multiple of eps), got {config.fast_step}")
+    if config.bt_steps is not None and min(config.bt_steps) < 0:
+        problems.append(f"bt_steps must be >= 0, got {list(config.bt_steps)}")
+    if not 0 <= config.bt_p < 1 or not 0 < config.bt_gamma <= 1:
+        problems.append(f"bt_p must be in [0, 1) and bt_gamma in (0, 1], got {config.bt_p}, {config.bt_gamma}")
+    if config.dropout is not None and not 0 <= config.dropout < 1:
+        problems.append(f"dropout must be in [0, 1), got {config.dropout}")
+    if config.algorithm == "free" and config.variant.endswith("-slim"):
+        problems.append("free does not train slimmable variants (its replays own the optimizer steps)")
     if config.algorithm == "float" and config.batch_size < 2:
         problems.append("float needs batch_size >= 2 (half clean, half adversarial)")
     if config.workers < 0:

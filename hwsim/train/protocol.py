@@ -110,6 +110,8 @@ class StepContext:
         self.step_index = 0
         self.width = max(self.widths)
         self._owed_bwd: defaultdict[float, int] = defaultdict(int)
+        self.allocator: Any = None  # per-sample attack-step allocation (BulletTrain) when turned on
+        self.stop_reason: str | None = None
 
     @classmethod
     def local(cls, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *, epochs: int = 1,
@@ -208,6 +210,15 @@ class StepContext:
         """``backward(loss)`` then ``optimizer_step()``: the one-pass case."""
         self.backward(loss)
         self.optimizer_step()
+
+    def observe(self, adversarial_logits: torch.Tensor, y: torch.Tensor) -> None:
+        """Hand the logits of a batch's training examples to the step allocator (BulletTrain's F_R)."""
+        if self.allocator is not None:
+            self.allocator.observe(adversarial_logits.detach(), y, self.width)
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the loop to end the run after this epoch (e.g. catastrophic overfitting)."""
+        self.stop_reason = reason
 
     def new_epoch(self, epoch: int) -> None:
         self.epoch, self.ledger = epoch, Ledger()

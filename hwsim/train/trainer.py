@@ -40,9 +40,12 @@ from hwsim.train.attacks import attack_context, pgd
 from hwsim.train.config import TrainConfig, make_config
 from hwsim.train.protocol import LEDGER_FIELDS, Hooks, StepContext
 from hwsim.train.sparse import SparseLearning, masked_layers
+from hwsim.train.bullettrain import BulletTrain
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
+LOCK_FILE = ".lock"
+CHECKPOINTS = ("last", "best")
 
 
 # ------------------------------------------------------------------------------------------------ environment
@@ -153,7 +156,7 @@ def build_model(config: TrainConfig) -> nn.Module:
     source = data.get_source(config.dataset)
     return _models.create_model(config.model, config.variant, dataset=source.model_dataset,
                                 film_dim=config.film_dim, bn=config.bn, widths=config.widths,
-                                density=config.density)
+                                density=config.density, dropout=config.dropout or 0.0)
 
 
 def build_algorithm(config: TrainConfig) -> Algorithm:
@@ -165,6 +168,12 @@ def build_algorithm(config: TrainConfig) -> Algorithm:
         options["noise_lambda"] = config.noise_lambda
     elif config.algorithm == "oat":
         options["lambdas"] = config.oat_lambdas
+    elif config.algorithm in ("trades", "mart"):
+        options["beta"] = config.beta
+    elif config.algorithm == "free":
+        options["replays"] = config.replays
+    elif config.algorithm == "fast":
+        options.update(step_factor=config.fast_step, early_stop=config.early_stop)
     return create_algorithm(config.algorithm, attack, **options)
 
 
@@ -175,7 +184,20 @@ def build_extensions(config: TrainConfig, model: nn.Module) -> list[Hooks]:
         info = getattr(model, "hwsim_info", {})
         extensions.append(SparseLearning(config.density, info.get("granularity") or "irregular",
                                          prune_rate=config.prune_rate))
+    if config.bullettrain:
+        n_o, n_b, n_r = config.bt_steps or (0, config.attack_steps, 1)
+        extensions.append(BulletTrain(config.attack_steps, n_o, n_b, n_r, p=config.bt_p, gamma=config.bt_gamma))
     return extensions
+
+
+def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD; FLOAT's noise scales alpha get no weight decay unless ``alpha_weight_decay`` (as in PNI)."""
+    alphas = [p for name, p in model.named_parameters() if name.endswith("alpha")]
+    others = [p for name, p in model.named_parameters() if not name.endswith("alpha")]
+    groups: list[dict[str, Any]] = [{"params": others}]
+    if alphas:
+        groups.append({"params": alphas, "weight_decay": config.weight_decay if config.alpha_weight_decay else 0.0})
+    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
 def model_widths(model: nn.Module) -> tuple[float, ...]:
@@ -200,9 +222,16 @@ def macs_per_image(model: nn.Module, widths: tuple[float, ...]) -> dict[float, i
     return out
 
 
-def _scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+def _scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, epochs: int,
+               batches: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """The learning-rate schedule over ``epochs`` passes of ``batches`` batches ("cyclic" steps per batch)."""
+    if config.schedule == "cyclic":
+        def one_cycle(step: int) -> float:  # the lr of batch `step` (0-based) as a fraction of the peak
+            return float(np.interp((step + 1) / batches, [0, 0.4 * epochs, epochs], [0.0, 1.0, 0.0]))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, one_cycle)
     if config.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     if config.schedule == "multistep":
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones), gamma=0.1)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
@@ -214,7 +243,7 @@ def _check_out_dir(out: Path, resume: bool) -> None:
     if resume:
         if not (out / CONFIG_FILE).is_file():
             raise HwsimError(f"cannot resume {out}: no {CONFIG_FILE} there")
-    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+    elif out.exists() and (not out.is_dir() or any(p.name != LOCK_FILE for p in out.iterdir())):
         raise HwsimError(f"output directory {out} exists and is not empty; choose a new --out or --resume it")
 
 
@@ -286,22 +315,81 @@ def _knobs_or_none(model: nn.Module, settings: dict[str, Any]) -> Iterator[None]
         yield
 
 
-def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
-          stop_after: int | None = None) -> Path:
+@contextlib.contextmanager
+def _run_dir_lock(out: Path, resume: bool, main: bool) -> Iterator[None]:
+    """Create ``out`` (unless resuming), hold an exclusive lock on it for the run and check it can be used.
+
+    A second ``hwsim train`` on the same directory fails at once naming the first (its pid). A run that fails
+    before its first checkpoint leaves nothing behind in a directory it created.
+    """
+    if not main:  # only rank 0 writes
+        yield
+        return
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle = (out / LOCK_FILE).open("a+")
+    except OSError as exc:
+        raise HwsimError(f"cannot create run directory {out}: {exc.strerror or exc}") from None
+    try:
+        import fcntl
+
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            owner = handle.read().strip() or "unknown"
+            raise HwsimError(f"run directory {out} is in use by another hwsim train (pid {owner}); "
+                             "wait for it or choose another --out") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        _check_out_dir(out, resume)
+        try:
+            yield
+        except BaseException:
+            if created and not (out / "checkpoints" / "last.pt").exists():
+                import shutil
+
+                shutil.rmtree(out, ignore_errors=True)
+            raise
+    finally:
+        handle.close()
+        if (out / LOCK_FILE).exists():
+            (out / LOCK_FILE).unlink(missing_ok=True)
+
+
+def _log_epoch(record: dict[str, Any], epochs: int) -> None:
+    """One line per epoch on stderr, terminal or not (progress bars only on a terminal)."""
+    print(f"epoch {record['epoch']}/{epochs}  loss {record['train_loss']:.4f}  CA {record['ca']:.2f}%  "
+          f"RA {record['ra']:.2f}%  {record['epoch_time_s']:.1f} s", file=sys.stderr, flush=True)
+
+
+def train(config: TrainConfig, out: str | Path, *, resume: bool = False, stop_after: int | None = None,
+          resume_from: str = "last") -> Path:
     """Train ``config`` into the run directory ``out`` and return its path.
 
     ``resume=True`` continues ``out`` from ``checkpoints/last.pt`` exactly (same weights as an uninterrupted
     run, in a single process), reading the config from ``out/config.json`` (``config`` is then only used for
-    ``device`` and ``workers``). ``stop_after`` ends this invocation after that many completed epochs (the run
-    can be resumed later), e.g. for time-sliced jobs. A non-empty ``out`` without ``resume`` raises HwsimError;
-    a non-finite loss raises HwsimError naming the epoch and step.
+    ``device`` and ``workers``); ``resume_from="best"`` continues from ``best.pt`` instead (when ``last.pt``
+    cannot be read; the epochs after it are trained again). ``stop_after`` ends this invocation after that many
+    completed epochs (the run can be resumed later), e.g. for time-sliced jobs. A non-empty ``out`` without
+    ``resume``, a directory another run holds, and a non-finite loss raise HwsimError.
     """
     out = Path(out)
-    _check_out_dir(out, resume)
+    if resume_from not in CHECKPOINTS:
+        raise HwsimError(f"resume_from must be one of {', '.join(CHECKPOINTS)}, got {resume_from!r}")
     if resume:
         saved = read_run_config(out)
         config = dataclasses.replace(saved, device=config.device, workers=config.workers)
     dist_info = _init_dist(config.device)
+    with _run_dir_lock(out, resume, dist_info.main):
+        return _train(config, out, dist_info, resume, stop_after, resume_from)
+
+
+def _train(config: TrainConfig, out: Path, dist_info: Dist, resume: bool, stop_after: int | None,
+           resume_from: str) -> Path:
     seed_everything(config.seed + dist_info.rank)
     source = data.get_source(config.dataset)
     full = data.load_split(config.dataset, "train", config.data_dir, synthetic_size=config.synthetic_size)
@@ -314,10 +402,6 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
     use_amp = config.amp and dist_info.device.type == "cuda"
     if use_amp:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
-    scheduler = _scheduler(config, optimizer)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
     net: nn.Module = model
     sampler = None
@@ -331,9 +415,23 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
                                       find_unused_parameters=len(widths) > 1)
         sampler = DistributedSampler(train_set, dist_info.world_size, dist_info.rank, shuffle=True,
                                      seed=config.seed, drop_last=True)
+    per_rank_batch = max(config.batch_size // dist_info.world_size, 1)
+    pin = dist_info.device.type == "cuda"
+    train_loader = DataLoader(train_set, batch_size=per_rank_batch, shuffle=sampler is None, sampler=sampler,
+                              drop_last=True, num_workers=config.workers, pin_memory=pin,
+                              persistent_workers=config.workers > 0)
+    if len(train_loader) == 0:
+        raise HwsimError(f"batch_size {config.batch_size} is larger than the {len(train_set)} training images")
+    val_loader = DataLoader(val_set, batch_size=max(per_rank_batch, 256), shuffle=False)
+
+    optimizer = build_optimizer(config, model)
+    epochs = algorithm.loop_epochs(config.epochs)  # Free: ceil(E / m) passes over the data
+    scheduler = _scheduler(config, optimizer, epochs, len(train_loader))
+    per_batch_schedule = config.schedule == "cyclic"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     autocast = (lambda: torch.autocast("cuda", dtype=torch.float16)) if use_amp else contextlib.nullcontext
     ctx = StepContext(net=net, model=model, optimizer=optimizer, scaler=scaler, autocast=autocast,
-                      widths=widths, epochs=config.epochs, world_size=dist_info.world_size,
+                      widths=widths, epochs=epochs, world_size=dist_info.world_size,
                       set_knobs=_models.knobs if hasattr(model, "hwsim_knobs") else None)
     hooks: list[Hooks] = [algorithm, *extensions]
     ctx.hooks = hooks
@@ -343,7 +441,10 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
     ckpt_dir = out / "checkpoints"
     start_epoch, best_ra = 0, -1.0
     if resume:
-        ckpt = checkpoint.load(ckpt_dir / "last.pt")
+        ckpt = checkpoint.load(ckpt_dir / f"{resume_from}.pt", other=None if resume_from == "best" else
+                               "--resume-from best")
+        if ckpt.get("stopped"):
+            raise HwsimError(f"run {out} stopped early ({ckpt['stopped']}); nothing to resume")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -361,16 +462,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
     if dist_info.main and resume:
         _truncate_metrics(out / METRICS_FILE, start_epoch)
 
-    per_rank_batch = max(config.batch_size // dist_info.world_size, 1)
-    pin = dist_info.device.type == "cuda"
-    train_loader = DataLoader(train_set, batch_size=per_rank_batch, shuffle=sampler is None, sampler=sampler,
-                              drop_last=True, num_workers=config.workers, pin_memory=pin,
-                              persistent_workers=config.workers > 0)
-    if len(train_loader) == 0:
-        raise HwsimError(f"batch_size {config.batch_size} is larger than the {len(train_set)} training images")
-    val_loader = DataLoader(val_set, batch_size=max(per_rank_batch, 256), shuffle=False)
-
-    last_epoch = config.epochs if stop_after is None else min(config.epochs, start_epoch + stop_after)
+    last_epoch = epochs if stop_after is None else min(epochs, start_epoch + stop_after)
     for epoch in range(start_epoch + 1, last_epoch + 1):
         if sampler is not None:
             sampler.set_epoch(epoch)
@@ -389,13 +481,16 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
                 x = x.contiguous(memory_format=torch.channels_last)
             loss_sum += algorithm.train_step(ctx, x, y).to(loss_sum.device)
             steps += 1
+            if per_batch_schedule:
+                scheduler.step()
         if dist_info.device.type == "cuda":
             torch.cuda.synchronize(dist_info.device)
         epoch_time = time.perf_counter() - start
         extra: dict[str, Any] = {}
         for hook in hooks:
             extra.update(hook.end_epoch(ctx, epoch))
-        scheduler.step()
+        if not per_batch_schedule:
+            scheduler.step()
         ledger = ctx.ledger.totals()
         counts = [float(ledger[k]) for k in LEDGER_FIELDS] + [float(ctx.ledger.train_macs(macs))]
         totals = _all_reduce_sum(torch.tensor([float(loss_sum), float(steps), *counts], dtype=torch.float64,
@@ -408,12 +503,15 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
         if dist_info.main:
             by_width = validate(model, algorithm, val_loader, dist_info.device, show=True, widths=widths)
             ca, ra = by_width[max(widths)]
-            improved = ra > best_ra
-            best_ra = max(best_ra, ra)
+            stopped = ctx.stop_reason
+            improved = ra > best_ra and not stopped
+            if stopped and (ckpt_dir / "last.pt").exists():  # keep the previous epoch's weights as best
+                os.replace(ckpt_dir / "last.pt", ckpt_dir / "best.pt")
+            best_ra = max(best_ra, ra) if not stopped else best_ra
             state = {"format": checkpoint.FORMAT, "epoch": epoch, "best_ra": best_ra, "ra": ra, "ca": ca,
                      "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                     "hooks": [hook.state_dict() for hook in hooks],
+                     "hooks": [hook.state_dict() for hook in hooks], "stopped": stopped or "",
                      "rng": checkpoint.rng_state(), "config": config.to_dict()}
             checkpoint.save_atomic(state, ckpt_dir / "last.pt")
             if improved:
@@ -426,9 +524,16 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
             if len(widths) > 1:
                 record["ca_by_width"] = {f"{w:g}": v[0] for w, v in by_width.items()}
                 record["ra_by_width"] = {f"{w:g}": v[1] for w, v in by_width.items()}
+            if stopped:
+                record["stopped"] = stopped
             with (out / METRICS_FILE).open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
+            _log_epoch(record, epochs)
+            if stopped:
+                print(f"stopping: {stopped}; best.pt holds epoch {epoch - 1}", file=sys.stderr, flush=True)
         _barrier(dist_info)
+        if ctx.stop_reason:
+            break
     return out
 
 
