@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -42,6 +43,11 @@ def test_resume_after_epoch_one_equals_uninterrupted_run(tmp_path: Path) -> None
     ("floats-i", "float", {"density": 0.3}),
     ("float-slim", "float", {}),
     ("floats-slim", "pgd-at", {"density": 0.5, "noise_lambda": 0.5}),
+    ("base", "fast", {"schedule": "cyclic", "early_stop": True}),
+    ("base", "free", {"replays": 2, "epochs": 6}),
+    ("base", "trades", {"bullettrain": True}),
+    ("base", "mart", {}),
+    ("oat", "oat", {"bullettrain": True, "bt_steps": "0,2,1"}),
 ])
 def test_resume_is_bit_identical_for_sparse_and_slim_runs(tmp_path: Path, variant: str, algorithm: str,
                                                            extra: dict) -> None:
@@ -174,3 +180,136 @@ def test_slim_run_is_evaluated_at_every_trained_width_and_refuses_others(tmp_pat
     with pytest.raises(SystemExit) as exc:
         main(["eval", str(run), "--width", "0.75", "--device", "cpu"])
     assert exc.value.code == 2 and "width 0.75 is not one of this model's widths" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"algorithm": "pgd-at", "replays": 4}, "replays applies only to --algorithm free, not pgd-at"),
+    ({"algorithm": "free", "bullettrain": True}, "bullettrain applies only to --algorithm pgd-at or float"),
+    ({"algorithm": "pgd-at", "bt_steps": "0,7,1"}, "bt_steps applies only with bullettrain"),
+    ({"algorithm": "oat", "variant": "oat", "beta": 3}, "beta applies only to --algorithm trades or mart"),
+    ({"algorithm": "mart", "fast_step": 2}, "fast_step applies only to --algorithm fast"),
+    ({"algorithm": "float", "variant": "float", "pgd_lambda": 0.5}, "pgd_lambda applies only to --algorithm pgd-at"),
+    ({"algorithm": "pgd-at", "noise_lambda": 0.5}, "noise_lambda applies only to --algorithm pgd-at on a noise"),
+    ({"algorithm": "pgd-at", "prune_rate": 0.3}, "prune_rate applies only to masked variants"),
+    ({"algorithm": "free", "variant": "float-slim"}, "free does not train slimmable variants"),
+    ({"algorithm": "pgd-at", "bullettrain": True, "bt_steps": "0,7"}, "bt_steps must be three integers"),
+])
+def test_options_an_algorithm_does_not_use_are_refused(values: dict, message: str) -> None:
+    with pytest.raises(HwsimError, match=message):
+        make_config({**TINY, **values})
+
+
+def test_paper_defaults_resolved_per_algorithm_and_model() -> None:
+    from hwsim.train.attacks import oat_step_size
+
+    assert make_config({"algorithm": "oat", "variant": "oat"}).step_size == pytest.approx(oat_step_size(8 / 255, 7))
+    assert make_config({"algorithm": "float", "variant": "float"}).step_size == pytest.approx(10 / 255 / 7)
+    assert make_config({"algorithm": "pgd-at"}).step_size == pytest.approx(2 / 255)
+    assert make_config({"algorithm": "pgd-at", "step_size": "1/255"}).step_size == pytest.approx(1 / 255)
+    assert make_config({"algorithm": "fast"}).attack_mode == "train"
+    assert make_config({"algorithm": "free"}).attack_mode == "train"
+    assert make_config({"algorithm": "trades"}).attack_mode == "eval"
+    assert make_config({"model": "wrn16_8"}).dropout == 0.3 and make_config({"model": "resnet34"}).dropout == 0.0
+    assert make_config({"algorithm": "mart", "bullettrain": True, "attack_steps": 10}).bt_steps == (0, 10, 1)
+
+
+def test_no_weight_decay_on_alpha_unless_asked() -> None:
+    from hwsim.train.trainer import build_model, build_optimizer
+
+    config = make_config({**TINY, "variant": "float", "algorithm": "float"})
+    model = build_model(config)
+    groups = build_optimizer(config, model).param_groups
+    alphas = {id(p) for n, p in model.named_parameters() if n.endswith("alpha")}
+    assert [g["weight_decay"] for g in groups] == [5e-4, 0.0] and {id(p) for p in groups[1]["params"]} == alphas
+    config = make_config({**TINY, "variant": "float", "algorithm": "float", "alpha_weight_decay": True})
+    assert [g["weight_decay"] for g in build_optimizer(config, build_model(config)).param_groups] == [5e-4, 5e-4]
+
+
+def test_cyclic_schedule_is_one_cycle_per_batch(tmp_path: Path) -> None:
+    config = make_config({**TINY, "algorithm": "fast", "schedule": "cyclic", "epochs": 5, "lr": 0.2})
+    run = train(config, tmp_path / "run")  # (192 - 32 held out) / 32 = 5 batches per epoch
+    lrs = [json.loads(line)["lr"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    # the lr of each epoch's first batch: interp((step + 1) / 5, [0, 2, 5], [0, 0.2, 0])
+    want = [float(np.interp((5 * e + 1) / 5, [0, 2, 5], [0, 0.2, 0])) for e in range(5)]
+    assert lrs == pytest.approx(want)
+
+
+def test_fast_early_stop_keeps_the_previous_epoch_as_best(tmp_path: Path, monkeypatch) -> None:
+    from hwsim.train import algorithms
+
+    accuracies = iter([80.0, 75.0, 40.0, 90.0])  # epoch 3 falls by more than 20 points
+
+    def probe(self, ctx, epoch):
+        acc = next(accuracies)
+        if self.probe_acc is not None and acc < self.probe_acc - self.DROP:
+            ctx.request_stop(f"catastrophic overfitting after epoch {epoch}")
+        self.probe_acc = acc
+        return {"probe_pgd_acc": acc}
+
+    monkeypatch.setattr(algorithms.Fast, "end_epoch", probe)
+    run = train(make_config({**TINY, "algorithm": "fast", "early_stop": True, "epochs": 4}), tmp_path / "run")
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == [1, 2, 3] and "catastrophic" in lines[-1]["stopped"]
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    assert best["epoch"] == 2
+    with pytest.raises(HwsimError, match="stopped early"):
+        train(make_config({**TINY}), run, resume=True)
+
+
+def test_run_directory_is_locked_against_a_second_run(tmp_path: Path) -> None:
+    import fcntl
+
+    run = tmp_path / "run"
+    run.mkdir()
+    with (run / ".lock").open("w") as held:
+        held.write("4242")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(HwsimError, match=r"in use by another hwsim train \(pid 4242\)"):
+            train(make_config({**TINY, "epochs": 1}), run)
+    assert (run / ".lock").exists() and not (run / "config.json").exists()
+
+
+def test_unwritable_out_and_failed_start_leave_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--model", "small_cnn", "--dataset", "synthetic", "--out", str(blocker / "run")])
+    assert exc.value.code == 2 and "cannot create run directory" in capsys.readouterr().err
+    with pytest.raises(HwsimError, match="larger than the"):
+        train(make_config({**TINY, "batch_size": 4096}), tmp_path / "big")
+    assert not (tmp_path / "big").exists()
+
+
+def test_unreadable_last_checkpoint_offers_resume_from_best(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    train(make_config({**TINY, "epochs": 2}), run, stop_after=1)
+    (run / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--resume", str(run), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "last.pt cannot be read" in err and "--resume-from best" in err
+    assert "weights_only=False" not in err and err.count("\n") == 1
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--resume", str(run), "--resume-from", "best", "--device", "cpu"])
+    assert exc.value.code == 0
+    assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    assert "epoch 2/2" in capsys.readouterr().err  # one line per epoch on stderr, terminal or not
+
+
+def test_ctrl_c_says_how_to_resume(tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import hwsim.train.trainer as trainer
+
+    run = tmp_path / "run"
+    train(make_config({**TINY, "epochs": 2}), run, stop_after=1)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "train", interrupted)
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--resume", str(run), "--device", "cpu"])
+    assert exc.value.code == 130
+    assert f"Continue with: hwsim train --resume {run}" in capsys.readouterr().err

@@ -113,6 +113,10 @@ class Algorithm(Hooks):
                 attacked[rows] = True
         return x_adv, attacked
 
+    def forward_rows(self, ctx: StepContext, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Training forward of the rows ``rows`` of the batch the knobs were set for."""
+        return ctx.forward(x)
+
     def adversarial_logits(self, ctx: StepContext, x_adv: torch.Tensor, y: torch.Tensor,
                            attacked: torch.Tensor | None, clean_logits: torch.Tensor | None) -> torch.Tensor:
         """Logits of the training examples: one forward over the attacked rows; rows left clean reuse
@@ -125,7 +129,7 @@ class Algorithm(Hooks):
             logits = clean_logits.clone()
             rows = attacked.nonzero().squeeze(1)
             if len(rows):
-                logits[rows] = ctx.forward(x_adv[rows]).to(logits.dtype)
+                logits[rows] = self.forward_rows(ctx, x_adv[rows], rows).to(logits.dtype)
         ctx.observe(logits, y)
         return logits
 
@@ -268,6 +272,10 @@ class OAT(Algorithm):
             return ctx.attack(self.attack, x, y, **overrides)
         with ctx.knobs(lambda_n=self._lam_adv[idx]):  # a subset of rows takes its own lambdas
             return ctx.attack(self.attack, x, y, **overrides)
+
+    def forward_rows(self, ctx: StepContext, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        with ctx.knobs(lambda_n=self._lam_adv[rows]):
+            return ctx.forward(x)
 
 
 @register_algorithm("fast")

@@ -331,11 +331,13 @@ def _run_dir_lock(out: Path, resume: bool, main: bool) -> Iterator[None]:
         handle = (out / LOCK_FILE).open("a+")
     except OSError as exc:
         raise HwsimError(f"cannot create run directory {out}: {exc.strerror or exc}") from None
+    locked = False
     try:
         import fcntl
 
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked = True
         except OSError:
             handle.seek(0)
             owner = handle.read().strip() or "unknown"
@@ -355,9 +357,9 @@ def _run_dir_lock(out: Path, resume: bool, main: bool) -> Iterator[None]:
                 shutil.rmtree(out, ignore_errors=True)
             raise
     finally:
-        handle.close()
-        if (out / LOCK_FILE).exists():
+        if locked:  # the lock file of a run that holds it is not ours to remove
             (out / LOCK_FILE).unlink(missing_ok=True)
+        handle.close()
 
 
 def _log_epoch(record: dict[str, Any], epochs: int) -> None:
