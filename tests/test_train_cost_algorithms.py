@@ -219,3 +219,29 @@ def test_bullettrain_ledger_is_the_sum_of_its_allocation(one_thread) -> None:
     assert totals["attack_fwd_passes"] == 4 * n_b + 2 * n_r + attacked
     assert totals["fwd_passes"] == 16 + totals["attack_fwd_passes"] + attacked
     assert totals["bwd_passes"] == 16 + totals["attack_bwd_passes"] + attacked
+
+
+def test_training_cost_table_pairs_a_bullettrain_run_with_the_run_it_accelerates(tmp_path) -> None:
+    import json
+
+    from hwsim.report.training import training_cost
+
+    def run(name: str, bullettrain: bool, seconds: float, passes: int, speedup: float | None = None) -> str:
+        d = tmp_path / name
+        d.mkdir()
+        config = {"model": "small_cnn", "variant": "base", "algorithm": "pgd-at", "dataset": "mnist", "eps": 0.3,
+                  "attack_steps": 7, "bullettrain": bullettrain}
+        (d / "config.json").write_text(json.dumps(config))
+        line = {"epoch": 1, "epoch_time_s": seconds, "images": 100, "fwd_passes": passes, "bwd_passes": passes,
+                "attack_fwd_passes": passes - 100, "attack_bwd_passes": passes - 100, "optimizer_steps": 4,
+                "train_macs": 3 * passes * 10, "ca": 90.0, "ra": 60.0}
+        if speedup is not None:
+            line["bt_theoretical_speedup"] = speedup
+        (d / "metrics.jsonl").write_text(json.dumps(line) + "\n" + json.dumps({**line, "epoch": 2}) + "\n")
+        return str(d)
+
+    table = training_cost([run("plain", False, 8.0, 800), run("bt", True, 4.0, 300, 2.5)]).set_index("run_name")
+    assert table.loc["plain", "passes_per_image"] == 16.0 and table.loc["plain", "attack_passes_per_image"] == 14.0
+    assert table.loc["bt", "measured_speedup"] == 2.0 and table.loc["bt", "pass_speedup"] == pytest.approx(16 / 6)
+    assert table.loc["bt", "baseline_run"] == "plain" and table.loc["bt", "bt_theoretical_speedup"] == 2.5
+    assert table.loc["plain", "train_macs_per_epoch"] == 24000 and math.isnan(table.loc["plain", "measured_speedup"])

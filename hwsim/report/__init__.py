@@ -132,6 +132,13 @@ def build_report(runs: Sequence[str | Path], out: str | Path, hw: Any = None, re
             attack=attack_used, checkpoint=checkpoint_used, frontier=frontier, series=series_costs(selected),
             points=table[table["origin"] == "run"], reference=refs,
             figures={caption: f"figures/{stem}.png" for stem, caption in FIGURES.items()})
+        from hwsim.report.training import plot_training_cost, render_training_section, training_cost
+
+        training = training_cost(list(runs))
+        if not training.empty:
+            training.to_csv(tmp / "training_cost.csv", index=False)
+            plot_training_cost(training, fig_dir / "training_cost")
+            text = text.rstrip("\n") + "\n\n" + render_training_section(training, "figures/training_cost.png")
         (tmp / "report.md").write_text(text, encoding="utf-8")
         files = tuple(sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()))
     return ReportResult(out=out, files=files, points=table, frontier=frontier, command=command)
