@@ -1,9 +1,13 @@
-"""Seconds per training epoch of PGD-AT, FLOAT and OAT on the same model, data and batch size.
+"""Seconds, passes and MACs per training epoch of every algorithm on the same model, data and batch size.
 
-Prints the per-epoch times, the ratios OAT/FLOAT and PGD-AT/FLOAT (FLOAT paper Fig. 7a: 1.43x and 1.37x on
-a GPU with ResNet34 on CIFAR-10), and the trainer's overhead against a minimal hand-written FLOAT loop
-(same model, data, augmentation and attack; target under 5 %). Times are the training part of an epoch
-(validation excluded), the best of ``--repeats`` epochs after one warm-up epoch.
+Prints, per algorithm (PGD-AT, FLOAT, OAT, Fast, Free, TRADES, MART, and PGD-AT / TRADES / MART with
+BulletTrain): seconds per epoch, forward + backward sample-passes per image and training MACs per image from
+the run's ledger, each with its ratio to PGD-AT; the ratios OAT/FLOAT and PGD-AT/FLOAT (FLOAT paper Fig. 7a:
+1.43x and 1.37x on a GPU with ResNet34 on CIFAR-10); BulletTrain's theoretical (Eq. 7) against its measured
+speedup; and the trainer's overhead against a minimal hand-written FLOAT loop (same model, data,
+augmentation and attack; target under 5 %). Times are the training part of an epoch (validation excluded),
+the best of ``--repeats`` epochs after one warm-up epoch. Free's "epoch" is one pass over the data with m
+replays per batch (m optimizer steps per batch).
 
     python benchmarks/bench_train.py --model small_cnn --images 4096 --batch-size 64
 
@@ -28,16 +32,27 @@ from hwsim.train.config import make_config
 from hwsim.train.data import augment, load_split, train_val_split
 from hwsim.train.trainer import build_model, train
 
-RUNS = (("pgd-at", "base"), ("float", "float"), ("oat", "oat"))
+#: (label, algorithm, variant, extra config)
+RUNS = (("pgd-at", "pgd-at", "base", {}), ("float", "float", "float", {}), ("oat", "oat", "oat", {}),
+        ("fast", "fast", "base", {}), ("free", "free", "base", {"replays": 8}),
+        ("trades", "trades", "base", {}), ("mart", "mart", "base", {}),
+        ("pgd-at+bt", "pgd-at", "base", {"bullettrain": True}), ("trades+bt", "trades", "base", {"bullettrain": True}),
+        ("mart+bt", "mart", "base", {"bullettrain": True}))
 
 
-def trainer_epoch_seconds(common: dict, algorithm: str, variant: str, repeats: int) -> float:
-    config = make_config({**common, "algorithm": algorithm, "variant": variant, "epochs": repeats + 1})
+def trainer_epoch(common: dict, algorithm: str, variant: str, extra: dict, repeats: int) -> dict:
+    """Best epoch time of ``repeats`` epochs after a warm-up, with the ledger's passes and MACs per image."""
+    epochs = (repeats + 1) * extra.get("replays", 1)  # Free: E epochs are ceil(E / m) passes
+    config = make_config({**common, "algorithm": algorithm, "variant": variant, "epochs": epochs, **extra})
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         train(config, run)
-        times = [json.loads(line)["epoch_time_s"] for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return min(times[1:])  # first epoch is warm-up
+        lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    last = lines[-1]
+    return {"seconds": min(m["epoch_time_s"] for m in lines[1:]),
+            "passes": (last["fwd_passes"] + last["bwd_passes"]) / last["images"],
+            "macs": last["train_macs"] / last["images"],
+            "bt_theory": sum(m.get("bt_theoretical_speedup", 0) for m in lines[1:]) / max(len(lines) - 1, 1)}
 
 
 def hand_float_epoch_seconds(common: dict, repeats: int) -> float:
@@ -80,21 +95,35 @@ def main() -> None:
     parser.add_argument("--attack-steps", type=int, default=7)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--only", help="comma-separated labels to run (pgd-at always runs: it is the reference)")
     args = parser.parse_args()
     images = args.images
     common = {"model": args.model, "dataset": "synthetic", "synthetic_size": images, "val_size": images // 5,
               "batch_size": args.batch_size, "attack_steps": args.attack_steps, "device": args.device}
-    seconds = {alg: trainer_epoch_seconds(common, alg, variant, args.repeats) for alg, variant in RUNS}
+    wanted = set(args.only.split(",")) if args.only else None
+    results = {label: trainer_epoch(common, alg, variant, extra, args.repeats)
+               for label, alg, variant, extra in RUNS if wanted is None or label in wanted or label == "pgd-at"}
     hand = hand_float_epoch_seconds(common, args.repeats)
     print(f"model {args.model}, {images - images // 5} training images, batch {args.batch_size}, "
           f"PGD-{args.attack_steps}, device {args.device}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
-    for alg, _ in RUNS:
-        print(f"  {alg:7s} {seconds[alg]:8.2f} s/epoch")
-    print(f"  OAT / FLOAT    = {seconds['oat'] / seconds['float']:.2f}x  (paper, GPU, ResNet34: 1.43x)")
-    print(f"  PGD-AT / FLOAT = {seconds['pgd-at'] / seconds['float']:.2f}x  (paper, GPU, ResNet34: 1.37x)")
+    ref = results["pgd-at"]
+    print(f"  {'algorithm':10s} {'s/epoch':>8s} {'x PGD-AT':>8s} {'passes/img':>10s} {'x PGD-AT':>8s} "
+          f"{'MACs/img':>12s} {'x PGD-AT':>8s}")
+    for label, r in results.items():
+        print(f"  {label:10s} {r['seconds']:8.2f} {r['seconds'] / ref['seconds']:8.2f} {r['passes']:10.2f} "
+              f"{r['passes'] / ref['passes']:8.2f} {r['macs']:12.4g} {r['macs'] / ref['macs']:8.2f}")
+    if "oat" in results and "float" in results:
+        print(f"  OAT / FLOAT    = {results['oat']['seconds'] / results['float']['seconds']:.2f}x  "
+              "(paper, GPU, ResNet34: 1.43x)")
+        print(f"  PGD-AT / FLOAT = {ref['seconds'] / results['float']['seconds']:.2f}x  (paper, GPU, ResNet34: 1.37x)")
+    for label, r in results.items():
+        if label.endswith("+bt") and label[:-3] in results:
+            base = results[label[:-3]]
+            print(f"  {label}: theoretical speedup (Eq. 7) {r['bt_theory']:.2f}x, measured "
+                  f"{base['seconds'] / r['seconds']:.2f}x in time, {base['passes'] / r['passes']:.2f}x in passes")
     print(f"  hand-written FLOAT loop {hand:.2f} s/epoch; trainer overhead "
-          f"{100 * (seconds['float'] / hand - 1):+.1f} %")
+          f"{100 * (results['float']['seconds'] / hand - 1):+.1f} %" if "float" in results else "")
 
 
 if __name__ == "__main__":
