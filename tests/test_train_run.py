@@ -313,3 +313,33 @@ def test_ctrl_c_says_how_to_resume(tmp_path: Path, monkeypatch, capsys: pytest.C
         main(["train", "--resume", str(run), "--device", "cpu"])
     assert exc.value.code == 130
     assert f"Continue with: hwsim train --resume {run}" in capsys.readouterr().err
+
+
+def test_best_checkpoint_is_the_running_maximum_of_validation_ra(tmp_path: Path, monkeypatch) -> None:
+    import hwsim.train.trainer as trainer
+
+    ras = iter([50.0, 70.0, 60.0, 65.0])  # a "best = last improvement" bug would keep epoch 4 (65 > 60)
+    monkeypatch.setattr(trainer, "validate", lambda *a, widths=(1.0,), **k: {w: (90.0, next(ras)) for w in widths})
+    run = train(make_config({**TINY, "epochs": 4}), tmp_path / "run")
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    assert best["epoch"] == 2 and best["best_ra"] == 70.0
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["best_ra"] == 70.0
+
+
+def test_validation_attacks_at_the_robust_knobs_and_scores_clean_at_the_clean_knobs() -> None:
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from hwsim.train.trainer import build_algorithm, validate
+    from models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("small_cnn", "float").eval()
+    seen: list[tuple[bool, float]] = []  # (grad enabled = attack forward, lambda_n)
+    model.register_forward_pre_hook(lambda m, i: seen.append((torch.is_grad_enabled(), m.hwsim_knobs.lambda_n)))
+    images = (torch.rand(8, 3, 32, 32) * 255).to(torch.uint8)
+    loader = DataLoader(TensorDataset(images, torch.randint(0, 10, (8,))), batch_size=8)
+    algorithm = build_algorithm(make_config({**TINY, "variant": "float", "algorithm": "float"}))
+    validate(model, algorithm, loader, torch.device("cpu"))
+    assert seen[0] == (False, 0.0)  # CA: clean knobs
+    assert all(lam == 1.0 for _, lam in seen[1:]) and len(seen) == 1 + 2 + 1  # RA: attack + scoring at lambda 1
+    assert model.hwsim_knobs.lambda_n == 0.0
