@@ -89,20 +89,16 @@ def build_model(setting: ModelSetting, seed: int = 0):
 
 
 def _build_model(setting: ModelSetting):
-    from models import create_model, set_knobs
+    from models import create_model, get_variant, set_knobs
 
-    if ":" in setting.model:  # user factory: only the plain network
-        if setting.variant != "base":
-            raise HwsimError(f"user model {setting.model!r} supports only variant 'base', got {setting.variant!r}")
-        model = create_model(setting.model, "base", dataset=setting.dataset)
-        return model
-    slim = setting.variant.endswith("-slim")
-    model = create_model(setting.model, setting.variant, dataset=setting.dataset, film_dim=setting.film_dim,
-                         bn=setting.bn, widths=setting.widths, density=setting.density)
-    if setting.width is not None and not slim and setting.width != 1.0:
+    record = get_variant(setting.variant)
+    if setting.width is not None and not record.slim and setting.width != 1.0:
         raise HwsimError(f"width {setting.width:g} applies only to slimmable variants (*-slim), "
                          f"not {setting.variant!r}")
-    set_knobs(model, lambda_n=setting.lambda_n, width=setting.width if slim else None)
+    model = create_model(setting.model, setting.variant, dataset=setting.dataset, film_dim=setting.film_dim,
+                         bn=setting.bn, widths=setting.widths, density=setting.density,
+                         input_size=setting.input_size)
+    set_knobs(model, lambda_n=setting.lambda_n, width=setting.width if record.slim else None)
     if setting.masks is not None:
         load_masks(model, setting.masks)
     return model
@@ -185,8 +181,10 @@ def model_cost(model: str, variant: str = "base", *, dataset: str = "cifar10", f
 
     ``masks``: a training checkpoint whose pruning masks to cost (pruned variants), see :func:`load_masks`.
     """
+    from models import get_variant
+
     setting = ModelSetting(model, variant, dataset, input_size, film_dim, bn, tuple(widths),
-                           width if variant.endswith("-slim") else None, density, masks=masks)
+                           width if get_variant(variant).slim else None, density, masks=masks)
     return summarize(analyze(setting, hw))
 
 
@@ -194,10 +192,12 @@ def compare(setting: ModelSetting, variants: Sequence[str], hw: HardwareConfig |
             *, include_bn: bool = False) -> list[tuple[ModelSetting, Analysis]]:
     """Analyse every variant of ``setting.model`` at the same knob setting (width and density apply to the
     variants they mean something for)."""
+    from models import get_variant
+
     results = []
     for variant in variants:
-        slim, pruned = variant.endswith("-slim"), variant.startswith("floats")
-        one = dataclasses.replace(setting, variant=variant, width=setting.width if slim else None,
-                                  density=setting.density if pruned else 1.0)
+        record = get_variant(variant)
+        one = dataclasses.replace(setting, variant=variant, width=setting.width if record.slim else None,
+                                  density=setting.density if record.masked else 1.0)
         results.append((one, analyze(one, hw, include_bn=include_bn)))
     return results

@@ -165,7 +165,8 @@ def test_film_encodings_are_orthogonal_rows() -> None:
     (("small_cnn", "floats-i"), {"density": 1.5}, "(0, 1]"),
     (("small_cnn", "float"), {"density": 0.5}, "floats-i, floats-c, floats-slim"),
     (("small_cnn",), {"dropout": 1.0}, "[0, 1)"),
-    (("torch.nn:Identity", "float"), {}, "only variant 'base'"),
+    (("torch.nn:Identity", "float"), {}, "variant 'float' conditions conv weights, but Identity has no nn.Conv2d"),
+    (("torch.nn:Identity", "oat"), {}, "variant 'oat' puts a FiLM after every BatchNorm2d, but Identity has none"),
 ])
 def test_create_model_errors_name_the_choices(args: tuple, kwargs: dict, fragment: str) -> None:
     with pytest.raises(HwsimError) as err:
