@@ -32,7 +32,7 @@ class ModelSetting:
 
     model: str
     variant: str = "base"
-    dataset: str = "cifar10"
+    dataset: str = "cifar10"  # a preset, or "custom": geometry from input_size, 10 classes
     input_size: tuple[int, int, int] | None = None  # (C, H, W); None: the dataset's
     film_dim: int = COST_FILM_DIM
     bn: str = COST_BN
@@ -46,6 +46,9 @@ class ModelSetting:
         if self.input_size is not None:
             return self.input_size
         from models import get_dataset
+
+        if self.dataset == "custom":
+            raise HwsimError("dataset 'custom' needs an input size (C, H, W)")
 
         data = get_dataset(self.dataset)
         return (data.in_channels, data.input_size, data.input_size)

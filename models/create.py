@@ -14,7 +14,7 @@ from pathlib import Path
 from torch import nn
 
 from hwsim.errors import HwsimError
-from models.datasets import get_dataset
+from models.datasets import CUSTOM, custom_dataset, get_dataset
 from models.knobs import S_LAMBDA, KnobState
 from models.layers import LayerFactory
 from models.pruning import prune_
@@ -58,7 +58,7 @@ def create_model(name: str, variant: str = "base", *, dataset: str = "cifar10", 
     ``name`` is a registered architecture or a user factory (``path/to/file.py:factory`` or
     ``package.module:factory``); a user model gets its variant by module surgery on the instance the
     factory returns (:func:`models.surgery.apply_variant`, SPEC 4.1), traced on ``input_size`` (C, H, W;
-    default: the dataset's). ``film_dim`` (oat*): FiLM encoding size d. ``bn`` (conditional variants):
+    default: the dataset's). ``dataset="custom"`` takes its geometry from ``input_size`` (10 classes). ``film_dim`` (oat*): FiLM encoding size d. ``bn`` (conditional variants):
     "dual" (BN_C/BN_A) or "single". ``widths`` (*-slim): slimming factors S_f. ``density`` (floats-*):
     global fraction of prunable conv weights kept. ``channel_density`` is reserved and must stay None
     (masks are set from ``density``; channel counts are a result, see ``models.pruning``). ``dropout``
@@ -68,7 +68,12 @@ def create_model(name: str, variant: str = "base", *, dataset: str = "cifar10", 
     config). Knobs start at lambda_n = 0, lambda_th = 0, width = max(widths).
     """
     record = get_variant(variant)
-    data = get_dataset(dataset)
+    if dataset == CUSTOM:
+        if input_size is None:
+            raise HwsimError(f"dataset {CUSTOM!r} needs an input_size (C, H, W)")
+        data = custom_dataset(input_size[0], input_size[1])
+    else:
+        data = get_dataset(dataset)
     if bn not in BN_CHOICES:
         raise HwsimError(f"bn must be one of {', '.join(BN_CHOICES)}, got {bn!r}")
     film_dim = _check_film_dim(film_dim)

@@ -16,17 +16,20 @@ from hwsim.output import emit
               help="Comma-separated variants to compare (default: every variant).")
 @hardware_options
 @output_options
-def compare_command(model: str, dataset: str, input_size: str | None, width: float | None, widths: str,
-                    density: float | None, film_dim: int, bn: str, variants: str | None, hw_spec: str,
-                    overrides: tuple[str, ...], fmt: str, output: str | None) -> None:
+def compare_command(model: str, dataset: str | None, input_size: str | None, width: float | None,
+                    widths: str | None, density: float | None, film_dim: int | None, bn: str,
+                    variants: str | None, hw_spec: str, overrides: tuple[str, ...], fmt: str, output: str | None) -> None:
     """Params, memory, MACs and delay of every variant, with delay normalised to the base model.
 
-    Width applies to the *-slim variants and density (default 0.5 here) to the floats-* variants.
+    Width applies to the *-slim variants, density (default 0.5 here) to the floats-* variants and the FiLM
+    dimension to the oat* variants; an option none of the chosen variants uses exits 2. MODEL may be a user
+    factory (`path/to/file.py:factory`): every variant is built from it by module surgery.
 
     \b
     Examples:
       hwsim compare resnet34
       hwsim compare wrn16_8 --dataset svhn --variants base,float,oat --format markdown
+      hwsim compare examples/my_net.py:make --width 0.5
     """
     from hwsim.cost import compare
     from hwsim.hardware import load_hardware
@@ -36,6 +39,6 @@ def compare_command(model: str, dataset: str, input_size: str | None, width: flo
     hw = load_hardware(hw_spec, overrides)
     chosen = tuple(v.strip() for v in variants.split(",")) if variants else VARIANTS
     setting = make_setting(model, "base", dataset, input_size, width, widths, density, film_dim, bn,
-                           default_density=0.5)
+                           default_density=0.5, variants=chosen)
     rows = compare_rows(compare(setting, chosen, hw))
     emit(render_compare(rows, fmt, model=model, hw=hw), output)
