@@ -15,7 +15,7 @@ from models.datasets import DATASETS, DatasetSpec, get_dataset
 from models.knobs import S_LAMBDA, KnobState, knobs, set_knobs
 from models.pruning import prune_
 from models.registry import describe_models, list_models, register_model
-from models.variants import VARIANTS, Variant, check_options, get_variant
+from hwsim.variants import VARIANTS, Variant, check_options, get_variant
 
 __all__ = ["DATASETS", "S_LAMBDA", "VARIANTS", "DatasetSpec", "KnobState", "Variant", "check_options", "create_model",
            "describe_models", "get_dataset", "get_variant",

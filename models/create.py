@@ -1,6 +1,6 @@
 """``create_model``: the one public constructor, and ``load_factory`` for user models.
 
-``VARIANTS`` and the per-variant records live in :mod:`models.variants`.
+``VARIANTS`` and the per-variant records live in :mod:`hwsim.variants`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from models.layers import LayerFactory
 from models.pruning import prune_
 from models.registry import get_builder
 from models.surgery import apply_variant
-from models.variants import get_variant, users_of
+from hwsim.variants import get_variant, users_of
 
 BN_CHOICES = ("single", "dual")
 
@@ -58,7 +58,8 @@ def create_model(name: str, variant: str = "base", *, dataset: str = "cifar10", 
     ``name`` is a registered architecture or a user factory (``path/to/file.py:factory`` or
     ``package.module:factory``); a user model gets its variant by module surgery on the instance the
     factory returns (:func:`models.surgery.apply_variant`, SPEC 4.1), traced on ``input_size`` (C, H, W;
-    default: the dataset's). ``dataset="custom"`` takes its geometry from ``input_size`` (10 classes). ``film_dim`` (oat*): FiLM encoding size d. ``bn`` (conditional variants):
+    default: the dataset's); ``dataset="custom"`` takes its geometry from ``input_size`` (10 classes).
+    ``film_dim`` (oat*): FiLM encoding size d. ``bn`` (conditional variants):
     "dual" (BN_C/BN_A) or "single". ``widths`` (*-slim): slimming factors S_f. ``density`` (floats-*):
     global fraction of prunable conv weights kept. ``channel_density`` is reserved and must stay None
     (masks are set from ``density``; channel counts are a result, see ``models.pruning``). ``dropout``

@@ -31,7 +31,7 @@ from torch import nn
 from hwsim.errors import HwsimError
 from models.knobs import KnobState
 from models.layers import CondBatchNorm2d, CondConv2d, FiLM, SlimLinear
-from models.variants import Variant
+from hwsim.variants import Variant
 
 
 def _parent(model: nn.Module, name: str) -> tuple[nn.Module, str]:

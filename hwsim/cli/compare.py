@@ -18,7 +18,8 @@ from hwsim.output import emit
 @output_options
 def compare_command(model: str, dataset: str | None, input_size: str | None, width: float | None,
                     widths: str | None, density: float | None, film_dim: int | None, bn: str,
-                    variants: str | None, hw_spec: str, overrides: tuple[str, ...], fmt: str, output: str | None) -> None:
+                    variants: str | None, hw_spec: str, overrides: tuple[str, ...], fmt: str,
+                    output: str | None) -> None:
     """Params, memory, MACs and delay of every variant, with delay normalised to the base model.
 
     Width applies to the *-slim variants, density (default 0.5 here) to the floats-* variants and the FiLM

@@ -19,7 +19,8 @@ from hwsim.output import emit
 @output_options
 def count_command(model: str, variant: str, dataset: str | None, input_size: str | None,
                   width: float | None, widths: str | None, density: float | None, film_dim: int | None, bn: str,
-                  ops: str, include_bn: bool, hw_spec: str, overrides: tuple[str, ...], fmt: str, output: str | None) -> None:
+                  ops: str, include_bn: bool, hw_spec: str, overrides: tuple[str, ...], fmt: str,
+                  output: str | None) -> None:
     """Parameters (total / active / nonzero, by group), memory and MACs per layer and in total.
 
     MODEL is a registered name (see `hwsim models`) or a user factory `path/to/file.py:factory` /

@@ -1,7 +1,8 @@
-"""What each variant is, in one frozen record per name (SPEC 4, 4.1).
+"""What each variant is, in one frozen record per name (SPEC 4, 4.1). Pure Python: no torch.
 
-Every other module looks the record up once with :func:`get_variant` and reads its fields; no code derives
-what a variant does from its name (``startswith("oat")``).
+Every other module (the zoo in ``models``, module surgery, cost, training, reports, the CLI) looks the
+record up once with :func:`get_variant` and reads its fields; no code derives what a variant does from its
+name (``startswith("oat")``).
 
 >>> v = get_variant("floats-slim")
 >>> v.noise, v.masked, v.film, v.slim, v.granularity
