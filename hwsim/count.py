@@ -95,6 +95,9 @@ def memory_bytes(trace: Trace, params: ParamCounts, hw: HardwareConfig, *, inclu
     for record in trace.layers:
         if record.kind == "matmul":  # two activations: nothing stored
             continue
+        if record.weight_nonzero == 0:  # pruned to nothing: only its bias is stored
+            bits += (record.params - record.weights) * hw.b_w
+            continue
         shape = record.shape()
         if hw.sparse_storage == "bitmap" and shape.nnz is not None:
             bits += shape.nnz * hw.b_w + shape.weights

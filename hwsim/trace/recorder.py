@@ -39,7 +39,8 @@ class Recorder(TorchDispatchMode):
         self.provenance: dict[int, tuple[int, int]] = {}
         self.activations: set[int] = set()  # ids of tensors computed from the model's input
         self.norm_outputs: dict[int, object] = {}  # id(tensor) -> the BN module that wrote it
-        self.shortcut_norms: list[object] = []
+        # id(BN output) -> one flag per use: True where it is the shallower operand of a residual add
+        self.norm_uses: defaultdict[int, list[bool]] = defaultdict(list)
         self.first_conv: int | None = None
         self.computed_weights: list[object] = []
         self._keep: list[torch.Tensor] = []
@@ -81,21 +82,28 @@ class Recorder(TorchDispatchMode):
             if activation:
                 self.activations.add(id(tensor))
             self._keep.append(tensor)
+        self._note_norm_uses(func, args, inputs)
         if func in O.BN_OPS and leaves:
             self.norm_outputs[id(leaves[0])] = self.tracker.current()
-        elif func in O.RESIDUAL_ADD_OPS:
-            self._note_shortcut(args)
         return out
 
-    def _note_shortcut(self, args) -> None:
+    def _note_norm_uses(self, func, args, inputs) -> None:
+        """Record how each BN output is used: a BN whose output only ever enters residual adds as the
+        shallower operand sits on a projection shortcut (an identity shortcut carrying a BN output, as in
+        MobileNetV2, also feeds the next block's body, so its BN is not one)."""
+        shallower: set[int] = set()
         operands = [a for a in args[:2] if isinstance(a, torch.Tensor)]
-        if len(operands) != 2 or operands[0].shape != operands[1].shape:
-            return
-        deepest = max(self.origin(t)[1] for t in operands)
-        for tensor in operands:
-            norm = self.norm_outputs.get(id(tensor))
-            if norm is not None and self.origin(tensor)[1] < deepest and norm not in self.shortcut_norms:
-                self.shortcut_norms.append(norm)
+        if func in O.RESIDUAL_ADD_OPS and len(operands) == 2 and operands[0].shape == operands[1].shape:
+            deepest = max(self.origin(t)[1] for t in operands)
+            shallower = {id(t) for t in operands if self.origin(t)[1] < deepest}
+        for tensor in inputs:
+            if id(tensor) in self.norm_outputs:
+                self.norm_uses[id(tensor)].append(id(tensor) in shallower)
+
+    @property
+    def shortcut_norms(self) -> list[object]:
+        norms = [m for key, m in self.norm_outputs.items() if self.norm_uses.get(key) and all(self.norm_uses[key])]
+        return list(dict.fromkeys(norms))
 
     def _own_weight(self, weight: torch.Tensor) -> None:
         module = self.tracker.current()

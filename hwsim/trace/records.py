@@ -58,6 +58,8 @@ class LayerRecord:
 
     @property
     def macs(self) -> int:
+        if self.kind != "matmul" and self.weight_nonzero == 0:  # pruned to nothing: it does not run
+            return 0
         return self.shape().macs
 
     @property
