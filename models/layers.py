@@ -68,16 +68,20 @@ class CondConv2d(nn.Module):
             self.register_buffer("weight_mask", torch.ones_like(self.weight))
 
     def active_groups(self, in_active: int) -> int:
-        """Groups that run when ``in_active`` input channels arrive: whole groups only (first channels first)."""
+        """Groups that run when ``in_active`` input channels arrive.
+
+        A grouped conv keeps its groups and thins each (ResNeXt 32x4d at width 0.5 is 32x2d, as
+        torch-pruning's DepGraph prunes grouped convs); a depthwise conv (one input channel per group) keeps
+        one group per active channel. Channels that do not split evenly into the groups cannot be resolved.
+        """
         if self.groups == 1:
             return 1
-        per_group = self.in_channels // self.groups
-        groups, rest = divmod(in_active, per_group)
-        out_active = groups * (self.out_channels // self.groups)
-        if rest or groups < 1 or out_active != self._knobs.active(self.out_channels):
+        out_active = self._knobs.active(self.out_channels)
+        groups = in_active if self.in_channels == self.groups else self.groups
+        if in_active % groups or out_active % groups:
             raise ValueError(f"grouped conv ({self.in_channels}->{self.out_channels}, groups={self.groups}): at "
-                             f"width {self._knobs.width:g} its {in_active} input and "
-                             f"{self._knobs.active(self.out_channels)} output channels do not fill whole groups")
+                             f"width {self._knobs.width:g} its {in_active} input and {out_active} output channels "
+                             f"do not split into {groups} equal groups")
         return groups
 
     def effective_weight(self, in_active: int) -> torch.Tensor:

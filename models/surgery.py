@@ -14,9 +14,11 @@ place (as ``torch.nn.SyncBatchNorm.convert_sync_batchnorm`` does), never editing
   arrive; a linear layer reads the features that arrive and keeps its first ``round(w C_out)`` outputs,
   except a layer that writes the model's output (the logits stay whole). Input channels follow the data,
   so channels coupled through residual adds (equal C, so equal ``round(w C)``), concatenations (the
-  consumer reads the sum of the kept parts) and depthwise / grouped convs (whole groups, first groups
-  first) stay consistent; a coupling this cannot satisfy (a fixed-size op on slimmed channels, a group that
-  would be cut) is found by tracing every width and exits naming the layer.
+  consumer reads the sum of the kept parts) and grouped convs (the groups stay, each thinned; a depthwise
+  conv keeps one group per kept channel) stay consistent; a coupling this cannot satisfy (a fixed-size op on
+  slimmed channels, channels that do not split into the groups) is found by tracing every width and exits
+  naming the layer. torch-pruning's DepGraph, pruning the same fraction and keeping each coupled group's
+  first channels, gives the same shapes layer by layer (``tests/test_user_models.py``).
 
 Which conv the input reaches first, which BNs sit on projection shortcuts and which layers write the
 output come from the data-flow trace of the base model (:class:`hwsim.trace.DataFlow`), the same analysis

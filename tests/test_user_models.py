@@ -16,6 +16,7 @@ from hwsim.cli import cli, main
 from hwsim.cost import ModelSetting, analyze
 from hwsim.delay import film_weights
 from hwsim.errors import HwsimError
+from hwsim.trace import trace_model
 from hwsim.variants import get_variant
 from models import VARIANTS, create_model, set_knobs
 
@@ -319,13 +320,13 @@ class Scale(nn.Module):
 
 
 class OddGroups(nn.Module):
-    """3 groups of 2 channels: at width 0.5 the 3 kept channels would cut a group in half."""
+    """4 groups of 3 channels: at width 0.5 the 6 kept channels do not split into 4 groups."""
 
     def __init__(self):
         super().__init__()
-        self.stem = nn.Conv2d(3, 6, 3, padding=1, bias=False)
-        self.grouped = nn.Conv2d(6, 6, 3, padding=1, groups=3, bias=False)
-        self.fc = nn.Linear(6, 10)
+        self.stem = nn.Conv2d(3, 12, 3, padding=1, bias=False)
+        self.grouped = nn.Conv2d(12, 12, 3, padding=1, groups=4, bias=False)
+        self.fc = nn.Linear(12, 10)
 
     def forward(self, x):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.grouped(self.stem(x)), 1), 1))
@@ -354,11 +355,11 @@ def test_concatenation_slims_to_the_hand_derived_channels(coupled):
 
 def test_grouped_and_depthwise_convs_slim_by_whole_groups(coupled):
     a = analyze(ModelSetting(coupled("Grouped"), "oat-slim", width=0.5))
-    # stem 16 -> 8; the grouped conv keeps 2 of its 4 groups (4 in, 8 out each): 8 -> 16 in 2 groups;
-    # the depthwise conv keeps 16 groups of one channel; the pointwise conv 16 -> 8
-    assert _shapes(a) == {"stem": (3, 8, 1), "grouped": (8, 16, 2), "depthwise": (16, 16, 16),
+    # stem 16 -> 8; the grouped conv keeps its 4 groups, each thinned to 2 in and 4 out: 8 -> 16; the
+    # depthwise conv keeps 16 groups of one channel; the pointwise conv 16 -> 8
+    assert _shapes(a) == {"stem": (3, 8, 1), "grouped": (8, 16, 4), "depthwise": (16, 16, 16),
                           "pointwise": (16, 8, 1), "fc": (8, 10, 1)}
-    assert a.trace.layer("grouped").params == 9 * 4 * 16 and a.trace.layer("depthwise").params == 9 * 16
+    assert a.trace.layer("grouped").params == 9 * 2 * 16 and a.trace.layer("depthwise").params == 9 * 16
     # the FiLM after bn (16 active channels) belongs to the depthwise conv that wrote its input
     film = a.trace.films[0]
     assert (film.owner, film.channels) == ("depthwise", 16)
@@ -420,3 +421,31 @@ def test_user_model_knobs_switch_width(coupled):
     model = create_model(coupled("Grouped"), "float-slim")
     set_knobs(model, width=0.5)
     assert model.hwsim_knobs.width == 0.5
+
+
+# --- torch-pruning's DepGraph as the independent check of the channel coupling -------------------------------
+
+@pytest.mark.parametrize(("model", "input_size"), [("resnet34", (3, 32, 32)), ("mobilenet_v2", (3, 224, 224)),
+                                                   ("Dense", (3, 32, 32)), ("Grouped", (3, 32, 32))])
+def test_slim_channels_match_torch_pruning_depgraph(user_models, coupled, one_thread, model, input_size):
+    """Prune the base model with torch-pruning at ratio 0.5, keeping each coupled group's first channels,
+    and compare every layer's (c_in, c_out, groups) with the float-slim variant at width 0.5."""
+    import torch
+    from torch import nn
+
+    tp = pytest.importorskip("torch_pruning")
+    from models import load_factory
+
+    class FirstKept(tp.importance.Importance):  # importance falls with the index: drop the last channels
+        def __call__(self, group):
+            return torch.arange(len(group[0].idxs), 0, -1, dtype=torch.float)
+
+    spec = user_models.get(model) or coupled(model)
+    net = load_factory(spec)().eval()
+    logits = [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
+    tp.pruner.BasePruner(net, torch.rand(1, *input_size), importance=FirstKept(), pruning_ratio=0.5,
+                         ignored_layers=[logits]).step()
+    pruned = trace_model(net, input_size)
+    slim = analyze(ModelSetting(spec, "float-slim", width=0.5, input_size=input_size)).trace
+    assert [(r.name, r.c_in, r.c_out, r.groups) for r in slim.layers] == [
+        (r.name, r.c_in, r.c_out, r.groups) for r in pruned.layers]
