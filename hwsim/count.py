@@ -37,6 +37,27 @@ class ParamCounts:
     active_groups: dict[str, int]
 
 
+def _active_film_params(film: nn.Module, channels: int | None) -> int:
+    """Parameters of a FiLM at its active channels C_a: FiLM(d, C_a), as Eq. 9's F counts it (SPEC 5).
+
+    Every linear layer of the FiLM's MLP keeps the fraction C_a / C of its features (the encoding input of
+    size d stays), so the zoo's FiLM(d, C) counts 2 d C_a + 4 C_a^2 weights plus 4 C_a biases. A FiLM that
+    did not run counts nothing; one at full width counts all its parameters.
+    """
+    full = int(film.channels)
+    if channels is None:
+        return 0
+    if channels == full:
+        return sum(p.numel() for p in film.parameters())
+    total = 0
+    for layer in film.modules():
+        if isinstance(layer, nn.Linear):
+            n_in = layer.in_features if layer.in_features == film.film_dim else layer.in_features * channels // full
+            n_out = layer.out_features * channels // full
+            total += n_in * n_out + (n_out if layer.bias is not None else 0)
+    return total
+
+
 def param_counts(model: nn.Module, trace: Trace) -> ParamCounts:
     """Group the model's parameters and count those that run at the traced width and masks.
 
@@ -58,10 +79,12 @@ def param_counts(model: nn.Module, trace: Trace) -> ParamCounts:
             if counts_active:
                 active[group] += p.numel()
 
+    film_channels = {record.name: record.channels for record in trace.films}
     named = dict(model.named_modules())
     for name, module in named.items():
         if is_film(module):
-            claim(module.parameters(), "film", True)
+            claim(module.parameters(), "film", False)
+            active["film"] += _active_film_params(module, film_channels.get(name))
         elif hasattr(module, "active_norms") or isinstance(module, _BatchNorm):
             runs = {id(p) for norm in active_norms(module) for p in norm.parameters()}
             for p in module.parameters():

@@ -256,3 +256,13 @@ def test_unknown_ops_are_listed_not_counted_as_zero():
     assert trace.ops["norm"] == 8 * 14 * 14 and trace.ops["activation"] == 8 * 14 * 14  # GroupNorm, Softplus
     out = CliRunner().invoke(cli, ["count", "torch.nn:Identity"])  # a package.module:factory spec
     assert out.exit_code == 0 and "params" in out.output
+
+
+def test_a_film_at_a_slim_width_counts_its_active_channels_in_params_and_delay_alike():
+    half = analyze(ModelSetting("small_cnn", "oat-slim", width=0.5))
+    channels = [f.channels for f in half.trace.films]
+    assert channels == [8, 16, 32]  # 16, 32, 64 at full width
+    # FiLM(d = 1, C_a): 2 d C_a + 4 C_a^2 weights plus 2 C_a + 2 C_a biases
+    assert half.counts.params.active_groups["film"] == sum(2 * c + 4 * c * c + 4 * c for c in channels)
+    assert half.counts.params.groups["film"] == sum(2 * c + 4 * c * c + 4 * c for c in (16, 32, 64))
+    assert sum(d.layer.film_weights for d in half.delay.layers) == sum(2 * c + 4 * c * c for c in channels)
