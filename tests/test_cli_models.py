@@ -127,3 +127,15 @@ def test_a_factory_that_raises(capsys, tmp_path):
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.count("\n") == 1
     assert "raised RuntimeError: weights not found" in err
+
+
+@pytest.mark.parametrize(("dataset", "size", "classes"), [("imagenet", 224, 1000), ("tinyimagenet", 64, 200)])
+def test_dataset_presets_set_input_size_and_classes(dataset, size, classes):
+    out = CliRunner().invoke(cli, ["count", "small_cnn", "--dataset", dataset, "--format", "json"])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.output)
+    assert doc["setting"]["dataset"] == dataset and list(doc["input_size"]) == [3, size, size]
+    assert doc["layers"][0]["h_out"] == size and doc["layers"][-1]["c_out"] == classes
+    custom = json.loads(CliRunner().invoke(cli, ["count", "small_cnn", "--input-size", "48", "--format",
+                                                 "json"]).output)
+    assert custom["setting"]["dataset"] == "custom" and custom["layers"][0]["h_out"] == 48

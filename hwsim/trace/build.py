@@ -6,6 +6,7 @@ from collections import Counter
 
 import torch
 from torch import nn
+from torch.utils._pytree import tree_leaves
 
 from hwsim.errors import HwsimError
 from hwsim.trace.modules import ModuleStack, film_channels, is_noise_conditioned
@@ -41,8 +42,6 @@ def film_owners(tracker: ModuleStack, recorder: Recorder) -> dict[int, int]:
 def data_flow(tracker: ModuleStack, recorder: Recorder, outputs) -> DataFlow:
     """The :class:`DataFlow` facts of a finished forward whose result was ``outputs``."""
     layer_name = lambda i: tracker.name(recorder.layers[i]["module"])  # noqa: E731
-    from torch.utils._pytree import tree_leaves
-
     writers = {recorder.origin(t)[0] for t in tree_leaves(outputs) if isinstance(t, torch.Tensor)}
     return DataFlow(
         first_conv=layer_name(recorder.first_conv) if recorder.first_conv is not None else None,
