@@ -42,10 +42,13 @@ def parse_layer(text: str, index: int, *, variant: str, film_dim: int):
     missing = [k for k in ("k", "cin", "cout") if _LAYER_KEYS[k] not in values]
     if missing:
         raise HwsimError(f"malformed --layer {text!r}: missing {', '.join(missing)}")
+    from hwsim.variants import get_variant
+
+    record = get_variant(variant)
     formula, film = "eq7", {}
-    if kind == "conv" and variant == "float":
+    if kind == "conv" and record.noise:
         formula = "eq8"
-    elif kind == "conv" and variant == "oat":
+    elif kind == "conv" and record.film:
         formula, film = "eq9", {"film_dim": film_dim, "film_channels": values["c_out"]}
     return LayerShape(name=name, kind=kind, formula=formula, **film, **values)
 
