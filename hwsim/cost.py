@@ -191,15 +191,21 @@ def model_cost(model: str, variant: str = "base", *, dataset: str = "cifar10", f
 
 
 def compare(setting: ModelSetting, variants: Sequence[str], hw: HardwareConfig | None = None,
-            *, include_bn: bool = False) -> list[tuple[ModelSetting, Analysis]]:
+            *, include_bn: bool = False, only_applicable: bool = False) -> list[tuple[ModelSetting, Analysis]]:
     """Analyse every variant of ``setting.model`` at the same knob setting (width and density apply to the
-    variants they mean something for)."""
-    from models import get_variant
+    variants they mean something for). ``only_applicable``: leave out the variants the model cannot be
+    built as (:class:`~hwsim.variants.VariantNotApplicable`, e.g. ``oat`` on a model without BN) instead of
+    raising."""
+    from hwsim.variants import VariantNotApplicable, get_variant
 
     results = []
     for variant in variants:
         record = get_variant(variant)
         one = dataclasses.replace(setting, variant=variant, width=setting.width if record.slim else None,
                                   density=setting.density if record.masked else 1.0)
-        results.append((one, analyze(one, hw, include_bn=include_bn)))
+        try:
+            results.append((one, analyze(one, hw, include_bn=include_bn)))
+        except VariantNotApplicable:
+            if not only_applicable:
+                raise
     return results

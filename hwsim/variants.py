@@ -19,6 +19,11 @@ from dataclasses import dataclass
 from hwsim.errors import HwsimError
 
 
+class VariantNotApplicable(HwsimError):
+    """A variant cannot be built from a model (no conv to condition, no BN for a FiLM, a layer module surgery
+    cannot transform, channels slimming cannot keep consistent); the message names the layer."""
+
+
 @dataclass(frozen=True)
 class Variant:
     """One variant: the injections it makes into a base network.

@@ -33,7 +33,7 @@ from torch import nn
 from hwsim.errors import HwsimError
 from models.knobs import KnobState
 from models.layers import CondBatchNorm2d, CondConv2d, FiLM, SlimLinear
-from hwsim.variants import Variant
+from hwsim.variants import Variant, VariantNotApplicable
 
 
 def _parent(model: nn.Module, name: str) -> tuple[nn.Module, str]:
@@ -46,8 +46,8 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, attr, new)
 
 
-def _refuse(variant: Variant, name: str, why: str) -> HwsimError:
-    return HwsimError(f"variant {variant.name!r} cannot transform layer {name!r}: {why}")
+def _refuse(variant: Variant, name: str, why: str) -> VariantNotApplicable:
+    return VariantNotApplicable(f"variant {variant.name!r} cannot transform layer {name!r}: {why}")
 
 
 def _check_layers(model: nn.Module, variant: Variant, trace) -> None:
@@ -127,7 +127,8 @@ def apply_variant(model: nn.Module, variant: Variant, state: KnobState, input_si
 
     ``state`` is the model's one knob state (its ``widths`` are the slim widths); ``input_size`` (C, H, W)
     is what the data-flow trace runs on; ``dual``: BN_C / BN_A pairs; ``film_dim``: the FiLM encoding
-    size d (oat*). Raises :class:`HwsimError` naming the layer that cannot be transformed.
+    size d (oat*). Raises :class:`~hwsim.variants.VariantNotApplicable` (an :class:`HwsimError`) naming the
+    layer that cannot be transformed.
     """
     from hwsim.trace import trace_model
 
@@ -141,12 +142,12 @@ def apply_variant(model: nn.Module, variant: Variant, state: KnobState, input_si
     convs = [n for n, m in modules if type(m) is nn.Conv2d]
     kind = type(model).__name__
     if (variant.noise or variant.masked) and not convs:
-        raise HwsimError(f"variant {variant.name!r} conditions conv weights, but {kind} has no nn.Conv2d")
+        raise VariantNotApplicable(f"variant {variant.name!r} conditions conv weights, but {kind} has no nn.Conv2d")
     if variant.masked and len(convs) < 2:
-        raise HwsimError(f"variant {variant.name!r} masks every conv but the first, and {kind} has only "
+        raise VariantNotApplicable(f"variant {variant.name!r} masks every conv but the first, and {kind} has only "
                          f"{len(convs)} nn.Conv2d")
     if variant.film and not [n for n, _ in norms if n not in flow.shortcut_norms]:
-        raise HwsimError(f"variant {variant.name!r} puts a FiLM after every BatchNorm2d, but {kind} has none "
+        raise VariantNotApplicable(f"variant {variant.name!r} puts a FiLM after every BatchNorm2d, but {kind} has none "
                          "outside projection shortcuts")
     for name, module in modules:
         if type(module) is nn.Conv2d and (variant.noise or variant.masked or variant.slim):
@@ -176,7 +177,7 @@ def _check_widths(model: nn.Module, variant: Variant, state: KnobState, input_si
             try:
                 trace_model(model, input_size)
             except HwsimError as exc:
-                raise HwsimError(f"variant {variant.name!r} at width {width:g}: channels coupled in a way slicing "
+                raise VariantNotApplicable(f"variant {variant.name!r} at width {width:g}: channels coupled in a way slicing "
                                  f"cannot resolve; {exc}") from None
     finally:
         state.width = chosen

@@ -144,3 +144,24 @@ def test_vit_through_the_cli(tmp_path):
     assert doc["totals"]["macs"] == TOTAL_MACS and doc["unsupported_ops"] == {}
     assert doc["setting"]["dataset"] == "custom"
     assert {layer["formula"] for layer in doc["layers"] if layer["kind"] == "matmul"} == {"matmul"}
+
+
+def test_compare_a_vit_in_every_variant_that_applies(tmp_path, capsys):
+    from hwsim.cli import main
+
+    path = tmp_path / "vit.py"
+    path.write_text(f"import sys\nsys.path.insert(0, {str(__import__('pathlib').Path(__file__).parent)!r})\n"
+                    "from test_transformers import ViT\n\ndef make():\n    return ViT(False)\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", f"{path}:make", "--input-size", "32", "--format", "json"])
+    captured = capsys.readouterr()
+    assert exc.value.code == 0
+    rows = {row["variant"]: row for row in json.loads(captured.out)["variants"]}
+    # one conv (the patch embedding): float conditions it; FLOATS has no conv to mask after the first; no BN
+    # for a FiLM; the LayerNorms have a fixed width, so the model cannot be slimmed
+    assert list(rows) == ["base", "float"]
+    assert rows["float"]["params"] == TOTAL_PARAMS + 1 and rows["float"]["macs"] == TOTAL_MACS
+    assert "left out: oat, floats-i, floats-c, float-slim, oat-slim, floats-slim" in captured.err
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", f"{path}:make", "--input-size", "32", "--variants", "base,oat"])
+    assert exc.value.code == 2 and "variant 'oat' puts a FiLM after every BatchNorm2d" in capsys.readouterr().err

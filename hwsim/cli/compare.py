@@ -6,6 +6,7 @@ import click
 
 from hwsim.cli.common import hardware_options, output_options
 from hwsim.cli.modelopts import make_setting, model_options
+from hwsim.errors import HwsimError
 from hwsim.output import emit
 
 
@@ -24,7 +25,9 @@ def compare_command(model: str, dataset: str | None, input_size: str | None, wid
 
     Width applies to the *-slim variants, density (default 0.5 here) to the floats-* variants and the FiLM
     dimension to the oat* variants; an option none of the chosen variants uses exits 2. MODEL may be a user
-    factory (`path/to/file.py:factory`): every variant is built from it by module surgery.
+    factory (`path/to/file.py:factory`): every variant is built from it by module surgery. Without
+    --variants, every variant that applies to the model is compared (those that do not are named on
+    stderr); a variant named in --variants that does not apply exits 2.
 
     \b
     Examples:
@@ -41,5 +44,10 @@ def compare_command(model: str, dataset: str | None, input_size: str | None, wid
     chosen = tuple(v.strip() for v in variants.split(",")) if variants else VARIANTS
     setting = make_setting(model, "base", dataset, input_size, width, widths, density, film_dim, bn,
                            default_density=0.5, variants=chosen)
-    rows = compare_rows(compare(setting, chosen, hw))
-    emit(render_compare(rows, fmt, model=model, hw=hw), output)
+    results = compare(setting, chosen, hw, only_applicable=variants is None)
+    if not results:
+        raise HwsimError(f"no variant applies to {model!r} (not even base)")
+    left_out = [v for v in chosen if v not in {s.variant for s, _ in results}]
+    if left_out:  # by default every variant that applies; name the ones that do not
+        click.echo(f"hwsim: variants that do not apply to {model} left out: {', '.join(left_out)}", err=True)
+    emit(render_compare(compare_rows(results), fmt, model=model, hw=hw), output)

@@ -317,7 +317,8 @@ def _series(row: Mapping[str, Any], multi_model: bool) -> str:
     variant = str(row.get("variant", "base"))
     name = _SERIES_NAMES.get(variant, variant)
     algorithm = row.get("algorithm")
-    if variant == "base" and isinstance(algorithm, str) and algorithm != "pgd-at":
+    if variant in VARIANT_RECORDS and not _feature(variant, "conditional") and isinstance(algorithm, str) \
+            and algorithm != "pgd-at":
         name = algorithm.upper()
     density, width = row.get("density"), row.get("width")
     if _feature(variant, "masked") and isinstance(density, float) and not math.isnan(density) and density < 1.0:
