@@ -266,3 +266,13 @@ def test_a_film_at_a_slim_width_counts_its_active_channels_in_params_and_delay_a
     assert half.counts.params.active_groups["film"] == sum(2 * c + 4 * c * c + 4 * c for c in channels)
     assert half.counts.params.groups["film"] == sum(2 * c + 4 * c * c + 4 * c for c in (16, 32, 64))
     assert sum(d.layer.film_weights for d in half.delay.layers) == sum(2 * c + 4 * c * c for c in channels)
+
+
+def test_modern_activations_and_norms_are_counted_not_unsupported():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Hardswish(), torch.nn.Hardsigmoid(),
+                              torch.nn.SiLU(), torch.nn.GELU(), torch.nn.Flatten(), torch.nn.Unflatten(1, (8, 196)),
+                              torch.nn.LayerNorm(196), torch.nn.Softmax(-1))
+    trace = trace_model(net, (3, 16, 16))
+    n = 8 * 14 * 14
+    assert trace.unsupported == {}
+    assert (trace.ops["activation"], trace.ops["norm"], trace.ops["softmax"]) == (4 * n, n, n)
