@@ -50,7 +50,7 @@ def _refuse(variant: Variant, name: str, why: str) -> VariantNotApplicable:
     return VariantNotApplicable(f"variant {variant.name!r} cannot transform layer {name!r}: {why}")
 
 
-def _check_layers(model: nn.Module, variant: Variant, trace) -> None:
+def _check_layers(model: nn.Module, variant: Variant, trace, *, dual: bool) -> None:
     """Every layer the variant must transform is one surgery can replace; refuse naming the first that is not."""
     modules = dict(model.named_modules())
     convs_change = variant.noise or variant.masked or variant.slim
@@ -59,6 +59,10 @@ def _check_layers(model: nn.Module, variant: Variant, trace) -> None:
             if not isinstance(module, nn.Conv2d) or type(module).forward is not nn.Conv2d.forward:
                 raise _refuse(variant, name, f"{type(module).__name__} is not a plain nn.Conv2d (its conv or "
                                              "weight is computed in its own forward)")
+        if (isinstance(module, nn.BatchNorm2d) and type(module).forward is not nn.BatchNorm2d.forward
+                and (variant.slim or dual)):
+            raise _refuse(variant, name, f"{type(module).__name__} is a BatchNorm2d with its own forward, which "
+                                         "a switchable / dual BN cannot replace")
         if isinstance(module, nn.Conv2d) and convs_change and module.padding_mode != "zeros":
             raise _refuse(variant, name, f"padding_mode={module.padding_mode!r} (only zero padding is supported)")
     for record in trace.layers:
@@ -136,9 +140,9 @@ def apply_variant(model: nn.Module, variant: Variant, state: KnobState, input_si
         return model
     base = trace_model(model, input_size)
     flow = base.flow
-    _check_layers(model, variant, base)
+    _check_layers(model, variant, base, dual=dual)
     modules = list(model.named_modules())
-    norms = [(n, m) for n, m in modules if type(m) is nn.BatchNorm2d]
+    norms = [(n, m) for n, m in modules if isinstance(m, nn.BatchNorm2d)]
     convs = [n for n, m in modules if type(m) is nn.Conv2d]
     kind = type(model).__name__
     if (variant.noise or variant.masked) and not convs:
