@@ -32,7 +32,7 @@ class ModelSetting:
 
     model: str
     variant: str = "base"
-    dataset: str = "cifar10"
+    dataset: str = "cifar10"  # a preset, or "custom": geometry from input_size, 10 classes
     input_size: tuple[int, int, int] | None = None  # (C, H, W); None: the dataset's
     film_dim: int = COST_FILM_DIM
     bn: str = COST_BN
@@ -46,6 +46,9 @@ class ModelSetting:
         if self.input_size is not None:
             return self.input_size
         from models import get_dataset
+
+        if self.dataset == "custom":
+            raise HwsimError("dataset 'custom' needs an input size (C, H, W)")
 
         data = get_dataset(self.dataset)
         return (data.in_channels, data.input_size, data.input_size)
@@ -89,20 +92,16 @@ def build_model(setting: ModelSetting, seed: int = 0):
 
 
 def _build_model(setting: ModelSetting):
-    from models import create_model, set_knobs
+    from models import create_model, get_variant, set_knobs
 
-    if ":" in setting.model:  # user factory: only the plain network
-        if setting.variant != "base":
-            raise HwsimError(f"user model {setting.model!r} supports only variant 'base', got {setting.variant!r}")
-        model = create_model(setting.model, "base", dataset=setting.dataset)
-        return model
-    slim = setting.variant.endswith("-slim")
-    model = create_model(setting.model, setting.variant, dataset=setting.dataset, film_dim=setting.film_dim,
-                         bn=setting.bn, widths=setting.widths, density=setting.density)
-    if setting.width is not None and not slim and setting.width != 1.0:
+    record = get_variant(setting.variant)
+    if setting.width is not None and not record.slim and setting.width != 1.0:
         raise HwsimError(f"width {setting.width:g} applies only to slimmable variants (*-slim), "
                          f"not {setting.variant!r}")
-    set_knobs(model, lambda_n=setting.lambda_n, width=setting.width if slim else None)
+    model = create_model(setting.model, setting.variant, dataset=setting.dataset, film_dim=setting.film_dim,
+                         bn=setting.bn, widths=setting.widths, density=setting.density,
+                         input_size=setting.input_size)
+    set_knobs(model, lambda_n=setting.lambda_n, width=setting.width if record.slim else None)
     if setting.masks is not None:
         load_masks(model, setting.masks)
     return model
@@ -128,8 +127,8 @@ def load_masks(model, checkpoint: str) -> None:
 
 def plain_shapes(trace: Trace) -> list[LayerShape]:
     """The traced layers as the plain dense network would run them (Eq. 7, all channels, no masks)."""
-    return [dataclasses.replace(r.shape(), c_in=r.c_in, c_out=r.c_out, formula="eq7", film_dim=0,
-                                film_channels=0, nnz=None) for r in trace.layers]
+    return [LayerShape(name=r.name, kind=r.kind, k=r.k, c_in=r.c_in, c_out=r.c_out, h_out=r.h_out, w_out=r.w_out,
+                       groups=r.groups, formula="matmul" if r.kind == "matmul" else "eq7") for r in trace.layers]
 
 
 def analyze(setting: ModelSetting, hw: HardwareConfig | None = None, *, include_bn: bool = False) -> Analysis:
@@ -184,19 +183,29 @@ def model_cost(model: str, variant: str = "base", *, dataset: str = "cifar10", f
 
     ``masks``: a training checkpoint whose pruning masks to cost (pruned variants), see :func:`load_masks`.
     """
+    from models import get_variant
+
     setting = ModelSetting(model, variant, dataset, input_size, film_dim, bn, tuple(widths),
-                           width if variant.endswith("-slim") else None, density, masks=masks)
+                           width if get_variant(variant).slim else None, density, masks=masks)
     return summarize(analyze(setting, hw))
 
 
 def compare(setting: ModelSetting, variants: Sequence[str], hw: HardwareConfig | None = None,
-            *, include_bn: bool = False) -> list[tuple[ModelSetting, Analysis]]:
+            *, include_bn: bool = False, only_applicable: bool = False) -> list[tuple[ModelSetting, Analysis]]:
     """Analyse every variant of ``setting.model`` at the same knob setting (width and density apply to the
-    variants they mean something for)."""
+    variants they mean something for). ``only_applicable``: leave out the variants the model cannot be
+    built as (:class:`~hwsim.variants.VariantNotApplicable`, e.g. ``oat`` on a model without BN) instead of
+    raising."""
+    from hwsim.variants import VariantNotApplicable, get_variant
+
     results = []
     for variant in variants:
-        slim, pruned = variant.endswith("-slim"), variant.startswith("floats")
-        one = dataclasses.replace(setting, variant=variant, width=setting.width if slim else None,
-                                  density=setting.density if pruned else 1.0)
-        results.append((one, analyze(one, hw, include_bn=include_bn)))
+        record = get_variant(variant)
+        one = dataclasses.replace(setting, variant=variant, width=setting.width if record.slim else None,
+                                  density=setting.density if record.masked else 1.0)
+        try:
+            results.append((one, analyze(one, hw, include_bn=include_bn)))
+        except VariantNotApplicable:
+            if not only_applicable:
+                raise
     return results

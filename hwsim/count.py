@@ -1,22 +1,27 @@
 """Parameter, memory and MAC counts read from a :class:`~hwsim.trace.Trace` (SPEC 5).
 
 Conventions, stated once: ``macs`` are multiply-accumulates of conv and linear layers (one MAC = one multiply
-and one add, the FLOAT paper's Table 1 convention; FLOPs = 2 x MACs). Parameter counts describe the network
+and one add, the FLOAT paper's Table 1 convention; FLOPs = 2 x MACs) plus, in their own group ``matmul``,
+the activation x activation products of transformers (attention's q k^T and attn v, written with
+``matmul`` / ``einsum`` or through ``scaled_dot_product_attention``). A linear layer over tokens costs its
+weights once per position. Parameter counts describe the network
 that runs: ``total`` is every stored parameter; ``active`` the parameters of the sub-network at the active
 width (sliced conv / linear weights, the BNs of that width, FiLM, alpha); ``nonzero`` the active ones that
 are not masked to zero. ``memory_bytes`` = stored weight bits / 8 (conv, linear and FiLM weights and biases
-at ``b_w`` bits; BN and alpha excluded as in the paper's Fig. 7b unless ``include_bn``).
+and every other stored parameter at ``b_w`` bits; BN and alpha excluded as in the paper's Fig. 7b unless
+``include_bn``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from hwsim.hardware import HardwareConfig
-from hwsim.trace import Trace
+from hwsim.trace import RECORD_KINDS, Trace
+from hwsim.trace.modules import active_norms, is_film
 
 PARAM_GROUPS = ("backbone", "bn", "alpha", "film", "other")
 
@@ -32,21 +37,34 @@ class ParamCounts:
     active_groups: dict[str, int]
 
 
-def _film_types() -> tuple[type, ...]:
-    from models.layers import FiLM
+def _active_film_params(film: nn.Module, channels: int | None) -> int:
+    """Parameters of a FiLM at its active channels C_a: FiLM(d, C_a), as Eq. 9's F counts it (SPEC 5).
 
-    return (FiLM,)
-
-
-def _active_norms(module: nn.Module) -> list[nn.Module]:
-    """The BN modules of a switchable / dual BN that serve the active width (all of them otherwise)."""
-    active = getattr(module, "active_norms", None)
-    return list(active()) if callable(active) else [module]
+    Every linear layer of the FiLM's MLP keeps the fraction C_a / C of its features (the encoding input of
+    size d stays), so the zoo's FiLM(d, C) counts 2 d C_a + 4 C_a^2 weights plus 4 C_a biases. A FiLM that
+    did not run counts nothing; one at full width counts all its parameters.
+    """
+    full = int(film.channels)
+    if channels is None:
+        return 0
+    if channels == full:
+        return sum(p.numel() for p in film.parameters())
+    total = 0
+    for layer in film.modules():
+        if isinstance(layer, nn.Linear):
+            n_in = layer.in_features if layer.in_features == film.film_dim else layer.in_features * channels // full
+            n_out = layer.out_features * channels // full
+            total += n_in * n_out + (n_out if layer.bias is not None else 0)
+    return total
 
 
 def param_counts(model: nn.Module, trace: Trace) -> ParamCounts:
-    """Group the model's parameters and count those that run at the traced width and masks."""
-    film_types = _film_types()
+    """Group the model's parameters and count those that run at the traced width and masks.
+
+    FiLM and switchable norms are recognised by their markers (:mod:`hwsim.trace.modules`); every parameter
+    that is neither a traced layer's weight / bias, nor BN, alpha or FiLM, is ``other`` (positional
+    embeddings, class tokens, LayerNorm and layer-scale weights).
+    """
     groups = dict.fromkeys(PARAM_GROUPS, 0)
     active = dict.fromkeys(PARAM_GROUPS, 0)
     traced = {record.name.split("#")[0] for record in trace.layers}
@@ -61,12 +79,14 @@ def param_counts(model: nn.Module, trace: Trace) -> ParamCounts:
             if counts_active:
                 active[group] += p.numel()
 
+    film_channels = {record.name: record.channels for record in trace.films}
     named = dict(model.named_modules())
     for name, module in named.items():
-        if isinstance(module, film_types):
-            claim(module.parameters(), "film", True)
+        if is_film(module):
+            claim(module.parameters(), "film", False)
+            active["film"] += _active_film_params(module, film_channels.get(name))
         elif hasattr(module, "active_norms") or isinstance(module, _BatchNorm):
-            runs = {id(p) for norm in _active_norms(module) for p in norm.parameters()}
+            runs = {id(p) for norm in active_norms(module) for p in norm.parameters()}
             for p in module.parameters():
                 if id(p) not in seen:
                     claim([p], "bn", id(p) in runs)
@@ -90,18 +110,24 @@ def memory_bytes(trace: Trace, params: ParamCounts, hw: HardwareConfig, *, inclu
     """Bytes of stored weights at ``hw.b_w`` bits, as the delay model stores them.
 
     Conv / linear weights take their effective (channel-pruned) dense size, or ``nnz`` values plus a 1-bit
-    map per weight under ``sparse_storage="bitmap"``; biases and FiLM parameters are stored dense. BN and
-    alpha are excluded unless ``include_bn``. Rounded up to whole bytes.
+    map per weight under ``sparse_storage="bitmap"``; biases, FiLM parameters and every other stored
+    parameter (group ``other``: positional embeddings, class tokens, LayerNorm and layer-scale weights) are
+    stored dense. BN and alpha are excluded unless ``include_bn``. Rounded up to whole bytes.
     """
     bits = 0
     for record in trace.layers:
+        if record.kind == "matmul":  # two activations: nothing stored
+            continue
+        if record.weight_nonzero == 0:  # pruned to nothing: only its bias is stored
+            bits += (record.params - record.weights) * hw.b_w
+            continue
         shape = record.shape()
         if hw.sparse_storage == "bitmap" and shape.nnz is not None:
             bits += shape.nnz * hw.b_w + shape.weights
         else:
             bits += shape.weights * hw.b_w
         bits += (record.params - record.weights) * hw.b_w  # bias
-    bits += params.active_groups["film"] * hw.b_w
+    bits += (params.active_groups["film"] + params.active_groups["other"]) * hw.b_w
     if include_bn:
         bits += (params.active_groups["bn"] + params.active_groups["alpha"]) * hw.b_w
     return -(-bits // 8)
@@ -113,11 +139,12 @@ class CountReport:
 
     trace: Trace
     params: ParamCounts
-    macs: int  # conv + linear MACs of the active shapes
+    macs: int  # conv + linear + matmul MACs of the active shapes
     nonzero_macs: int  # MACs with nonzero weights only (what zero skipping could save)
     memory_bytes: int
     ops: dict[str, int]  # --ops all: element counts of BN, activations, adds, pooling and conditioning ops
     unsupported: dict[str, int]
+    macs_by_kind: dict[str, int] = field(default_factory=dict)  # "conv", "linear", "matmul" -> MACs
 
 
 def count(model: nn.Module, trace: Trace, hw: HardwareConfig, *, include_bn: bool = False) -> CountReport:
@@ -127,6 +154,7 @@ def count(model: nn.Module, trace: Trace, hw: HardwareConfig, *, include_bn: boo
         trace=trace,
         params=params,
         macs=sum(record.macs for record in trace.layers),
+        macs_by_kind={kind: sum(r.macs for r in trace.layers if r.kind == kind) for kind in RECORD_KINDS},
         nonzero_macs=sum(record.nonzero_macs for record in trace.layers),
         memory_bytes=memory_bytes(trace, params, hw, include_bn=include_bn),
         ops=dict(trace.ops),

@@ -9,6 +9,12 @@ Memory reads and multiplies are sequential. For a layer with ``W = k^2 (C_i / g)
     Eq. 9, OAT:   t_O = reads(W + F) t_read + ceil(W / n_mult) H_o W_o t_mult + ceil(F / n_mult) t_mult
                   with F = 2 d C + 4 C^2 FiLM weights (d: lambda-encoding dim, C: the FiLM's channels)
 
+Activation x activation products (SPEC 3, formula ``matmul``, kind ``matmul``): for ``b`` products
+``[N, K] @ [K, M]`` the K x M operand is the stationary one and nothing is read from weight memory::
+
+    matmul:       t_M = b ceil(K M / n_mult) N t_mult
+                  (a LayerShape with c_in = K, c_out = M, h_out = N, w_out = b, so W = K M, H_o W_o = N b)
+
 Extensions (off by default, from :class:`~hwsim.hardware.HardwareConfig`): ``sparse_storage="bitmap"`` reads
 ``ceil((nnz b_w + W) / (b_io n_bank))`` words for a pruned weight tensor (values plus a 1-bit map) and
 ``zero_skip=True`` uses ``nnz`` in place of ``W`` in the multiply term.
@@ -37,10 +43,12 @@ import numpy as np
 from hwsim.errors import HwsimError
 from hwsim.hardware import HardwareConfig
 
-FORMULAS = ("eq7", "eq8", "eq9")
-FORMULA_NAMES = {"eq7": "plain (Eq. 7)", "eq8": "FLOAT noise (Eq. 8)", "eq9": "OAT FiLM (Eq. 9)"}
+FORMULAS = ("eq7", "eq8", "eq9", "matmul")
+FORMULA_NAMES = {"eq7": "plain (Eq. 7)", "eq8": "FLOAT noise (Eq. 8)", "eq9": "OAT FiLM (Eq. 9)",
+                 "matmul": "activation x activation product (no reads)"}
 _FORMULA_CODE = {name: code for code, name in enumerate(FORMULAS)}
-LAYER_KINDS = ("conv", "linear")
+_MATMUL = _FORMULA_CODE["matmul"]
+LAYER_KINDS = ("conv", "linear", "matmul")
 
 
 def film_weights(film_dim: int, channels: int) -> int:
@@ -89,6 +97,9 @@ class LayerShape:
                 problems.append(f"{name}={value!r} must be an integer >= 0")
         if self.formula not in FORMULAS:
             problems.append(f"formula={self.formula!r} must be one of {', '.join(FORMULAS)}")
+        elif (self.kind == "matmul") != (self.formula == "matmul"):
+            problems.append(f"kind={self.kind!r} with formula={self.formula!r}: the matmul formula is for "
+                            "kind matmul (two activations) only, and kind matmul takes no other")
         if not problems and self.c_in % self.groups:
             problems.append(f"c_in={self.c_in} must be divisible by groups={self.groups}")
         if not problems and self.nnz is not None and not 0 <= self.nnz <= self.weights:
@@ -149,6 +160,8 @@ def layer_delay(layer: LayerShape, hw: HardwareConfig) -> LayerDelay:
     reads = _ceil_div(weight_bits + f * hw.b_w, hw.b_io * hw.n_bank)
     passes = _ceil_div(nnz if hw.zero_skip else w, hw.n_mult)
     mult_passes = passes * layer.positions
+    if layer.formula == "matmul":
+        reads = 0  # both operands are activations: no stored weight to read (SPEC 3)
     if layer.formula == "eq8":
         mult_passes += passes  # one extra pass adds the scaled noise to every weight
     elif layer.formula == "eq9":
@@ -202,6 +215,7 @@ def delay_arrays(
     k = np.asarray(nnz, dtype=np.int64) if sparse else w
     weight_bits = np.where(bitmap, k * b_w + w, w * b_w) if sparse else w * b_w
     reads = _ceil_div(weight_bits + f * b_w, np.asarray(b_io, dtype=np.int64) * np.asarray(n_bank, dtype=np.int64))
+    reads = np.where(code == _MATMUL, 0, reads)  # activation x activation: nothing stored to read
     passes = _ceil_div(k if zero_skip else w, n_mult)
     mult_passes = passes * np.asarray(positions, dtype=np.int64)
     mult_passes = mult_passes + np.where(code == 1, passes, 0) + np.where(code == 2, _ceil_div(f, n_mult), 0)
@@ -211,7 +225,7 @@ def delay_arrays(
 
 
 def formula_codes(formulas: Iterable[str]) -> np.ndarray:
-    """Integer codes (0, 1, 2) for formula names (``eq7``, ``eq8``, ``eq9``)."""
+    """Integer codes (0, 1, 2, 3) for formula names (``eq7``, ``eq8``, ``eq9``, ``matmul``)."""
     try:
         return np.array([_FORMULA_CODE[f] for f in formulas], dtype=np.int64)
     except KeyError as exc:

@@ -1,4 +1,7 @@
-"""``create_model``: the one public constructor, and ``load_factory`` for user models."""
+"""``create_model``: the one public constructor, and ``load_factory`` for user models.
+
+``VARIANTS`` and the per-variant records live in :mod:`hwsim.variants`.
+"""
 
 from __future__ import annotations
 
@@ -11,28 +14,13 @@ from pathlib import Path
 from torch import nn
 
 from hwsim.errors import HwsimError
-from models.datasets import get_dataset
+from models.datasets import CUSTOM, custom_dataset, get_dataset
 from models.knobs import S_LAMBDA, KnobState
 from models.layers import LayerFactory
 from models.pruning import prune_
 from models.registry import get_builder
-
-#: Every variant; each is a set of injections into the one base definition (SPEC section 4).
-VARIANTS: tuple[str, ...] = ("base", "float", "oat", "floats-i", "floats-c", "float-slim", "oat-slim",
-                             "floats-slim")
-
-# variant -> (noise convs, masks, FiLM, slimmable, pruning granularity)
-_VARIANT_FEATURES: dict[str, tuple[bool, bool, bool, bool, str | None]] = {
-    "base": (False, False, False, False, None),
-    "float": (True, False, False, False, None),
-    "oat": (False, False, True, False, None),
-    "floats-i": (True, True, False, False, "irregular"),
-    "floats-c": (True, True, False, False, "channel"),
-    "float-slim": (True, False, False, True, None),
-    "oat-slim": (False, False, True, True, None),
-    # FLOATS slim = slimmable FLOAT with FLOATS-i masks on top (paper Sec. 3.2)
-    "floats-slim": (True, True, False, True, "irregular"),
-}
+from models.surgery import apply_variant
+from hwsim.variants import get_variant, users_of
 
 BN_CHOICES = ("single", "dual")
 
@@ -63,21 +51,30 @@ def _check_fraction(name: str, value: object) -> float:
 
 def create_model(name: str, variant: str = "base", *, dataset: str = "cifar10", film_dim: int = 128,
                  bn: str = "dual", widths: tuple[float, ...] = (0.5, 1.0), density: float = 1.0,
-                 channel_density: float | None = None, dropout: float = 0.0) -> nn.Module:
+                 channel_density: float | None = None, dropout: float = 0.0,
+                 input_size: tuple[int, int, int] | None = None) -> nn.Module:
     """Build ``name`` as ``variant`` for ``dataset``; inputs are images in [0, 1], shape (B, C, H, W).
 
-    ``film_dim`` (oat*): FiLM encoding size d. ``bn`` (conditional variants): "dual" (BN_C/BN_A) or
-    "single". ``widths`` (*-slim): slimming factors S_f. ``density`` (floats-*): global fraction of
-    prunable conv weights kept. ``channel_density`` is reserved and must stay None (masks are set from
-    ``density``; channel counts are a result, see ``models.pruning``). ``dropout``: before the classifier
-    (ResNet, small CNN) or inside each block (WRN), in [0, 1).
+    ``name`` is a registered architecture or a user factory (``path/to/file.py:factory`` or
+    ``package.module:factory``); a user model gets its variant by module surgery on the instance the
+    factory returns (:func:`models.surgery.apply_variant`, SPEC 4.1), traced on ``input_size`` (C, H, W;
+    default: the dataset's); ``dataset="custom"`` takes its geometry from ``input_size`` (10 classes).
+    ``film_dim`` (oat*): FiLM encoding size d. ``bn`` (conditional variants):
+    "dual" (BN_C/BN_A) or "single". ``widths`` (*-slim): slimming factors S_f. ``density`` (floats-*):
+    global fraction of prunable conv weights kept. ``channel_density`` is reserved and must stay None
+    (masks are set from ``density``; channel counts are a result, see ``models.pruning``). ``dropout``
+    (zoo models only): before the classifier (ResNet, small CNN) or inside each block (WRN), in [0, 1).
 
     The model carries ``hwsim_knobs`` (its one :class:`KnobState`) and ``hwsim_info`` (the resolved
     config). Knobs start at lambda_n = 0, lambda_th = 0, width = max(widths).
     """
-    if variant not in VARIANTS:
-        raise HwsimError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
-    data = get_dataset(dataset)
+    record = get_variant(variant)
+    if dataset == CUSTOM:
+        if input_size is None:
+            raise HwsimError(f"dataset {CUSTOM!r} needs an input_size (C, H, W)")
+        data = custom_dataset(input_size[0], input_size[1])
+    else:
+        data = get_dataset(dataset)
     if bn not in BN_CHOICES:
         raise HwsimError(f"bn must be one of {', '.join(BN_CHOICES)}, got {bn!r}")
     film_dim = _check_film_dim(film_dim)
@@ -87,28 +84,31 @@ def create_model(name: str, variant: str = "base", *, dataset: str = "cifar10", 
                          "variant floats-c")
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise HwsimError(f"dropout must lie in [0, 1), got {dropout!r}")
-    noise, masked, film, slim, granularity = _VARIANT_FEATURES[variant]
-    width_set = _check_widths(widths) if slim else (1.0,)
-    if density < 1.0 and not masked:
+    width_set = _check_widths(widths) if record.slim else (1.0,)
+    if density < 1.0 and not record.masked:
         raise HwsimError(f"density {density:g} applies only to pruned variants "
-                         f"({', '.join(v for v, f in _VARIANT_FEATURES.items() if f[1])}), not {variant!r}")
-    conditional = variant != "base"
-    info = {"name": name, "variant": variant, "dataset": data.name, "film_dim": film_dim if film else 0,
-            "bn": bn if conditional else "single", "widths": width_set, "density": density,
-            "granularity": granularity, "dropout": float(dropout), "input_size": data.input_size,
+                         f"({', '.join(users_of('density'))}), not {variant!r}")
+    user = ":" in name
+    if user and dropout:
+        raise HwsimError(f"dropout applies only to the built-in models, not to the user model {name!r}")
+    size = input_size or (data.in_channels, data.input_size, data.input_size)
+    info = {"name": name, "variant": variant, "dataset": data.name, "film_dim": film_dim if record.film else 0,
+            "bn": bn if record.conditional else "single", "widths": width_set, "density": density,
+            "granularity": record.granularity, "dropout": float(dropout), "input_size": data.input_size,
             "in_channels": data.in_channels, "num_classes": data.num_classes}
+    if input_size is not None:
+        info["input_shape"] = tuple(input_size)
 
     state = KnobState(widths=width_set, film_dim=info["film_dim"])
-    if ":" in name:
-        if variant != "base":
-            raise HwsimError(f"user model {name!r} supports only variant 'base', got {variant!r}")
-        model = load_factory(name)()
+    dual = record.conditional and bn == "dual"
+    if user:
+        model = apply_variant(load_factory(name)(), record, state, size, dual=dual, film_dim=info["film_dim"])
     else:
-        layers = LayerFactory(state, noise=noise, masked=masked, dual=conditional and bn == "dual",
-                              film_dim=film_dim if film else 0)
+        layers = LayerFactory(state, noise=record.noise, masked=record.masked, dual=dual,
+                              film_dim=film_dim if record.film else 0)
         model = get_builder(name)(layers, data, dropout=float(dropout))
-        if masked and density < 1.0:  # masks start as ones
-            prune_(model, density, granularity)
+    if record.masked and density < 1.0:  # masks start as ones
+        prune_(model, density, record.granularity)
     model.hwsim_knobs = state
     model.hwsim_info = info
     return model

@@ -34,8 +34,19 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec("stl10", 96, 3, 10, (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713)),
         DatasetSpec("tinyimagenet", 64, 3, 200, (0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821)),
         DatasetSpec("mnist", 28, 1, 10, (0.1307,), (0.3081,)),
+        # ILSVRC-2012 at the usual 224 x 224 centre crop, so that published ImageNet numbers can be checked
+        DatasetSpec("imagenet", 224, 3, 1000, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     )
 }
+
+#: The name a setting carries when its input size was given explicitly instead of by a dataset preset.
+CUSTOM = "custom"
+
+
+def custom_dataset(in_channels: int, input_size: int, num_classes: int = 10) -> DatasetSpec:
+    """A dataset of the given input geometry for ``--input-size`` without a preset: 10 classes and a
+    neutral normalisation (mean 0.5, std 0.5 per channel; costs do not depend on it)."""
+    return DatasetSpec(CUSTOM, input_size, in_channels, num_classes, (0.5,) * in_channels, (0.5,) * in_channels)
 
 
 def get_dataset(name: str) -> DatasetSpec:

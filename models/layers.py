@@ -4,10 +4,11 @@ A base definition (``resnet.py``, ``preact.py``, ``small_cnn.py``) asks a :class
 conv, norm, FiLM and classifier; the variant only changes the factory. Every conditional layer holds the
 model's single :class:`~models.knobs.KnobState` (given at construction) and reads lambda / width from it.
 
-Markers the tracer relies on (see CONTRACT.md): convs compute through ``F.conv2d`` with the effective weight
-(sliced, masked, noise added); noise convs have ``noise_conditioned = True``; masked convs have a buffer
-``weight_mask``; :class:`FiLM` exposes ``film_dim``, ``channels`` and ``active_channels()``; the classifier is
-an ``nn.Linear``.
+Markers the tracer relies on (``hwsim.trace.modules``; hwsim never imports these classes): convs compute
+through ``F.conv2d`` with the effective weight (sliced, masked, noise added); noise convs have
+``noise_conditioned = True``; masked convs have a buffer ``weight_mask``; :class:`FiLM` has
+``film_conditioning = True`` and exposes ``film_dim``, ``channels`` and ``active_channels()``; switchable
+norms expose ``active_norms()``; the classifier is an ``nn.Linear``.
 """
 
 from __future__ import annotations
@@ -48,25 +49,47 @@ class CondConv2d(nn.Module):
     With ``s == 0`` no noise op runs at all, so the conv is bit-identical to ``nn.Conv2d``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int,
-                 state: KnobState, *, noise: bool, masked: bool) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], stride, padding,
+                 state: KnobState, *, noise: bool, masked: bool, groups: int = 1, dilation=1,
+                 bias: bool = False) -> None:
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.groups, self.dilation = groups, dilation
         self.noise_conditioned = noise
         self._knobs = state
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
+        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, kh, kw))
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # nn.Conv2d's default init
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         if noise:
             self.alpha = nn.Parameter(torch.tensor(ALPHA_INIT))
         if masked:
             self.register_buffer("weight_mask", torch.ones_like(self.weight))
 
+    def active_groups(self, in_active: int) -> int:
+        """Groups that run when ``in_active`` input channels arrive.
+
+        A grouped conv keeps its groups and thins each (ResNeXt 32x4d at width 0.5 is 32x2d, as
+        torch-pruning's DepGraph prunes grouped convs); a depthwise conv (one input channel per group) keeps
+        one group per active channel. Channels that do not split evenly into the groups cannot be resolved.
+        """
+        if self.groups == 1:
+            return 1
+        out_active = self._knobs.active(self.out_channels)
+        groups = in_active if self.in_channels == self.groups else self.groups
+        if in_active % groups or out_active % groups:
+            raise ValueError(f"grouped conv ({self.in_channels}->{self.out_channels}, groups={self.groups}): at "
+                             f"width {self._knobs.width:g} its {in_active} input and {out_active} output channels "
+                             f"do not split into {groups} equal groups")
+        return groups
+
     def effective_weight(self, in_active: int) -> torch.Tensor:
         w = self.weight
         out_active = self._knobs.active(self.out_channels)
-        if out_active != self.out_channels or in_active != self.in_channels:
-            w = w[:out_active, :in_active]
+        in_per_group = in_active // self.active_groups(in_active) if self.groups > 1 else in_active
+        if out_active != self.out_channels or in_per_group != w.shape[1]:
+            w = w[:out_active, :in_per_group]
         mask = getattr(self, "weight_mask", None)
         if mask is not None:
             mask = mask[: w.shape[0], : w.shape[1]]
@@ -84,11 +107,15 @@ class CondConv2d(nn.Module):
         return w
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.effective_weight(x.shape[1]), None, self.stride, self.padding)
+        weight = self.effective_weight(x.shape[1])
+        bias = self.bias[: weight.shape[0]] if self.bias is not None else None
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.active_groups(x.shape[1]))
 
     def extra_repr(self) -> str:
+        groups = f", groups={self.groups}" if self.groups != 1 else ""
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, noise={self.noise_conditioned}, masked={hasattr(self, 'weight_mask')}")
+                f"padding={self.padding}{groups}, noise={self.noise_conditioned}, "
+                f"masked={hasattr(self, 'weight_mask')}")
 
 
 class CondBatchNorm2d(nn.Module):
@@ -149,6 +176,8 @@ class FiLM(nn.Module):
     and broadcasts; a per-sample lambda tensor runs it per sample.
     """
 
+    film_conditioning = True  # the marker hwsim's tracer recognises (Eq. 9 ownership)
+
     def __init__(self, film_dim: int, channels: int, state: KnobState) -> None:
         super().__init__()
         self.film_dim, self.channels = film_dim, channels
@@ -181,10 +210,21 @@ class FiLM(nn.Module):
 
 
 class SlimLinear(nn.Linear):
-    """The classifier of a slim model: a plain ``nn.Linear`` that reads only the active input features."""
+    """A linear layer of a slim model: reads only the active input features (the last dim of its input).
+
+    The classifier keeps all its outputs; a hidden layer given ``state`` also keeps only its first
+    ``state.active(out_features)`` outputs.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 state: KnobState | None = None) -> None:
+        super().__init__(in_features, out_features, bias)
+        self._knobs = state
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight[:, : x.shape[1]], self.bias)
+        out = self._knobs.active(self.out_features) if self._knobs is not None else self.out_features
+        bias = self.bias[:out] if self.bias is not None else None
+        return F.linear(x, self.weight[:out, : x.shape[-1]], bias)
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,18 @@ def test_sweep_agrees_with_delay():
     [
         (["count", "resnet99"], "unknown model 'resnet99'; valid: preact_resnet18, resnet18, resnet34"),
         (["delay", "resnet34", "--variant", "noisy"], "unknown variant 'noisy'; valid: base, float, oat"),
-        (["count", "resnet34", "--dataset", "imagenet"], "unknown dataset 'imagenet'; valid: cifar10"),
+        (["count", "resnet34", "--dataset", "imagenet21k"], "unknown dataset 'imagenet21k'; valid: cifar10"),
+        (["count", "resnet34", "--density", "0.5"],
+         "--density applies only to variants floats-i, floats-c, floats-slim; not to base"),
+        (["delay", "resnet34", "--variant", "float", "--width", "0.5"],
+         "--width applies only to variants float-slim, oat-slim, floats-slim; not to float"),
+        (["count", "resnet34", "--variant", "oat", "--widths", "0.25,1"],
+         "--widths applies only to variants float-slim, oat-slim, floats-slim; not to oat"),
+        (["count", "resnet34", "--variant", "floats-i", "--film-dim", "128"],
+         "--film-dim applies only to variants oat, oat-slim; not to floats-i"),
+        (["delay", "--layer", "k=3,cin=4,cout=4", "--film-dim", "128"], "--film-dim applies only to variants oat"),
+        (["compare", "resnet34", "--variants", "base,float", "--density", "0.5"],
+         "--density applies only to variants floats-i, floats-c, floats-slim; not to base, float"),
         (["count", "resnet34", "--variant", "oat-slim", "--width", "0.7"], "--width 0.7 is not one of the widths"),
         (["count", "resnet34", "--variant", "floats-i", "--density", "1.5"], "--density 1.5 must lie in (0, 1]"),
         (["count", "resnet34", "--variant", "floats-i", "--density", "0"], "must lie in (0, 1]"),
@@ -116,3 +127,15 @@ def test_a_factory_that_raises(capsys, tmp_path):
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.count("\n") == 1
     assert "raised RuntimeError: weights not found" in err
+
+
+@pytest.mark.parametrize(("dataset", "size", "classes"), [("imagenet", 224, 1000), ("tinyimagenet", 64, 200)])
+def test_dataset_presets_set_input_size_and_classes(dataset, size, classes):
+    out = CliRunner().invoke(cli, ["count", "small_cnn", "--dataset", dataset, "--format", "json"])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.output)
+    assert doc["setting"]["dataset"] == dataset and list(doc["input_size"]) == [3, size, size]
+    assert doc["layers"][0]["h_out"] == size and doc["layers"][-1]["c_out"] == classes
+    custom = json.loads(CliRunner().invoke(cli, ["count", "small_cnn", "--input-size", "48", "--format",
+                                                 "json"]).output)
+    assert custom["setting"]["dataset"] == "custom" and custom["layers"][0]["h_out"] == 48

@@ -246,9 +246,33 @@ def test_conditioning_ops_are_listed_per_layer():
 
 
 def test_unknown_ops_are_listed_not_counted_as_zero():
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.GroupNorm(2, 8), torch.nn.Softplus())
+    class Odd(torch.nn.Module):  # ops no table knows: a running sum and a log-cumsum-exp
+        def forward(self, x):
+            return torch.logcumsumexp(torch.cumsum(x, 1), 2)
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.GroupNorm(2, 8), torch.nn.Softplus(), Odd())
     trace = trace_model(net, (3, 16, 16))
-    assert trace.unsupported and all(k.startswith("aten.") for k in trace.unsupported)
-    assert any("group_norm" in k for k in trace.unsupported) and any("softplus" in k for k in trace.unsupported)
+    assert set(trace.unsupported) == {"aten.cumsum.default", "aten.logcumsumexp.default"}
+    assert trace.ops["norm"] == 8 * 14 * 14 and trace.ops["activation"] == 8 * 14 * 14  # GroupNorm, Softplus
     out = CliRunner().invoke(cli, ["count", "torch.nn:Identity"])  # a package.module:factory spec
     assert out.exit_code == 0 and "params" in out.output
+
+
+def test_a_film_at_a_slim_width_counts_its_active_channels_in_params_and_delay_alike():
+    half = analyze(ModelSetting("small_cnn", "oat-slim", width=0.5))
+    channels = [f.channels for f in half.trace.films]
+    assert channels == [8, 16, 32]  # 16, 32, 64 at full width
+    # FiLM(d = 1, C_a): 2 d C_a + 4 C_a^2 weights plus 2 C_a + 2 C_a biases
+    assert half.counts.params.active_groups["film"] == sum(2 * c + 4 * c * c + 4 * c for c in channels)
+    assert half.counts.params.groups["film"] == sum(2 * c + 4 * c * c + 4 * c for c in (16, 32, 64))
+    assert sum(d.layer.film_weights for d in half.delay.layers) == sum(2 * c + 4 * c * c for c in channels)
+
+
+def test_modern_activations_and_norms_are_counted_not_unsupported():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Hardswish(), torch.nn.Hardsigmoid(),
+                              torch.nn.SiLU(), torch.nn.GELU(), torch.nn.Flatten(), torch.nn.Unflatten(1, (8, 196)),
+                              torch.nn.LayerNorm(196), torch.nn.Softmax(-1))
+    trace = trace_model(net, (3, 16, 16))
+    n = 8 * 14 * 14
+    assert trace.unsupported == {}
+    assert (trace.ops["activation"], trace.ops["norm"], trace.ops["softmax"]) == (4 * n, n, n)

@@ -60,7 +60,8 @@ def test_dataset_presets_fix_input_and_classes(dataset: str) -> None:
 def test_dataset_table_values() -> None:
     table = {n: (s.input_size, s.in_channels, s.num_classes) for n, s in DATASETS.items()}
     assert table == {"cifar10": (32, 3, 10), "cifar100": (32, 3, 100), "svhn": (32, 3, 10),
-                     "stl10": (96, 3, 10), "tinyimagenet": (64, 3, 200), "mnist": (28, 1, 10)}
+                     "stl10": (96, 3, 10), "tinyimagenet": (64, 3, 200), "mnist": (28, 1, 10),
+                     "imagenet": (224, 3, 1000)}
 
 
 def test_normalisation_happens_inside_the_model() -> None:
@@ -155,7 +156,8 @@ def test_film_encodings_are_orthogonal_rows() -> None:
 @pytest.mark.parametrize(("args", "kwargs", "fragment"), [
     (("resnet50",), {}, "resnet18, resnet34"),
     (("small_cnn", "fancy"), {}, "base, float, oat"),
-    (("small_cnn",), {"dataset": "imagenet"}, "cifar10"),
+    (("small_cnn",), {"dataset": "imagenet21k"}, "cifar10"),
+    (("small_cnn",), {"dataset": "custom"}, "needs an input_size"),
     (("small_cnn", "oat"), {"bn": "triple"}, "single, dual"),
     (("small_cnn", "oat"), {"film_dim": 3}, "film_dim"),
     (("small_cnn", "oat"), {"film_dim": 0}, "film_dim"),
@@ -165,7 +167,8 @@ def test_film_encodings_are_orthogonal_rows() -> None:
     (("small_cnn", "floats-i"), {"density": 1.5}, "(0, 1]"),
     (("small_cnn", "float"), {"density": 0.5}, "floats-i, floats-c, floats-slim"),
     (("small_cnn",), {"dropout": 1.0}, "[0, 1)"),
-    (("torch.nn:Identity", "float"), {}, "only variant 'base'"),
+    (("torch.nn:Identity", "float"), {}, "variant 'float' conditions conv weights, but Identity has no nn.Conv2d"),
+    (("torch.nn:Identity", "oat"), {}, "variant 'oat' puts a FiLM after every BatchNorm2d, but Identity has none"),
 ])
 def test_create_model_errors_name_the_choices(args: tuple, kwargs: dict, fragment: str) -> None:
     with pytest.raises(HwsimError) as err:
@@ -200,5 +203,5 @@ def test_load_factory_errors(spec: str, fragment: str) -> None:
 
 
 def test_unknown_dataset_lists_presets() -> None:
-    with pytest.raises(HwsimError, match="cifar10, cifar100, mnist, stl10, svhn, tinyimagenet"):
-        get_dataset("imagenet")
+    with pytest.raises(HwsimError, match="cifar10, cifar100, imagenet, mnist, stl10, svhn, tinyimagenet"):
+        get_dataset("imagenet21k")

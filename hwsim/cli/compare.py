@@ -6,6 +6,7 @@ import click
 
 from hwsim.cli.common import hardware_options, output_options
 from hwsim.cli.modelopts import make_setting, model_options
+from hwsim.errors import HwsimError
 from hwsim.output import emit
 
 
@@ -16,17 +17,23 @@ from hwsim.output import emit
               help="Comma-separated variants to compare (default: every variant).")
 @hardware_options
 @output_options
-def compare_command(model: str, dataset: str, input_size: str | None, width: float | None, widths: str,
-                    density: float | None, film_dim: int, bn: str, variants: str | None, hw_spec: str,
-                    overrides: tuple[str, ...], fmt: str, output: str | None) -> None:
+def compare_command(model: str, dataset: str | None, input_size: str | None, width: float | None,
+                    widths: str | None, density: float | None, film_dim: int | None, bn: str,
+                    variants: str | None, hw_spec: str, overrides: tuple[str, ...], fmt: str,
+                    output: str | None) -> None:
     """Params, memory, MACs and delay of every variant, with delay normalised to the base model.
 
-    Width applies to the *-slim variants and density (default 0.5 here) to the floats-* variants.
+    Width applies to the *-slim variants, density (default 0.5 here) to the floats-* variants and the FiLM
+    dimension to the oat* variants; an option none of the chosen variants uses exits 2. MODEL may be a user
+    factory (`path/to/file.py:factory`): every variant is built from it by module surgery. Without
+    --variants, every variant that applies to the model is compared (those that do not are named on
+    stderr); a variant named in --variants that does not apply exits 2.
 
     \b
     Examples:
       hwsim compare resnet34
       hwsim compare wrn16_8 --dataset svhn --variants base,float,oat --format markdown
+      hwsim compare examples/my_net.py:make --width 0.5
     """
     from hwsim.cost import compare
     from hwsim.hardware import load_hardware
@@ -36,6 +43,11 @@ def compare_command(model: str, dataset: str, input_size: str | None, width: flo
     hw = load_hardware(hw_spec, overrides)
     chosen = tuple(v.strip() for v in variants.split(",")) if variants else VARIANTS
     setting = make_setting(model, "base", dataset, input_size, width, widths, density, film_dim, bn,
-                           default_density=0.5)
-    rows = compare_rows(compare(setting, chosen, hw))
-    emit(render_compare(rows, fmt, model=model, hw=hw), output)
+                           default_density=0.5, variants=chosen)
+    results = compare(setting, chosen, hw, only_applicable=variants is None)
+    if not results:
+        raise HwsimError(f"no variant applies to {model!r} (not even base)")
+    left_out = [v for v in chosen if v not in {s.variant for s, _ in results}]
+    if left_out:  # by default every variant that applies; name the ones that do not
+        click.echo(f"hwsim: variants that do not apply to {model} left out: {', '.join(left_out)}", err=True)
+    emit(render_compare(compare_rows(results), fmt, model=model, hw=hw), output)

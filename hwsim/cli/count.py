@@ -17,9 +17,10 @@ from hwsim.output import emit
 @click.option("--include-bn", is_flag=True, help="Count BN and alpha in memory_bytes (the paper excludes them).")
 @hardware_options
 @output_options
-def count_command(model: str, variant: str, dataset: str, input_size: str | None, width: float | None,
-                  widths: str, density: float | None, film_dim: int, bn: str, ops: str, include_bn: bool,
-                  hw_spec: str, overrides: tuple[str, ...], fmt: str, output: str | None) -> None:
+def count_command(model: str, variant: str, dataset: str | None, input_size: str | None,
+                  width: float | None, widths: str | None, density: float | None, film_dim: int | None, bn: str,
+                  ops: str, include_bn: bool, hw_spec: str, overrides: tuple[str, ...], fmt: str,
+                  output: str | None) -> None:
     """Parameters (total / active / nonzero, by group), memory and MACs per layer and in total.
 
     MODEL is a registered name (see `hwsim models`) or a user factory `path/to/file.py:factory` /

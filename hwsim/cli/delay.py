@@ -42,10 +42,13 @@ def parse_layer(text: str, index: int, *, variant: str, film_dim: int):
     missing = [k for k in ("k", "cin", "cout") if _LAYER_KEYS[k] not in values]
     if missing:
         raise HwsimError(f"malformed --layer {text!r}: missing {', '.join(missing)}")
+    from hwsim.variants import get_variant
+
+    record = get_variant(variant)
     formula, film = "eq7", {}
-    if kind == "conv" and variant == "float":
+    if kind == "conv" and record.noise:
         formula = "eq8"
-    elif kind == "conv" and variant == "oat":
+    elif kind == "conv" and record.film:
         formula, film = "eq9", {"film_dim": film_dim, "film_channels": values["c_out"]}
     return LayerShape(name=name, kind=kind, formula=formula, **film, **values)
 
@@ -58,8 +61,9 @@ def parse_layer(text: str, index: int, *, variant: str, film_dim: int):
 @model_options()
 @hardware_options
 @output_options
-def delay_command(model: str | None, layers: tuple[str, ...], variant: str, dataset: str, input_size: str | None,
-                  width: float | None, widths: str, density: float | None, film_dim: int, bn: str, hw_spec: str,
+def delay_command(model: str | None, layers: tuple[str, ...], variant: str, dataset: str | None,
+                  input_size: str | None, width: float | None, widths: str | None, density: float | None,
+                  film_dim: int | None, bn: str, hw_spec: str,
                   overrides: tuple[str, ...], fmt: str, output: str | None) -> None:
     """Analytical ASIC delay (ns) per layer and in total, FLOAT paper Eq. 7 (plain), 8 (FLOAT), 9 (OAT).
 
@@ -80,13 +84,19 @@ def delay_command(model: str | None, layers: tuple[str, ...], variant: str, data
     from hwsim.output import delay_document, render_delay
 
     hw = load_hardware(hw_spec, overrides)
-    if film_dim < 0:
+    if film_dim is not None and film_dim < 0:
         raise HwsimError(f"--film-dim={film_dim} must be an integer >= 0")
     if model is None:
+        from models import check_options
+
         if not layers:
             raise HwsimError("give a MODEL (see `hwsim models`) or at least one --layer SPEC")
         if variant not in SHAPE_VARIANTS:
             raise HwsimError(f"unknown variant {variant!r} for --layer shapes; valid: {', '.join(SHAPE_VARIANTS)}")
+        given = {"film_dim": ("--film-dim", film_dim), "density": ("--density", density),
+                 "width": ("--width", width), "widths": ("--widths", widths)}
+        check_options(variant, {k: flag for k, (flag, value) in given.items() if value is not None})
+        film_dim = 1 if film_dim is None else film_dim
         shapes = [parse_layer(text, i, variant=variant, film_dim=film_dim) for i, text in enumerate(layers)]
         report = model_delay(shapes, hw)
         document = delay_document(report, model=None, variant=variant, input_size=None)

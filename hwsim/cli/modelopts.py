@@ -35,23 +35,30 @@ def parse_floats(text: str, option: str) -> tuple[float, ...]:
 
 
 def model_options(variant: bool = True) -> Callable[[Callable], Callable]:
-    """--variant, --dataset, --input-size, --width, --widths, --density, --film-dim, --bn."""
+    """--variant, --dataset, --input-size, --width, --widths, --density, --film-dim, --bn.
+
+    Options that only some variants use default to None (not given), so that :func:`make_setting` can
+    refuse one given to a variant that does not use it.
+    """
 
     def decorate(func: Callable) -> Callable:
         options = [
             click.option("--bn", default="single", show_default=True, metavar="single|dual",
                          help="BN of conditional variants; single is the paper's cost convention."),
-            click.option("--film-dim", type=int, default=1, show_default=True,
-                         help="d of the FiLM lambda encoding: 1 (the paper's 2C + 4C^2) or 128 (OAT training)."),
+            click.option("--film-dim", type=int, default=None,
+                         help="oat*: d of the FiLM lambda encoding: 1 (the paper's 2C + 4C^2; default) or 128 "
+                              "(OAT training)."),
             click.option("--density", type=float, default=None,
-                         help="Global weight density of floats-* variants, in (0, 1] (default 1; compare: 0.5)."),
-            click.option("--widths", default="0.5,1.0", show_default=True,
-                         help="Switchable widths S_f of *-slim variants."),
-            click.option("--width", type=float, default=None, help="Active width of *-slim variants (default: widest)."),
+                         help="floats-*: global weight density, in (0, 1] (default 1; compare: 0.5)."),
+            click.option("--widths", default=None,
+                         help="*-slim: switchable widths S_f (default 0.5,1.0)."),
+            click.option("--width", type=float, default=None, help="*-slim: active width (default: widest)."),
             click.option("--input-size", default=None, metavar="C,H,W|H",
-                         help="Input size; default: the dataset's (cifar10: 3,32,32)."),
-            click.option("--dataset", default="cifar10", show_default=True,
-                         help="Dataset preset fixing input size and classes (see `hwsim models`)."),
+                         help="Input size; default: the dataset's (cifar10: 3,32,32). Without --dataset the "
+                              "setting's dataset is 'custom' (10 classes)."),
+            click.option("--dataset", default=None,
+                         help="Dataset preset fixing input size and classes (default cifar10; imagenet: "
+                              "3x224x224, 1000 classes; see `hwsim models`)."),
         ]
         if variant:
             options.append(click.option("--variant", default="base", show_default=True,
@@ -64,18 +71,28 @@ def model_options(variant: bool = True) -> Callable[[Callable], Callable]:
     return decorate
 
 
-def make_setting(model: str, variant: str, dataset: str, input_size: str | None, width: float | None,
-                 widths: str, density: float | None, film_dim: int, bn: str, *, default_density: float = 1.0):
-    """Resolve CLI values into a :class:`hwsim.cost.ModelSetting` (validated when the model is built)."""
-    from hwsim.cost import ModelSetting
-    from models import get_dataset
+def make_setting(model: str, variant: str, dataset: str | None, input_size: str | None, width: float | None,
+                 widths: str | None, density: float | None, film_dim: int | None, bn: str, *,
+                 default_density: float = 1.0, variants: tuple[str, ...] | None = None):
+    """Resolve CLI values into a :class:`hwsim.cost.ModelSetting` (validated when the model is built).
 
-    data = get_dataset(dataset)
+    ``variants``: every variant the setting will be costed as (compare); default ``(variant,)``. An option
+    given explicitly that none of them uses is refused (SPEC 4.1), naming the variants it applies to.
+    """
+    from hwsim.cost import COST_FILM_DIM, ModelSetting
+    from models import check_options, get_dataset
+
+    given = {"density": ("--density", density), "width": ("--width", width), "widths": ("--widths", widths),
+             "film_dim": ("--film-dim", film_dim)}
+    check_options(variants or (variant,), {k: flag for k, (flag, value) in given.items() if value is not None})
+    data = get_dataset(dataset or "cifar10")
     if density is not None and not 0.0 < density <= 1.0:
         raise HwsimError(f"--density {density!r} must lie in (0, 1]")
-    width_set = parse_floats(widths, "--widths")
+    width_set = parse_floats(widths or "0.5,1.0", "--widths")
     if width is not None and not any(abs(width - w) < 1e-9 for w in width_set):
         raise HwsimError(f"--width {width:g} is not one of the widths {', '.join(f'{w:g}' for w in width_set)}")
-    return ModelSetting(model=model, variant=variant, dataset=data.name,
-                        input_size=parse_input_size(input_size, data.in_channels), film_dim=film_dim, bn=bn,
-                        widths=width_set, width=width, density=default_density if density is None else density)
+    size = parse_input_size(input_size, data.in_channels)
+    name = "custom" if size is not None and dataset is None else data.name
+    return ModelSetting(model=model, variant=variant, dataset=name, input_size=size,
+                        film_dim=COST_FILM_DIM if film_dim is None else film_dim, bn=bn, widths=width_set,
+                        width=width, density=default_density if density is None else density)

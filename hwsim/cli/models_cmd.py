@@ -27,6 +27,7 @@ def models_command(fmt: str, output: str | None) -> None:
         render_rows(models, fmt),
         "variants: " + ", ".join(VARIANTS),
         render_rows(datasets, fmt),
-        "user models: MODEL may also be path/to/file.py:factory or package.module:factory",
+        "user models: MODEL may also be path/to/file.py:factory or package.module:factory; every variant "
+        "applies to them (module surgery)",
     ])
     emit(text, output)

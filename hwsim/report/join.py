@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from hwsim.errors import HwsimError
+from hwsim.variants import VARIANT_RECORDS
 
 __all__ = [
     "EVAL_COLUMNS", "COST_FIELDS", "COST_AXES", "REFERENCE_REQUIRED", "CostKey", "read_run", "read_runs",
@@ -66,13 +67,15 @@ COST_AXES: tuple[str, ...] = (*COST_FIELDS, "norm_memory", "norm_memory_max")
 #: Columns a reference CSV must have.
 REFERENCE_REQUIRED: tuple[str, ...] = ("label", "variant", "ca", "ra", "source")
 
-_SERIES_NAMES = {
-    "base": "PGD-AT", "float": "FLOAT", "oat": "OAT", "floats-i": "FLOATS-i", "floats-c": "FLOATS-c",
-    "float-slim": "FLOAT slim", "oat-slim": "OAT slim", "floats-slim": "FLOATS slim",
-}
-_PRUNED = {"floats-i", "floats-c", "floats-slim"}
+_SERIES_NAMES = {name: record.label for name, record in VARIANT_RECORDS.items()}
 
 CostFn = Callable[..., Any]
+
+
+def _feature(variant: str, field: str) -> bool:
+    """A field of the variant's record (False for a name that is not a variant: rows are read, not trusted)."""
+    record = VARIANT_RECORDS.get(variant)
+    return bool(record is not None and getattr(record, field))
 
 
 @dataclass(frozen=True)
@@ -227,11 +230,11 @@ def _key_of(row: Mapping[str, Any]) -> CostKey | None:
         return None
     variant = str(val("variant", "base"))
     masks = ""
-    if variant.startswith("floats") and row.get("run_dir") and isinstance(row.get("checkpoint"), str):
+    if _feature(variant, "masked") and row.get("run_dir") and isinstance(row.get("checkpoint"), str):
         candidate = Path(row["run_dir"]) / "checkpoints" / f"{row['checkpoint']}.pt"
         masks = str(candidate) if candidate.is_file() else ""
     # film_dim means nothing without FiLM (eval.csv says 0 there); any valid value builds the same network
-    film_dim = int(val("film_dim", 1)) if variant.startswith("oat") else 1
+    film_dim = int(val("film_dim", 1)) if _feature(variant, "film") else 1
     return CostKey(model=row["model"], variant=variant, dataset=_model_dataset(row["dataset"]),
                    film_dim=film_dim, bn=str(val("bn", "single")),
                    width=float(val("width", 1.0)), density=float(val("density", 1.0)), masks=masks)
@@ -314,10 +317,11 @@ def _series(row: Mapping[str, Any], multi_model: bool) -> str:
     variant = str(row.get("variant", "base"))
     name = _SERIES_NAMES.get(variant, variant)
     algorithm = row.get("algorithm")
-    if variant == "base" and isinstance(algorithm, str) and algorithm != "pgd-at":
+    if variant in VARIANT_RECORDS and not _feature(variant, "conditional") and isinstance(algorithm, str) \
+            and algorithm != "pgd-at":
         name = algorithm.upper()
     density, width = row.get("density"), row.get("width")
-    if variant in _PRUNED and isinstance(density, float) and not math.isnan(density) and density < 1.0:
+    if _feature(variant, "masked") and isinstance(density, float) and not math.isnan(density) and density < 1.0:
         name += f" d={density:g}"
     if isinstance(width, float) and not math.isnan(width) and width < 1.0:
         name += f" w={width:g}"
@@ -328,7 +332,7 @@ def _series(row: Mapping[str, Any], multi_model: bool) -> str:
 
 def _threshold(row: Mapping[str, Any]) -> str:
     th = row.get("lambda_th")
-    if str(row.get("variant", "")).startswith("float") and isinstance(th, float) and th > 0:
+    if _feature(str(row.get("variant", "")), "noise") and isinstance(th, float) and th > 0:
         return f" λth={th:g}"
     return ""
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hwsim.errors import HwsimError
+from hwsim.variants import VARIANT_RECORDS
 from hwsim.train.algorithms import ALGORITHMS, OAT_LAMBDAS
 from hwsim.train.attacks import oat_step_size
 from hwsim.train.data import DATA_SOURCES
@@ -197,7 +198,7 @@ def validate(config: TrainConfig) -> list[str]:
     if config.algorithm not in ALGORITHMS:
         problems.append(f"algorithm {config.algorithm!r} unknown; valid: {', '.join(sorted(ALGORITHMS))}")
     prefix = _VARIANT_PREFIX.get(config.algorithm)
-    if prefix and not config.variant.startswith(prefix):
+    if prefix and not getattr(VARIANT_RECORDS.get(config.variant), {"float": "noise", "oat": "film"}[prefix], True):
         problems.append(f"algorithm {config.algorithm!r} trains {prefix}* variants, got variant {config.variant!r}")
     if config.dataset not in DATA_SOURCES:
         problems.append(f"dataset {config.dataset!r} unknown; valid: {', '.join(DATA_SOURCES)}")

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from hwsim.errors import HwsimError
+from hwsim.variants import get_variant
 from hwsim.train import _models, attacks, checkpoint, data
 from hwsim.train.attacks import attack_context
 from hwsim.train.trainer import build_model, progress, read_run_config, seed_everything, _resolve_device
@@ -149,19 +150,20 @@ def knob_settings(config_variant: str, config_lambdas: Sequence[float], film_dim
     lambda_th. oat*: lambda_n only (its BN switch has no threshold; lambda_th reported as 0); with
     film_dim > 1 every lambda_n must be one of the training lambdas. *-slim: x widths.
     """
-    if config_variant == "base":
+    record = get_variant(config_variant)
+    if not record.conditional:
         return [{"lambda_n": pgd_lambda, "lambda_th": 0.0, "width": 1.0}]
     for value in list(lambda_n) + list(lambda_th):
         if not 0 <= value <= 1:
             raise HwsimError(f"lambda values must lie in [0, 1], got {value}")
-    if config_variant.startswith("oat"):
+    if record.film:
         if film_dim > 1:
             bad = [v for v in lambda_n if not any(math.isclose(v, s, abs_tol=1e-6) for s in config_lambdas)]
             if bad:
                 raise HwsimError(f"lambda_n {bad[0]:g} is not in the training set S_lambda "
                                  f"{tuple(config_lambdas)} (required with film_dim={film_dim})")
         lambda_th = [0.0]
-    slim = config_variant.endswith("-slim")
+    slim = record.slim
     width_list = list(widths) if (slim and widths) else ([max(model_widths)] if slim else [1.0])
     if slim:
         bad_w = [w for w in width_list if not any(math.isclose(w, m) for m in model_widths)]
@@ -234,11 +236,12 @@ def _accuracy(model: nn.Module, variant: str, setting: dict[str, float], spec: A
     correct_c = correct_a = 0
     loader = torch.utils.data.DataLoader(test, batch_size=batch_size, shuffle=False)
     knob_args: dict[str, float] = {}
-    if variant != "base":
+    record = get_variant(variant)
+    if record.conditional:
         knob_args = {"lambda_n": setting["lambda_n"]}
-        if variant.startswith("float"):
+        if record.noise:
             knob_args["lambda_th"] = setting["lambda_th"]
-        if variant.endswith("-slim"):
+        if record.slim:
             knob_args["width"] = setting["width"]
     with attack_context(model, "eval"):
         context = _models.knobs(model, **knob_args) if knob_args else contextlib.nullcontext()
