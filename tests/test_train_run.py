@@ -123,7 +123,7 @@ def test_nan_loss_names_epoch_and_step(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("args, message", [
     (["train", "--model", "small_cnn", "--dataset", "synthetic", "--eps", "8/0", "--out", "X"], "eps must be"),
-    (["train", "--algorithm", "float", "--out", "X"], "trains float* variants"),
+    (["train", "--algorithm", "float", "--out", "X"], "trains variants with noise-conditioned weights (float, floats-i"),
     (["train", "--algorithm", "bogus", "--out", "X"], "unknown; valid: fast, float, free, mart, oat, pgd-at, trades"),
     (["train", "--model", "small_cnn"], "--out RUN is required"),
     (["eval", "NO_SUCH_RUN"], "is not a run directory"),

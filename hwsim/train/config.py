@@ -21,8 +21,9 @@ from hwsim.train.data import DATA_SOURCES
 
 SCHEDULES = ("cosine", "multistep", "constant", "cyclic")
 DEVICES = ("auto", "cpu", "cuda")
-# Which model variants each algorithm trains (an algorithm needs the knobs it sets).
-_VARIANT_PREFIX = {"float": "float", "oat": "oat"}
+# What an algorithm needs of the variant it trains (a field of hwsim.variants.Variant): the knobs it sets.
+_ALGORITHM_NEEDS = {"float": "noise", "oat": "film"}
+_NEED_WORDS = {"noise": "noise-conditioned weights", "film": "FiLM layers"}
 
 
 @dataclass(frozen=True)
@@ -197,9 +198,12 @@ def validate(config: TrainConfig) -> list[str]:
     problems = []
     if config.algorithm not in ALGORITHMS:
         problems.append(f"algorithm {config.algorithm!r} unknown; valid: {', '.join(sorted(ALGORITHMS))}")
-    prefix = _VARIANT_PREFIX.get(config.algorithm)
-    if prefix and not getattr(VARIANT_RECORDS.get(config.variant), {"float": "noise", "oat": "film"}[prefix], True):
-        problems.append(f"algorithm {config.algorithm!r} trains {prefix}* variants, got variant {config.variant!r}")
+    record = VARIANT_RECORDS.get(config.variant)  # unknown names are reported by models
+    needs = _ALGORITHM_NEEDS.get(config.algorithm)
+    if needs and record is not None and not getattr(record, needs):
+        fits = ", ".join(v.name for v in VARIANT_RECORDS.values() if getattr(v, needs))
+        problems.append(f"algorithm {config.algorithm!r} trains variants with {_NEED_WORDS[needs]} ({fits}), "
+                        f"got variant {config.variant!r}")
     if config.dataset not in DATA_SOURCES:
         problems.append(f"dataset {config.dataset!r} unknown; valid: {', '.join(DATA_SOURCES)}")
     if config.schedule not in SCHEDULES:
@@ -225,7 +229,7 @@ def validate(config: TrainConfig) -> list[str]:
         problems.append(f"bt_p must be in [0, 1) and bt_gamma in (0, 1], got {config.bt_p}, {config.bt_gamma}")
     if config.dropout is not None and not 0 <= config.dropout < 1:
         problems.append(f"dropout must be in [0, 1), got {config.dropout}")
-    if config.algorithm == "free" and config.variant.endswith("-slim"):
+    if config.algorithm == "free" and record is not None and record.slim:
         problems.append("free does not train slimmable variants (its replays own the optimizer steps)")
     if config.algorithm == "float" and config.batch_size < 2:
         problems.append("float needs batch_size >= 2 (half clean, half adversarial)")
@@ -241,16 +245,16 @@ def validate(config: TrainConfig) -> list[str]:
         problems.append(f"lambda must be in [0, 1], got {config.pgd_lambda}")
     if not 0 <= config.prune_rate <= 1:
         problems.append(f"prune_rate must be in [0, 1], got {config.prune_rate}")
-    elif config.prune_rate != FIELDS["prune_rate"].default and not config.variant.startswith("floats"):
-        problems.append(f"prune_rate applies only to masked variants (floats-i, floats-c, floats-slim), "
-                        f"not {config.variant!r}")
+    elif config.prune_rate != FIELDS["prune_rate"].default and record is not None and not record.masked:
+        masked = ", ".join(v.name for v in VARIANT_RECORDS.values() if v.masked)
+        problems.append(f"prune_rate applies only to masked variants ({masked}), not {config.variant!r}")
     if config.noise_lambda is not None:
         if not 0 <= config.noise_lambda <= 1:
             problems.append(f"noise_lambda must be in [0, 1], got {config.noise_lambda}")
-        elif config.algorithm != "pgd-at" or not config.variant.startswith("float"):
-            problems.append("noise_lambda applies only to --algorithm pgd-at on a noise-conditioned variant "
-                            f"(float, floats-i, floats-c, float-slim, floats-slim), not {config.algorithm} "
-                            f"on {config.variant!r}")
+        elif config.algorithm != "pgd-at" or (record is not None and not record.noise):
+            noisy = ", ".join(v.name for v in VARIANT_RECORDS.values() if v.noise)
+            problems.append(f"noise_lambda applies only to --algorithm pgd-at on a noise-conditioned variant "
+                            f"({noisy}), not {config.algorithm} on {config.variant!r}")
     if not config.oat_lambdas or any(not 0 <= v <= 1 for v in config.oat_lambdas):
         problems.append(f"oat_lambdas must be values in [0, 1], got {list(config.oat_lambdas)}")
     return problems
