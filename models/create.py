@@ -37,12 +37,23 @@ _VARIANT_FEATURES: dict[str, tuple[bool, bool, bool, bool, str | None]] = {
 BN_CHOICES = ("single", "dual")
 
 
-def _check_film_dim(film_dim: object) -> int:
+def _check_film_dim(film_dim: object, lambdas: tuple[float, ...] = S_LAMBDA) -> int:
     if isinstance(film_dim, bool) or not isinstance(film_dim, int) or not (
-            film_dim == 1 or film_dim >= len(S_LAMBDA)):
-        raise HwsimError(f"film_dim must be 1 (raw lambda) or an integer >= {len(S_LAMBDA)} (orthogonal rows "
-                         f"for the {len(S_LAMBDA)} lambdas in S_lambda), got {film_dim!r}")
+            film_dim == 1 or film_dim >= len(lambdas)):
+        raise HwsimError(f"film_dim must be 1 (raw lambda) or an integer >= {len(lambdas)} (orthogonal rows "
+                         f"for the {len(lambdas)} lambdas in S_lambda), got {film_dim!r}")
     return film_dim
+
+
+def _check_lambdas(lambdas: object) -> tuple[float, ...]:
+    """S_lambda: distinct numbers in [0, 1], in the given order (the order fixes the encoding rows)."""
+    try:
+        values = tuple(float(v) for v in lambdas)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise HwsimError(f"lambdas (S_lambda) must be a sequence of numbers in [0, 1], got {lambdas!r}") from None
+    if not values or any(not 0.0 <= v <= 1.0 for v in values) or len(set(values)) != len(values):
+        raise HwsimError(f"lambdas (S_lambda) must be distinct numbers in [0, 1], got {lambdas!r}")
+    return values
 
 
 def _check_widths(widths: object) -> tuple[float, ...]:
@@ -63,10 +74,13 @@ def _check_fraction(name: str, value: object) -> float:
 
 def create_model(name: str, variant: str = "base", *, dataset: str = "cifar10", film_dim: int = 128,
                  bn: str = "dual", widths: tuple[float, ...] = (0.5, 1.0), density: float = 1.0,
-                 channel_density: float | None = None, dropout: float = 0.0) -> nn.Module:
+                 channel_density: float | None = None, dropout: float = 0.0,
+                 lambdas: tuple[float, ...] = S_LAMBDA) -> nn.Module:
     """Build ``name`` as ``variant`` for ``dataset``; inputs are images in [0, 1], shape (B, C, H, W).
 
-    ``film_dim`` (oat*): FiLM encoding size d. ``bn`` (conditional variants): "dual" (BN_C/BN_A) or
+    ``film_dim`` (oat*): FiLM encoding size d. ``lambdas`` (oat*): the S_lambda the model is trained and
+    evaluated at (default OAT's set); with d > 1 each FiLM stores one orthogonal row per value and lambda_n
+    must be one of them. ``bn`` (conditional variants): "dual" (BN_C/BN_A) or
     "single". ``widths`` (*-slim): slimming factors S_f. ``density`` (floats-*): global fraction of
     prunable conv weights kept. ``channel_density`` is reserved and must stay None (masks are set from
     ``density``; channel counts are a result, see ``models.pruning``). ``dropout``: before the classifier
@@ -80,7 +94,8 @@ def create_model(name: str, variant: str = "base", *, dataset: str = "cifar10", 
     data = get_dataset(dataset)
     if bn not in BN_CHOICES:
         raise HwsimError(f"bn must be one of {', '.join(BN_CHOICES)}, got {bn!r}")
-    film_dim = _check_film_dim(film_dim)
+    lambdas = _check_lambdas(lambdas)
+    film_dim = _check_film_dim(film_dim, lambdas)
     density = _check_fraction("density", density)
     if channel_density is not None:
         raise HwsimError(f"channel_density is not supported (got {channel_density!r}); use density with "
@@ -98,7 +113,7 @@ def create_model(name: str, variant: str = "base", *, dataset: str = "cifar10", 
             "granularity": granularity, "dropout": float(dropout), "input_size": data.input_size,
             "in_channels": data.in_channels, "num_classes": data.num_classes}
 
-    state = KnobState(widths=width_set, film_dim=info["film_dim"])
+    state = KnobState(widths=width_set, film_dim=info["film_dim"], lambda_set=lambdas)
     if ":" in name:
         if variant != "base":
             raise HwsimError(f"user model {name!r} supports only variant 'base', got {variant!r}")

@@ -113,19 +113,3 @@ def test_config_file_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
             main(["train", "--config", str(path), "--out", str(tmp_path / "r")])
         err = capsys.readouterr().err
         assert exc.value.code == 2 and str(path) in err and message in err and err.count("\n") == 1
-
-
-def test_knob_settings_per_variant() -> None:
-    from hwsim.train.evaluate import knob_settings
-
-    s_lambda = (0.0, 0.1, 0.2, 0.3, 0.4, 1.0)
-    oat = knob_settings("oat", s_lambda, 128, 1.0, [0, 0.2, 1], [0, 0.5], None, (0.5, 1.0))
-    assert [(k["lambda_n"], k["lambda_th"]) for k in oat] == [(0.0, 0.0), (0.2, 0.0), (1.0, 0.0)]
-    with pytest.raises(HwsimError, match=r"lambda_n 0.7 is not in the training set S_lambda"):
-        knob_settings("oat", s_lambda, 128, 1.0, [0, 0.7], [0], None, (1.0,))
-    assert len(knob_settings("oat", s_lambda, 1, 1.0, [0, 0.7], [0], None, (1.0,))) == 2  # d = 1: any value
-    assert len(knob_settings("float", s_lambda, 128, 1.0, [0, 0.2, 0.7, 1], [0, 0.5], None, (1.0,))) == 8
-    slim = knob_settings("float-slim", s_lambda, 128, 1.0, [1], [0], [0.5, 1.0], (0.5, 1.0))
-    assert [k["width"] for k in slim] == [0.5, 1.0]
-    assert knob_settings("base", s_lambda, 128, 0.5, [0, 1], [0], None, (1.0,)) == [
-        {"lambda_n": 0.5, "lambda_th": 0.0, "width": 1.0}]
