@@ -246,7 +246,7 @@ def test_oat_with_a_custom_lambda_set_at_d128_trains_and_evaluates(tmp_path: Pat
         loss = nn.functional.cross_entropy(model(x), y)
     loss.backward()
     opt.step()
-    assert math.isfinite(float(loss)) and any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert math.isfinite(float(loss.detach())) and any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
     with pytest.raises(HwsimError, match=r"lambda_n 0.1 is not in this model's S_lambda \(0.0, 0.2, 0.7, 1.0\)"):
         models.set_knobs(model, lambda_n=0.1)
 

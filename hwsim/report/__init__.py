@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from hwsim.report._files import staged_dir
-from hwsim.report.join import check_cost_axis, select_points, series_costs
+from hwsim.report.join import check_cost_axis, read_sanity, select_points, series_costs
 from hwsim.report.join import join as join_table
 from hwsim.report.markdown import render_report
 from hwsim.report.pareto import pareto_front
@@ -80,7 +80,7 @@ def build_report(runs: Sequence[str | Path], out: str | Path, hw: Any = None, re
     """Join the runs with cost, find the Pareto frontier and write the report into ``out``.
 
     Writes ``points.csv`` (the joined table, every row), ``frontier.csv`` (the joint CA/RA/cost frontier),
-    ``report.md`` and ``figures/*.png`` + ``figures/*.svg`` (:data:`FIGURES`). Everything is written into a
+    ``sanity.csv`` (every run's gradient-masking checks, when a run has them), ``report.md`` and ``figures/*.png`` + ``figures/*.svg`` (:data:`FIGURES`). Everything is written into a
     temporary directory next to ``out`` and moved into place at the end: on error ``out`` is left as it was
     (absent, or the previous report).
 
@@ -107,6 +107,7 @@ def build_report(runs: Sequence[str | Path], out: str | Path, hw: Any = None, re
     command = command or _default_command(runs, out, hw, reference, cost)
 
     table = join_table(runs, hw=hw, reference=reference, cost_fn=cost_fn)
+    sanity = read_sanity(runs)
     selected = select_points(table, checkpoint=checkpoint, attack=attack)
     table, frontier = _flag_frontiers(table, selected, cost)
     selected = table.loc[selected.index]
@@ -131,7 +132,9 @@ def build_report(runs: Sequence[str | Path], out: str | Path, hw: Any = None, re
             command=command, cost=cost, hardware=hw.as_dict() if hasattr(hw, "as_dict") else vars(hw),
             attack=attack_used, checkpoint=checkpoint_used, frontier=frontier, series=series_costs(selected),
             points=table[table["origin"] == "run"], reference=refs,
-            figures={caption: f"figures/{stem}.png" for stem, caption in FIGURES.items()})
+            figures={caption: f"figures/{stem}.png" for stem, caption in FIGURES.items()}, sanity=sanity)
+        if not sanity.empty:
+            sanity.to_csv(tmp / "sanity.csv", index=False)
         (tmp / "report.md").write_text(text, encoding="utf-8")
         files = tuple(sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()))
     return ReportResult(out=out, files=files, points=table, frontier=frontier, command=command)
