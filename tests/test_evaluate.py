@@ -203,7 +203,9 @@ def test_cli_refuses_a_knob_the_run_lacks(tmp_path: Path, capsys: pytest.Capture
     run = make_run(tmp_path / "base", models.create_model("small_cnn", "base", dataset="cifar10"))
     for args, message in ((["--lambda-n", "0.5"], "'base' run has no knob lambda_n"),
                           (["--eot", "0"], "--eot must be >= 1"),
-                          (["--sanity", "--lambda-n", "1"], "drop --lambda-n")):
+                          (["--sanity", "--lambda-n", "1"], "drop --lambda-n"),
+                          (["--sanity", "--attack", "pgd5"], "drop --attack"),
+                          (["--steps", "5"], "--steps applies to --sanity only")):
         with pytest.raises(SystemExit) as exc:
             main(["eval", str(run), "--device", "cpu", *args])
         err = capsys.readouterr().err

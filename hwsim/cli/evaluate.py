@@ -31,8 +31,8 @@ def _positive(name: str):  # noqa: ANN202
 
 @click.command("eval")
 @click.argument("run", type=click.Path(file_okay=False))
-@click.option("--attack", "attack", default="pgd20", show_default=True,
-              help="Comma-separated: pgdK, cwK, fgsm, art-pgdK, autoattack.")
+@click.option("--attack", "attack", default=None,
+              help="Comma-separated: pgdK, cwK, fgsm, art-pgdK, autoattack [default: pgd20].")
 @click.option("--lambda-n", default=None,
               help="lambda_n values (float*/oat*; default the run's own: its S_lambda for oat, 0,0.2,0.7,1 for "
                    "float).")
@@ -51,8 +51,8 @@ def _positive(name: str):  # noqa: ANN202
 @click.option("--sanity", is_flag=True,
               help="Instead of the table: gradient-masking checks at the run's most robust setting "
                    "(writes RUN/sanity.csv; --transfer-from names the plain model to transfer from).")
-@click.option("--steps", type=int, default=20, show_default=True, callback=_positive("--steps"),
-              help="--sanity: PGD steps K (more_steps compares K with 5K).")
+@click.option("--steps", type=int, default=None, callback=_positive("--steps"),
+              help="--sanity only: PGD steps K (more_steps compares K with 5K) [default: 20].")
 @click.option("--n-images", type=int, default=None, callback=_positive("--n-images"),
               help="Evaluate the first N test images (default all).")
 @click.option("--batch-size", type=int, default=256, show_default=True, callback=_positive("--batch-size"))
@@ -60,27 +60,30 @@ def _positive(name: str):  # noqa: ANN202
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--data-dir", default=None, type=click.Path(file_okay=False), help="Override the run's data dir.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
-def eval_command(run: str, attack: str, lambda_n: str | None, lambda_th: str | None, width: str | None,
+def eval_command(run: str, attack: str | None, lambda_n: str | None, lambda_th: str | None, width: str | None,
                  checkpoint: str, restarts: int, eot: int | None, noise_draws: int, transfer_from: str | None,
-                 sanity: bool, steps: int, n_images: int | None, batch_size: int, seed: int, device: str,
+                 sanity: bool, steps: int | None, n_images: int | None, batch_size: int, seed: int, device: str,
                  data_dir: str | None, fmt: str) -> None:
     """Clean and robust accuracy (percent) of RUN's checkpoints; writes RUN/eval.csv (or RUN/sanity.csv)."""
     checkpoints = [c.strip() for c in checkpoint.split(",") if c.strip()]
     if sanity:
         from hwsim.train.sanity import sanity_run
 
-        given = [flag for flag, value in (("--lambda-n", lambda_n), ("--lambda-th", lambda_th), ("--width", width))
-                 if value is not None]
+        given = [flag for flag, value in (("--lambda-n", lambda_n), ("--lambda-th", lambda_th), ("--width", width),
+                                          ("--attack", attack)) if value is not None]
         if given or len(checkpoints) != 1:
             bad = given[0] if given else "--checkpoint " + checkpoint
-            raise HwsimError(f"--sanity runs at the run's most robust setting on one checkpoint; drop {bad}")
-        table = sanity_run(run, checkpoints[0], steps=steps, restarts=restarts if restarts > 1 else 5,
+            raise HwsimError(f"--sanity runs its own attacks at the run's most robust setting on one checkpoint; "
+                             f"drop {bad}")
+        table = sanity_run(run, checkpoints[0], steps=steps or 20, restarts=restarts if restarts > 1 else 5,
                            eot=eot or 10, noise_draws=noise_draws, transfer_from=transfer_from, n_images=n_images,
                            batch_size=batch_size, device=device, data_dir=data_dir, seed=seed)
     else:
         from hwsim.train.evaluate import evaluate_run
 
-        table = evaluate_run(run, [a.strip() for a in attack.split(",") if a.strip()],
+        if steps is not None:
+            raise HwsimError("--steps applies to --sanity only; attack names carry their steps (e.g. pgd50)")
+        table = evaluate_run(run, [a.strip() for a in (attack or "pgd20").split(",") if a.strip()],
                              lambda_n=_floats(lambda_n, "--lambda-n"), lambda_th=_floats(lambda_th, "--lambda-th"),
                              widths=_floats(width, "--width"), checkpoints=checkpoints, n_images=n_images,
                              batch_size=batch_size, device=device, data_dir=data_dir, seed=seed, restarts=restarts,
