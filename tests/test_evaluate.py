@@ -263,3 +263,26 @@ def test_oat_with_a_custom_lambda_set_at_d128_trains_and_evaluates(tmp_path: Pat
     table = evaluate_run(run, ["pgd1"], n_images=8, device="cpu")
     assert table["lambda_n"].tolist() == list(lambdas)  # defaults to the run's own set
     assert (table["n_draws"] == 1).all() and (table["ra"] <= table["ca"]).all()
+
+
+def test_autoattack_on_a_randomised_setting_is_the_rand_version(tmp_path: Path, monkeypatch) -> None:
+    from hwsim.train.evaluate import parse_attack
+
+    assert parse_attack("autoattack", 0.1, 0.01).default_eot() == 20 and parse_attack("pgd5", 0.1, 0.01).default_eot() == 10
+    torch.manual_seed(0)
+    run = make_run(tmp_path / "float", models.create_model("small_cnn", "float", dataset="cifar10"),
+                   variant="float", algorithm="float")
+    calls = []
+    real = attacks.apgd
+
+    def spy(*args, **kwargs):
+        calls.append((kwargs["loss"], kwargs["eot"], kwargs["steps"]))
+        return real(*args, **{**kwargs, "steps": 2})  # the same attack, cut short for the test
+
+    monkeypatch.setattr(attacks, "apgd", spy)
+    table = evaluate_run(run, ["autoattack"], lambda_n=[0, 1], lambda_th=[0], n_images=12, device="cpu",
+                         noise_draws=2, eot=3)
+    assert calls and calls[0] == ("ce", 3, 100)  # our APGD with EOT only on the randomised setting
+    assert len(calls) <= 2 and all(c[1:] == (3, 100) for c in calls)
+    assert list(table["eot"]) == [0, 3] and list(table["n_draws"]) == [1, 2]
+    assert (table["ra"] <= table["ca"]).all()
