@@ -205,7 +205,8 @@ def test_cli_refuses_a_knob_the_run_lacks(tmp_path: Path, capsys: pytest.Capture
                           (["--eot", "0"], "--eot must be >= 1"),
                           (["--sanity", "--lambda-n", "1"], "drop --lambda-n"),
                           (["--sanity", "--attack", "pgd5"], "drop --attack"),
-                          (["--steps", "5"], "--steps applies to --sanity only")):
+                          (["--steps", "5"], "--steps applies to --sanity only"),
+                          (["--attack", "pgd2,fgsm", "--restarts", "3"], "'fgsm' takes none")):
         with pytest.raises(SystemExit) as exc:
             main(["eval", str(run), "--device", "cpu", *args])
         err = capsys.readouterr().err

@@ -39,9 +39,9 @@ def _positive(name: str):  # noqa: ANN202
 @click.option("--lambda-th", default=None, help="lambda_th values (float* only; default 0,0.5).")
 @click.option("--width", default=None, help="Widths to evaluate (*-slim only; default the largest).")
 @click.option("--checkpoint", default="last", show_default=True, help="last, best or last,best.")
-@click.option("--restarts", type=int, default=1, show_default=True, callback=_positive("--restarts"),
+@click.option("--restarts", type=int, default=None, callback=_positive("--restarts"),
               help="Random starts of pgdK / cwK / art-pgdK; a sample counts as broken if any start breaks it "
-                   "(--sanity: 1 means 5).")
+                   "[default: 1; --sanity: 5].")
 @click.option("--eot", type=int, default=None, callback=_positive("--eot"),
               help="Noise draws averaged per attack gradient on randomised settings [default: 10; autoattack 20].")
 @click.option("--noise-draws", type=int, default=5, show_default=True, callback=_positive("--noise-draws"),
@@ -61,7 +61,7 @@ def _positive(name: str):  # noqa: ANN202
 @click.option("--data-dir", default=None, type=click.Path(file_okay=False), help="Override the run's data dir.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 def eval_command(run: str, attack: str | None, lambda_n: str | None, lambda_th: str | None, width: str | None,
-                 checkpoint: str, restarts: int, eot: int | None, noise_draws: int, transfer_from: str | None,
+                 checkpoint: str, restarts: int | None, eot: int | None, noise_draws: int, transfer_from: str | None,
                  sanity: bool, steps: int | None, n_images: int | None, batch_size: int, seed: int, device: str,
                  data_dir: str | None, fmt: str) -> None:
     """Clean and robust accuracy (percent) of RUN's checkpoints; writes RUN/eval.csv (or RUN/sanity.csv)."""
@@ -75,7 +75,7 @@ def eval_command(run: str, attack: str | None, lambda_n: str | None, lambda_th: 
             bad = given[0] if given else "--checkpoint " + checkpoint
             raise HwsimError(f"--sanity runs its own attacks at the run's most robust setting on one checkpoint; "
                              f"drop {bad}")
-        table = sanity_run(run, checkpoints[0], steps=steps or 20, restarts=restarts if restarts > 1 else 5,
+        table = sanity_run(run, checkpoints[0], steps=steps or 20, restarts=restarts or 5,
                            eot=eot or 10, noise_draws=noise_draws, transfer_from=transfer_from, n_images=n_images,
                            batch_size=batch_size, device=device, data_dir=data_dir, seed=seed)
     else:
@@ -86,7 +86,7 @@ def eval_command(run: str, attack: str | None, lambda_n: str | None, lambda_th: 
         table = evaluate_run(run, [a.strip() for a in (attack or "pgd20").split(",") if a.strip()],
                              lambda_n=_floats(lambda_n, "--lambda-n"), lambda_th=_floats(lambda_th, "--lambda-th"),
                              widths=_floats(width, "--width"), checkpoints=checkpoints, n_images=n_images,
-                             batch_size=batch_size, device=device, data_dir=data_dir, seed=seed, restarts=restarts,
+                             batch_size=batch_size, device=device, data_dir=data_dir, seed=seed, restarts=restarts or 1,
                              eot=eot, noise_draws=noise_draws, transfer_from=transfer_from)
     if fmt == "csv":
         click.echo(table.to_csv(index=False), nl=False)

@@ -112,6 +112,8 @@ def parse_attack(name: str, eps: float, step_size: float, restarts: int = 1) -> 
         if kind == "art-pgd":
             _require_art(name)
         return AttackSpec(name, kind, eps, step_size, steps, restarts)
+    if name in ("fgsm", "autoattack") and restarts > 1:
+        raise HwsimError(f"restarts apply to pgdK, cwK and art-pgdK; {name!r} takes none (got restarts={restarts})")
     if name == "fgsm":
         return AttackSpec(name, "fgsm", eps, eps, 1)
     if name == "autoattack":
