@@ -58,7 +58,7 @@ def cw_margin_loss(logits: torch.Tensor, y: torch.Tensor, kappa: float = 50.0) -
     """
     true = logits.gather(1, y[:, None]).squeeze(1)
     others = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf"))
-    return -(true - others.max(dim=1).values + kappa).clamp(min=0)
+    return (others.max(dim=1).values - true - kappa).clamp(max=0)  # = -max(z_y - z_other + kappa, 0)
 
 
 def dlr_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -79,10 +79,6 @@ def _per_sample_loss(logits: torch.Tensor, y: torch.Tensor, loss: LossName) -> t
     if loss == "cw":
         return cw_margin_loss(logits.float(), y)
     return dlr_loss(logits.float(), y)
-
-
-def _attack_loss(logits: torch.Tensor, y: torch.Tensor, loss: LossName) -> torch.Tensor:
-    return _per_sample_loss(logits, y, loss).sum()
 
 
 def eot_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: LossName = "ce",
