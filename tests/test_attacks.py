@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from hwsim.errors import HwsimError
-from hwsim.train.attacks import apgd, attack_context, cw_margin_loss, cw_pgd, dlr_loss, eot_gradient, fgsm, oat_step_size, pgd
+from hwsim.train.attacks import (apgd, attack_context, cw_margin_loss, cw_pgd, dlr_loss, eot_gradient, fgsm,
+                                  oat_step_size, pgd)
 from hwsim.train.evaluate import art_apgd, art_pgd
 
 EPS = 8 / 255

@@ -249,7 +249,8 @@ def test_oat_with_a_custom_lambda_set_at_d128_trains_and_evaluates(tmp_path: Pat
         loss = nn.functional.cross_entropy(model(x), y)
     loss.backward()
     opt.step()
-    assert math.isfinite(float(loss.detach())) and any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert math.isfinite(float(loss.detach()))
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
     with pytest.raises(HwsimError, match=r"lambda_n 0.1 is not in this model's S_lambda \(0.0, 0.2, 0.7, 1.0\)"):
         models.set_knobs(model, lambda_n=0.1)
 
@@ -269,7 +270,8 @@ def test_oat_with_a_custom_lambda_set_at_d128_trains_and_evaluates(tmp_path: Pat
 def test_autoattack_on_a_randomised_setting_is_the_rand_version(tmp_path: Path, monkeypatch) -> None:
     from hwsim.train.evaluate import parse_attack
 
-    assert parse_attack("autoattack", 0.1, 0.01).default_eot() == 20 and parse_attack("pgd5", 0.1, 0.01).default_eot() == 10
+    assert parse_attack("autoattack", 0.1, 0.01).default_eot() == 20
+    assert parse_attack("pgd5", 0.1, 0.01).default_eot() == 10
     torch.manual_seed(0)
     run = make_run(tmp_path / "float", models.create_model("small_cnn", "float", dataset="cifar10"),
                    variant="float", algorithm="float")

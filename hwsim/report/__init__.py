@@ -80,9 +80,10 @@ def build_report(runs: Sequence[str | Path], out: str | Path, hw: Any = None, re
     """Join the runs with cost, find the Pareto frontier and write the report into ``out``.
 
     Writes ``points.csv`` (the joined table, every row), ``frontier.csv`` (the joint CA/RA/cost frontier),
-    ``sanity.csv`` (every run's gradient-masking checks, when a run has them), ``report.md`` and ``figures/*.png`` + ``figures/*.svg`` (:data:`FIGURES`). Everything is written into a
-    temporary directory next to ``out`` and moved into place at the end: on error ``out`` is left as it was
-    (absent, or the previous report).
+    ``sanity.csv`` (every run's gradient-masking checks, when a run has them), ``report.md`` and
+    ``figures/*.png`` + ``figures/*.svg`` (:data:`FIGURES`). Everything is written into a temporary directory
+    next to ``out`` and moved into place at the end: on error ``out`` is left as it was (absent, or the
+    previous report).
 
     Args:
         runs: run directories (eval.csv required; config.json, metrics.jsonl optional).

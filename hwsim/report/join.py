@@ -49,8 +49,8 @@ import pandas as pd
 from hwsim.errors import HwsimError
 
 __all__ = [
-    "EVAL_COLUMNS", "EVAL_OPTIONAL", "SANITY_REQUIRED", "read_sanity", "COST_FIELDS", "COST_AXES", "REFERENCE_REQUIRED", "CostKey", "read_run", "read_runs",
-    "read_reference", "attach_costs", "join", "select_points", "series_costs", "check_cost_axis",
+    "EVAL_COLUMNS", "EVAL_OPTIONAL", "SANITY_REQUIRED", "read_sanity", "COST_FIELDS", "COST_AXES",
+    "REFERENCE_REQUIRED", "CostKey", "read_run", "read_runs", "read_reference", "attach_costs", "join", "select_points", "series_costs", "check_cost_axis",
 ]
 
 #: The columns of a run's eval.csv (the interface contract).

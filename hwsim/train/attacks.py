@@ -203,10 +203,10 @@ def apgd(
     """L-infinity Auto-PGD (Croce and Hein 2020) with EOT, as AutoAttack's APGD-CE / APGD-DLR.
 
     Step size 2 eps, halved at the checkpoints of :func:`_apgd_checkpoints` when fewer than ``rho`` of the
-    steps since the last checkpoint raised the loss over the step before, or when neither the step size nor the best loss changed
-    since then; a halving restarts from the best point. Momentum 0.75. The loss is the mean over the ``eot``
-    draws of each step (AutoAttack's 'rand' version averages 20). Returns per sample the iterate with the
-    highest loss, detached, within the eps ball and [0, 1].
+    steps since the last checkpoint raised the loss over the step before, or when neither the step size nor
+    the best loss changed since then; a halving restarts from the best point. Momentum 0.75. The loss is the
+    mean over the ``eot`` draws of each step (AutoAttack's 'rand' version averages 20). Returns per sample the
+    iterate with the highest loss, detached, within the eps ball and [0, 1].
     """
     _check(eps, 0.0, steps, loss, eot)
     x = x.detach()
