@@ -49,8 +49,8 @@ def run_demo(out: Path, runs_dir: Path, quick: bool = False) -> list[Path]:
     for name, variant, algorithm, extra in PLANS:
         started = time.perf_counter()
         run = train_from_options({**common, "variant": variant, "algorithm": algorithm, **extra}, runs_dir / name)
-        evaluate_run(run, attack_names=(attack,), lambda_n=LAMBDA_N, lambda_th=LAMBDA_TH, checkpoints=("last",),
-                     n_images=n_images, device="cpu")
+        knobs = {"base": {}, "oat": {"lambda_n": LAMBDA_N}}.get(variant, {"lambda_n": LAMBDA_N, "lambda_th": LAMBDA_TH})
+        evaluate_run(run, attack_names=(attack,), checkpoints=("last",), n_images=n_images, device="cpu", **knobs)
         print(f"{name}: trained and evaluated in {time.perf_counter() - started:.1f} s", flush=True)
         runs.append(Path(run))
     build_report(runs, out, command=f"python examples/cpu_demo.py{' --quick' if quick else ''} --out {out}")

@@ -25,12 +25,23 @@ from hwsim.variants import get_variant, users_of
 BN_CHOICES = ("single", "dual")
 
 
-def _check_film_dim(film_dim: object) -> int:
+def _check_film_dim(film_dim: object, lambdas: tuple[float, ...] = S_LAMBDA) -> int:
     if isinstance(film_dim, bool) or not isinstance(film_dim, int) or not (
-            film_dim == 1 or film_dim >= len(S_LAMBDA)):
-        raise HwsimError(f"film_dim must be 1 (raw lambda) or an integer >= {len(S_LAMBDA)} (orthogonal rows "
-                         f"for the {len(S_LAMBDA)} lambdas in S_lambda), got {film_dim!r}")
+            film_dim == 1 or film_dim >= len(lambdas)):
+        raise HwsimError(f"film_dim must be 1 (raw lambda) or an integer >= {len(lambdas)} (orthogonal rows "
+                         f"for the {len(lambdas)} lambdas in S_lambda), got {film_dim!r}")
     return film_dim
+
+
+def _check_lambdas(lambdas: object) -> tuple[float, ...]:
+    """S_lambda: distinct numbers in [0, 1], in the given order (the order fixes the encoding rows)."""
+    try:
+        values = tuple(float(v) for v in lambdas)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise HwsimError(f"lambdas (S_lambda) must be a sequence of numbers in [0, 1], got {lambdas!r}") from None
+    if not values or any(not 0.0 <= v <= 1.0 for v in values) or len(set(values)) != len(values):
+        raise HwsimError(f"lambdas (S_lambda) must be distinct numbers in [0, 1], got {lambdas!r}")
+    return values
 
 
 def _check_widths(widths: object) -> tuple[float, ...]:
@@ -52,14 +63,17 @@ def _check_fraction(name: str, value: object) -> float:
 def create_model(name: str, variant: str = "base", *, dataset: str = "cifar10", film_dim: int = 128,
                  bn: str = "dual", widths: tuple[float, ...] = (0.5, 1.0), density: float = 1.0,
                  channel_density: float | None = None, dropout: float = 0.0,
-                 input_size: tuple[int, int, int] | None = None) -> nn.Module:
+                 input_size: tuple[int, int, int] | None = None,
+                 lambdas: tuple[float, ...] = S_LAMBDA) -> nn.Module:
     """Build ``name`` as ``variant`` for ``dataset``; inputs are images in [0, 1], shape (B, C, H, W).
 
     ``name`` is a registered architecture or a user factory (``path/to/file.py:factory`` or
     ``package.module:factory``); a user model gets its variant by module surgery on the instance the
     factory returns (:func:`models.surgery.apply_variant`, SPEC 4.1), traced on ``input_size`` (C, H, W;
     default: the dataset's); ``dataset="custom"`` takes its geometry from ``input_size`` (10 classes).
-    ``film_dim`` (oat*): FiLM encoding size d. ``bn`` (conditional variants):
+    ``film_dim`` (oat*): FiLM encoding size d. ``lambdas`` (oat*): the S_lambda the model is trained and
+    evaluated at (default OAT's set); with d > 1 each FiLM stores one orthogonal row per value and lambda_n
+    must be one of them. ``bn`` (conditional variants):
     "dual" (BN_C/BN_A) or "single". ``widths`` (*-slim): slimming factors S_f. ``density`` (floats-*):
     global fraction of prunable conv weights kept. ``channel_density`` is reserved and must stay None
     (masks are set from ``density``; channel counts are a result, see ``models.pruning``). ``dropout``
@@ -77,7 +91,8 @@ def create_model(name: str, variant: str = "base", *, dataset: str = "cifar10", 
         data = get_dataset(dataset)
     if bn not in BN_CHOICES:
         raise HwsimError(f"bn must be one of {', '.join(BN_CHOICES)}, got {bn!r}")
-    film_dim = _check_film_dim(film_dim)
+    lambdas = _check_lambdas(lambdas)
+    film_dim = _check_film_dim(film_dim, lambdas)
     density = _check_fraction("density", density)
     if channel_density is not None:
         raise HwsimError(f"channel_density is not supported (got {channel_density!r}); use density with "
@@ -99,7 +114,7 @@ def create_model(name: str, variant: str = "base", *, dataset: str = "cifar10", 
     if input_size is not None:
         info["input_shape"] = tuple(input_size)
 
-    state = KnobState(widths=width_set, film_dim=info["film_dim"])
+    state = KnobState(widths=width_set, film_dim=info["film_dim"], lambda_set=lambdas)
     dual = record.conditional and bn == "dual"
     if user:
         model = apply_variant(load_factory(name)(), record, state, size, dual=dual, film_dim=info["film_dim"])

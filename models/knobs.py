@@ -16,7 +16,8 @@ from torch import nn
 
 from hwsim.errors import HwsimError
 
-#: The OAT training lambdas; the d > 1 FiLM encoding indexes its orthogonal rows by position in this tuple.
+#: The OAT training lambdas (the default S_lambda); a model's d > 1 FiLM encoding indexes its orthogonal rows
+#: by position in its own set (``KnobState.lambda_set``), which ``create_model(lambdas=...)`` chooses.
 S_LAMBDA: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 1.0)
 
 Lambda = float | torch.Tensor
@@ -27,11 +28,13 @@ class KnobState:
     """Mutable knob values shared by the conditional layers of one model.
 
     ``widths`` are the slimming factors S_f (``(1.0,)`` when not slimmable); ``film_dim`` is the FiLM
-    encoding size (0 when the model has no FiLM), used to validate lambdas against S_LAMBDA.
+    encoding size (0 when the model has no FiLM); ``lambda_set`` is the model's S_lambda: with
+    ``film_dim > 1`` lambda_n must be one of them (the encoding has one row per value, in this order).
     """
 
     widths: tuple[float, ...] = (1.0,)
     film_dim: int = 0
+    lambda_set: tuple[float, ...] = S_LAMBDA
     lambda_n: Lambda = 0.0
     lambda_th: float = 0.0
     width: float = field(default=1.0)
@@ -120,9 +123,9 @@ def _validate_lambda(state: KnobState, lambda_n: Lambda) -> Lambda:
         lambda_n = float(lambda_n)
         check = [lambda_n]
     if state.film_dim > 1:
-        bad = [v for v in check if not any(math.isclose(v, s, abs_tol=1e-6) for s in S_LAMBDA)]
+        bad = [v for v in check if not any(math.isclose(v, s, abs_tol=1e-6) for s in state.lambda_set)]
         if bad:
-            raise HwsimError(f"lambda_n {bad[0]:g} is not in S_lambda {S_LAMBDA} (required by the "
+            raise HwsimError(f"lambda_n {bad[0]:g} is not in this model's S_lambda {state.lambda_set} (required by the "
                              f"film_dim={state.film_dim} orthogonal encoding; film_dim=1 takes any value)")
     return lambda_n
 

@@ -153,25 +153,29 @@ class CondBatchNorm2d(nn.Module):
         return y[torch.argsort(torch.cat([idx_c, idx_a]))]
 
 
-def orthogonal_encoding(film_dim: int, seed: int = 0) -> torch.Tensor:
-    """The first ``len(S_LAMBDA)`` rows of a fixed random ``film_dim x film_dim`` orthogonal matrix.
+def orthogonal_encoding(film_dim: int, rows: int = len(S_LAMBDA), seed: int = 0) -> torch.Tensor:
+    """The first ``rows`` rows of a fixed random ``film_dim x film_dim`` orthogonal matrix.
 
     OAT encodes lambda by the row of a random orthogonal matrix at lambda's position in S_lambda; only
-    those rows are ever read, so only they are stored. Fixed seed: the same encoding in every build.
+    those ``rows = len(S_lambda)`` rows are ever read, so only they are stored. Fixed seed: the same encoding
+    in every build, and a set's first k rows do not depend on its size (the default set keeps its encoding).
     """
+    if not 1 <= rows <= film_dim:
+        raise ValueError(f"an orthogonal encoding of size {film_dim} has at most {film_dim} rows, not {rows}")
     gen = torch.Generator().manual_seed(seed)
     # built on the CPU even under a ``torch.device("meta")`` context, then moved to the default device
     a = torch.randn(film_dim, film_dim, generator=gen, dtype=torch.float64, device="cpu")
     q, r = torch.linalg.qr(a)
     q = q * torch.sign(torch.diagonal(r))  # unique (Haar-distributed) Q
-    return q[: len(S_LAMBDA)].float().to(torch.get_default_device())
+    return q[:rows].float().to(torch.get_default_device())
 
 
 class FiLM(nn.Module):
     """OAT's feature-wise affine layer: ``y = x * leaky_relu(mu) + leaky_relu(sigma)`` per channel.
 
     ``(mu, sigma)`` = split of ``Linear(2C, 2C)(LeakyReLU(Linear(d, 2C)(enc(lambda))))``. ``enc`` is the raw
-    lambda for ``film_dim == 1`` and a fixed orthogonal row (buffer ``encoding``) otherwise. At a slim width
+    lambda for ``film_dim == 1`` and otherwise the orthogonal row (buffer ``encoding``, one row per value of
+    the model's S_lambda ``state.lambda_set``) at lambda's position in that set. At a slim width
     the first ``active_channels()`` of mu and sigma are used. A scalar lambda runs the MLP once (batch 1)
     and broadcasts; a per-sample lambda tensor runs it per sample.
     """
@@ -185,7 +189,7 @@ class FiLM(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(film_dim, 2 * channels), nn.LeakyReLU(),
                                  nn.Linear(2 * channels, 2 * channels))
         if film_dim > 1:
-            self.register_buffer("encoding", orthogonal_encoding(film_dim))
+            self.register_buffer("encoding", orthogonal_encoding(film_dim, len(state.lambda_set)))
 
     def active_channels(self) -> int:
         return self._knobs.active(self.channels)
@@ -194,7 +198,7 @@ class FiLM(nn.Module):
         lam = self._knobs.lambdas(batch if isinstance(self._knobs.lambda_n, torch.Tensor) else 1, device)
         if self.film_dim == 1:
             return lam.unsqueeze(1).to(self.mlp[0].weight.dtype)
-        s_lambda = torch.tensor(S_LAMBDA, device=device)
+        s_lambda = torch.tensor(self._knobs.lambda_set, device=device)
         position = (lam.unsqueeze(1) - s_lambda).abs().argmin(dim=1)  # set_knobs checked membership
         return self.encoding[position]
 

@@ -150,21 +150,6 @@ def test_config_file_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         assert exc.value.code == 2 and str(path) in err and message in err and err.count("\n") == 1
 
 
-def test_knob_settings_per_variant() -> None:
-    from hwsim.train.evaluate import knob_settings
-
-    s_lambda = (0.0, 0.1, 0.2, 0.3, 0.4, 1.0)
-    oat = knob_settings("oat", s_lambda, 128, 1.0, [0, 0.2, 1], [0, 0.5], None, (0.5, 1.0))
-    assert [(k["lambda_n"], k["lambda_th"]) for k in oat] == [(0.0, 0.0), (0.2, 0.0), (1.0, 0.0)]
-    with pytest.raises(HwsimError, match=r"lambda_n 0.7 is not in the training set S_lambda"):
-        knob_settings("oat", s_lambda, 128, 1.0, [0, 0.7], [0], None, (1.0,))
-    assert len(knob_settings("oat", s_lambda, 1, 1.0, [0, 0.7], [0], None, (1.0,))) == 2  # d = 1: any value
-    assert len(knob_settings("float", s_lambda, 128, 1.0, [0, 0.2, 0.7, 1], [0, 0.5], None, (1.0,))) == 8
-    slim = knob_settings("float-slim", s_lambda, 128, 1.0, [1], [0], [0.5, 1.0], (0.5, 1.0))
-    assert [k["width"] for k in slim] == [0.5, 1.0]
-    assert knob_settings("base", s_lambda, 128, 0.5, [0, 1], [0], None, (1.0,)) == [
-        {"lambda_n": 0.5, "lambda_th": 0.0, "width": 1.0}]
-
 
 def test_slim_run_is_evaluated_at_every_trained_width_and_refuses_others(tmp_path: Path,
                                                                          capsys: pytest.CaptureFixture[str]) -> None:
@@ -343,3 +328,14 @@ def test_validation_attacks_at_the_robust_knobs_and_scores_clean_at_the_clean_kn
     assert seen[0] == (False, 0.0)  # CA: clean knobs
     assert all(lam == 1.0 for _, lam in seen[1:]) and len(seen) == 1 + 2 + 1  # RA: attack + scoring at lambda 1
     assert model.hwsim_knobs.lambda_n == 0.0
+
+
+def test_oat_trains_and_evaluates_with_its_own_lambda_set_at_d128(tmp_path: Path) -> None:
+    from hwsim.train.evaluate import evaluate_run
+
+    run = train(make_config({**TINY, "epochs": 1, "variant": "oat", "algorithm": "oat", "film_dim": 128,
+                             "oat_lambdas": "0,0.2,0.7,1"}), tmp_path / "oat")
+    table = evaluate_run(run, ["pgd2"], n_images=32, device="cpu")
+    assert sorted(table["lambda_n"]) == [0.0, 0.2, 0.7, 1.0]
+    with pytest.raises(HwsimError, match="oat_lambdas must be distinct"):
+        make_config({**TINY, "variant": "oat", "algorithm": "oat", "oat_lambdas": "0,1,1"})

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from hwsim.report._files import staged_dir
-from hwsim.report.join import check_cost_axis, select_points, series_costs
+from hwsim.report.join import check_cost_axis, read_sanity, select_points, series_costs
 from hwsim.report.join import join as join_table
 from hwsim.report.markdown import render_report
 from hwsim.report.pareto import pareto_front
@@ -80,9 +80,10 @@ def build_report(runs: Sequence[str | Path], out: str | Path, hw: Any = None, re
     """Join the runs with cost, find the Pareto frontier and write the report into ``out``.
 
     Writes ``points.csv`` (the joined table, every row), ``frontier.csv`` (the joint CA/RA/cost frontier),
-    ``report.md`` and ``figures/*.png`` + ``figures/*.svg`` (:data:`FIGURES`). Everything is written into a
-    temporary directory next to ``out`` and moved into place at the end: on error ``out`` is left as it was
-    (absent, or the previous report).
+    ``sanity.csv`` (every run's gradient-masking checks, when a run has them), ``report.md`` and
+    ``figures/*.png`` + ``figures/*.svg`` (:data:`FIGURES`). Everything is written into a temporary directory
+    next to ``out`` and moved into place at the end: on error ``out`` is left as it was (absent, or the
+    previous report).
 
     Args:
         runs: run directories (eval.csv required; config.json, metrics.jsonl optional).
@@ -107,6 +108,7 @@ def build_report(runs: Sequence[str | Path], out: str | Path, hw: Any = None, re
     command = command or _default_command(runs, out, hw, reference, cost)
 
     table = join_table(runs, hw=hw, reference=reference, cost_fn=cost_fn)
+    sanity = read_sanity(runs)
     selected = select_points(table, checkpoint=checkpoint, attack=attack)
     table, frontier = _flag_frontiers(table, selected, cost)
     selected = table.loc[selected.index]
@@ -131,7 +133,9 @@ def build_report(runs: Sequence[str | Path], out: str | Path, hw: Any = None, re
             command=command, cost=cost, hardware=hw.as_dict() if hasattr(hw, "as_dict") else vars(hw),
             attack=attack_used, checkpoint=checkpoint_used, frontier=frontier, series=series_costs(selected),
             points=table[table["origin"] == "run"], reference=refs,
-            figures={caption: f"figures/{stem}.png" for stem, caption in FIGURES.items()})
+            figures={caption: f"figures/{stem}.png" for stem, caption in FIGURES.items()}, sanity=sanity)
+        if not sanity.empty:
+            sanity.to_csv(tmp / "sanity.csv", index=False)
         from hwsim.report.training import plot_training_cost, render_training_section, training_cost
 
         training = training_cost(list(runs))

@@ -17,7 +17,10 @@ Columns added to the contract's ``eval.csv`` columns:
 - ``lambda_label``: the lambda a point is labelled with: the training lambda (config ``"pgd_lambda"``) for
   ``pgd-at`` runs, which train one model per lambda, else the inference knob ``lambda_n``.
 - ``attack_label``: ``attack`` and ``eps`` in one string, e.g. ``"pgd20 eps=8/255"`` (the trainer's attack
-  names carry their step count).
+  names carry their step count), with ``" x5 restarts"`` for restarts > 1 and ``" from RUN"`` for a transfer
+  attack, so that white-box and transfer RA are never compared on one frontier.
+- ``restarts, eot, n_draws, ca_std, ra_std, source``: as in eval.csv (:mod:`hwsim.train.evaluate`); rows of
+  an eval.csv written before these columns existed get restarts 1, no source and NaN (unknown) for the rest.
 - ``epoch_time_s``: mean training time per epoch over ``metrics.jsonl`` (NaN without it);
   ``norm_epoch_time``: that divided by the fastest run of the same model and dataset (1.0 = fastest).
 - Cost columns from :func:`hwsim.cost.model_cost` for (model, variant, dataset, film_dim, bn, width,
@@ -47,14 +50,21 @@ from hwsim.errors import HwsimError
 from hwsim.variants import VARIANT_RECORDS
 
 __all__ = [
-    "EVAL_COLUMNS", "COST_FIELDS", "COST_AXES", "REFERENCE_REQUIRED", "CostKey", "read_run", "read_runs",
-    "read_reference", "attach_costs", "join", "select_points", "series_costs", "check_cost_axis",
+    "EVAL_COLUMNS", "EVAL_OPTIONAL", "SANITY_REQUIRED", "read_sanity", "COST_FIELDS", "COST_AXES",
+    "REFERENCE_REQUIRED", "CostKey", "read_run", "read_runs", "read_reference", "attach_costs", "join", "select_points", "series_costs", "check_cost_axis",
 ]
 
 #: The columns of a run's eval.csv (the interface contract).
 EVAL_COLUMNS: tuple[str, ...] = (
     "run", "checkpoint", "model", "variant", "dataset", "film_dim", "bn", "algorithm", "density", "width",
     "lambda_n", "lambda_th", "attack", "eps", "step_size", "steps", "n_images", "ca", "ra")
+
+#: Columns eval.csv gained with the randomised-defence evaluation, and their values for older files.
+EVAL_OPTIONAL: dict[str, Any] = {"restarts": 1, "eot": np.nan, "n_draws": np.nan, "ca_std": np.nan,
+                                 "ra_std": np.nan, "source": ""}
+
+#: The columns of a run's sanity.csv that the report needs.
+SANITY_REQUIRED: tuple[str, ...] = ("check", "values", "verdict")
 
 #: The fields of hwsim.cost.CostSummary copied into the table, in this order.
 COST_FIELDS: tuple[str, ...] = (
@@ -156,6 +166,10 @@ def read_run(run_dir: str | Path) -> pd.DataFrame:
         except json.JSONDecodeError:
             raise HwsimError(f"{config_path} is not JSON") from None
     df = df.copy()
+    for column, default in EVAL_OPTIONAL.items():
+        if column not in df.columns:
+            df[column] = default
+    df["source"] = ["" if isinstance(v, float) and math.isnan(v) else str(v) for v in df["source"]]
     df["origin"] = "run"
     df["run_dir"] = str(run_dir)
     df["epoch_time_s"] = _mean_epoch_time(run_dir / "metrics.jsonl")
@@ -165,6 +179,25 @@ def read_run(run_dir: str | Path) -> pd.DataFrame:
     if train_lambda is not None:
         df.loc[is_pgd, "lambda_label"] = float(train_lambda)
     return df
+
+
+def read_sanity(runs: Iterable[str | Path]) -> pd.DataFrame:
+    """Every run's ``sanity.csv`` (``hwsim eval RUN --sanity``) in one table with a ``run_name`` column; runs
+    without one are left out (an empty table when none has it).
+
+    Raises:
+        HwsimError: a sanity.csv is unreadable or lacks ``check``, ``values`` or ``verdict``.
+    """
+    frames = []
+    for run in runs:
+        path = Path(run) / "sanity.csv"
+        if path.is_file():
+            df = _read_csv(path, "sanity table")
+            _require_columns(df, SANITY_REQUIRED, path, "sanity table")
+            frames.append(df.assign(run_name=Path(run).name))
+    if not frames:
+        return pd.DataFrame(columns=["run_name", *SANITY_REQUIRED])
+    return pd.concat(frames, ignore_index=True)
 
 
 def read_runs(runs: Iterable[str | Path]) -> pd.DataFrame:
@@ -313,6 +346,19 @@ def _fmt_eps(eps: float) -> str:
     return f"{round(k)}/255" if abs(k - round(k)) < 1e-3 else f"{eps:g}"
 
 
+def _attack_label(row: Mapping[str, Any]) -> str:
+    if not isinstance(row.get("attack"), str):
+        return ""
+    label = f"{row['attack']} eps={_fmt_eps(row.get('eps'))}"
+    restarts = row.get("restarts")
+    if isinstance(restarts, (int, float)) and not math.isnan(restarts) and restarts > 1:
+        label += f" x{int(restarts)} restarts"
+    source = row.get("source")
+    if isinstance(source, str) and source:
+        label += f" from {source}"
+    return label
+
+
 def _series(row: Mapping[str, Any], multi_model: bool) -> str:
     variant = str(row.get("variant", "base"))
     name = _SERIES_NAMES.get(variant, variant)
@@ -347,8 +393,7 @@ def _add_labels(df: pd.DataFrame) -> pd.DataFrame:
     out["run_name"] = [Path(str(r)).name if isinstance(r, str) and r else str(r) for r in out["run"]] \
         if "run" in out.columns else ""
     if "attack" in out.columns:
-        out["attack_label"] = [f"{r['attack']} eps={_fmt_eps(r.get('eps'))}" if isinstance(r.get("attack"), str)
-                               else "" for r in out.to_dict("records")]
+        out["attack_label"] = [_attack_label(r) for r in out.to_dict("records")]
     else:
         out["attack_label"] = ""
     if "epoch_time_s" in out.columns:

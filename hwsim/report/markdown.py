@@ -11,14 +11,17 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["FRONTIER_COLUMNS", "POINT_COLUMNS", "SERIES_COLUMNS", "markdown_table", "render_report"]
+__all__ = ["FRONTIER_COLUMNS", "POINT_COLUMNS", "SANITY_COLUMNS", "SERIES_COLUMNS", "markdown_table",
+           "render_report"]
 
 #: Columns of the frontier and all-points tables, in this order (those the table has).
 FRONTIER_COLUMNS: tuple[str, ...] = (
     "series", "lambda_label", "run_name", "checkpoint", "lambda_n", "lambda_th", "width", "density", "ca", "ra",
-    "params", "memory_bytes", "macs", "delay_ns", "norm_delay", "norm_memory")
+    "ca_std", "ra_std", "n_draws", "eot", "params", "memory_bytes", "macs", "delay_ns", "norm_delay", "norm_memory")
 POINT_COLUMNS: tuple[str, ...] = (*FRONTIER_COLUMNS[:4], "attack_label", *FRONTIER_COLUMNS[4:], "front_ca",
                                   "front_ra", "front_joint")
+SANITY_COLUMNS: tuple[str, ...] = ("run_name", "checkpoint", "lambda_n", "width", "n_images", "check", "values",
+                                   "verdict", "rule")
 SERIES_COLUMNS: tuple[str, ...] = (
     "series", "model", "dataset", "params", "memory_bytes", "norm_memory", "macs", "delay_ns", "norm_delay",
     "conv_norm_delay_min", "conv_norm_delay_mean", "conv_norm_delay_max", "epoch_time_s", "norm_epoch_time")
@@ -52,7 +55,7 @@ def markdown_table(df: pd.DataFrame, columns: Sequence[str]) -> str:
 
 def render_report(*, command: str, cost: str, hardware: Mapping[str, Any], attack: str, checkpoint: str,
                   frontier: pd.DataFrame, series: pd.DataFrame, points: pd.DataFrame,
-                  reference: pd.DataFrame, figures: Mapping[str, str]) -> str:
+                  reference: pd.DataFrame, figures: Mapping[str, str], sanity: pd.DataFrame | None = None) -> str:
     """The whole report.md.
 
     Args:
@@ -62,6 +65,7 @@ def render_report(*, command: str, cost: str, hardware: Mapping[str, Any], attac
         attack, checkpoint: how the measured points were selected (described in words).
         frontier, series, points, reference: the tables to print.
         figures: caption -> relative path of a PNG.
+        sanity: the runs' gradient-masking checks (``sanity.csv`` rows with ``run_name``), if any.
     """
     hw_rows = " ".join(f"`{k}={v}`" for k, v in hardware.items() if k != "description")
     parts = [
@@ -77,6 +81,11 @@ def render_report(*, command: str, cost: str, hardware: Mapping[str, Any], attac
         "",
         "- CA and RA are accuracies in percent on the evaluated images; RA is under the attack "
         f"`{attack}` (points of other attacks are in `points.csv` but not compared). Checkpoint: {checkpoint}.",
+        "- Randomised settings (a forward that draws noise: FLOAT with lambda_n > 0) are attacked with EOT "
+        "(`eot` noise draws averaged per attack gradient) and scored over `n_draws` noise draws: CA and RA are "
+        "the means over the draws, `ca_std` / `ra_std` their standard deviations; a sample is robust on a draw "
+        "when it is classified correctly there at the clean image and at every attack candidate. "
+        "Deterministic settings have `n_draws` 1, `eot` 0 and zero spreads.",
         "- `lambda_label`: the training lambda for PGD-AT runs (one model per lambda), else the inference "
         "knob lambda_n.",
         "- Costs are computed by `hwsim.cost.model_cost` for the exact network that runs: model, variant, "
@@ -109,5 +118,13 @@ def render_report(*, command: str, cost: str, hardware: Mapping[str, Any], attac
         parts += ["## Reference points (published)", "",
                   markdown_table(reference, ("label", "variant", "width", "density", "ca", "ra", "memory_bytes",
                                              "norm_memory", "source", "cost_note")), ""]
+    if sanity is not None and not sanity.empty:
+        verdicts = sanity["verdict"].astype(str)
+        parts += ["## Gradient-masking checks (`sanity.csv`)", "",
+                  f"Checks of Athalye et al. 2018 / Carlini et al. 2019 at each run's most robust setting "
+                  f"(`hwsim eval RUN --sanity`): {int((verdicts == 'pass').sum())} pass, "
+                  f"{int((verdicts == 'FAIL').sum())} FAIL, {int((verdicts == 'skip').sum())} skipped. A FAIL "
+                  "means the run's RA is not trustworthy as measured (see the rule column).", "",
+                  markdown_table(sanity, SANITY_COLUMNS), ""]
     parts += [f"## Every point ({len(points)} rows)", "", markdown_table(points, POINT_COLUMNS), ""]
     return "\n".join(parts)

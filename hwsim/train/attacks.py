@@ -12,11 +12,15 @@ Conventions shared by every attack here:
   to the input only.
 - The attack loss is summed over the batch (as in the OAT reference) so that each sample's gradient does not
   depend on the batch size and does not underflow under float16 autocast; only its sign is used.
+- Randomised models (a forward that draws noise, e.g. FLOAT with lambda_n > 0): ``eot=k`` averages the input
+  gradient over k forwards, each with its own noise draw (expectation over transformation, Athalye et al.
+  2018), as AutoAttack's 'rand' version does. ``eot=1`` is the plain attack.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from typing import Literal
 
@@ -26,8 +30,8 @@ from torch import nn
 
 from hwsim.errors import HwsimError
 
-LossName = Literal["ce", "cw"]
-_LOSSES = ("ce", "cw")
+LossName = Literal["ce", "cw", "dlr"]
+_LOSSES = ("ce", "cw", "dlr")
 
 
 def oat_step_size(eps: float, steps: int) -> float:
@@ -42,22 +46,60 @@ def oat_step_size(eps: float, steps: int) -> float:
 
 
 def cw_margin_loss(logits: torch.Tensor, y: torch.Tensor, kappa: float = 50.0) -> torch.Tensor:
-    """Per-sample Carlini-Wagner margin ``max_{j != y} z_j - z_y``, clamped below at ``-kappa``.
+    """Per-sample Carlini-Wagner loss ``-max(z_y - max_{j != y} z_j + kappa, 0)`` (at most 0).
 
-    Larger is more adversarial (the attack ascends it). ``kappa = 50`` follows the common PGD-CW setting.
+    Larger is more adversarial (the attack ascends it). Its gradient is that of ``max_{j != y} z_j - z_y`` for
+    every sample until the sample is misclassified by a margin of ``kappa``, and zero beyond: a sample that
+    is already wrong by ``kappa`` stops, a correctly classified one never does. ``kappa = 50`` is the common
+    PGD-CW setting (e.g. Bag of Tricks for AT).
+
+    >>> cw_margin_loss(torch.tensor([[2.0, 5.0, 1.0], [0.0, 60.0, 3.0]]), torch.tensor([1, 0])).tolist()
+    [-53.0, 0.0]
     """
     true = logits.gather(1, y[:, None]).squeeze(1)
     others = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf"))
-    return (others.max(dim=1).values - true).clamp(min=-kappa)
+    return (others.max(dim=1).values - true - kappa).clamp(max=0)  # = -max(z_y - z_other + kappa, 0)
 
 
-def _attack_loss(logits: torch.Tensor, y: torch.Tensor, loss: LossName) -> torch.Tensor:
+def dlr_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-sample difference-of-logits-ratio loss of Croce and Hein (2020), the loss of APGD-DLR.
+
+    ``-(z_y - max_{j != y} z_j) / (z_(1) - z_(3) + 1e-12)`` with ``z_(k)`` the k-th largest logit; needs at
+    least 3 classes. Invariant to shifting and scaling the logits.
+    """
+    ordered = logits.sort(dim=1).values
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    others = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf"))
+    return -(true - others.max(dim=1).values) / (ordered[:, -1] - ordered[:, -3] + 1e-12)
+
+
+def _per_sample_loss(logits: torch.Tensor, y: torch.Tensor, loss: LossName) -> torch.Tensor:
     if loss == "ce":
-        return F.cross_entropy(logits.float(), y, reduction="sum")
-    return cw_margin_loss(logits.float(), y).sum()
+        return F.cross_entropy(logits.float(), y, reduction="none")
+    if loss == "cw":
+        return cw_margin_loss(logits.float(), y)
+    return dlr_loss(logits.float(), y)
 
 
-def _check(eps: float, step_size: float, steps: int, loss: str) -> None:
+def eot_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: LossName = "ce",
+                 eot: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Input gradient of the summed loss and the per-sample loss, both averaged over ``eot`` forwards.
+
+    Every forward draws the model's noise afresh, so for a randomised model this is the Monte-Carlo estimate
+    of ``grad E[loss]`` (EOT); for a deterministic model ``eot > 1`` only repeats the same gradient.
+    """
+    grad = torch.zeros_like(x)
+    total = torch.zeros(len(x), device=x.device)
+    for _ in range(eot):
+        x_in = x.detach().requires_grad_(True)
+        value = _per_sample_loss(model(x_in), y, loss)
+        (g,) = torch.autograd.grad(value.sum(), x_in)
+        grad += g
+        total += value.detach()
+    return grad / eot, total / eot
+
+
+def _check(eps: float, step_size: float, steps: int, loss: str, eot: int = 1) -> None:
     if not 0 <= eps <= 1:
         raise HwsimError(f"eps must be in [0, 1] (a fraction of 1, e.g. 8/255), got {eps}")
     if step_size < 0:
@@ -66,6 +108,8 @@ def _check(eps: float, step_size: float, steps: int, loss: str) -> None:
         raise HwsimError(f"attack steps must be >= 0, got {steps}")
     if loss not in _LOSSES:
         raise HwsimError(f"unknown attack loss {loss!r}; valid: {', '.join(_LOSSES)}")
+    if isinstance(eot, bool) or not isinstance(eot, int) or eot < 1:
+        raise HwsimError(f"eot (noise draws per gradient) must be an integer >= 1, got {eot!r}")
 
 
 def pgd(
@@ -78,6 +122,7 @@ def pgd(
     random_start: bool = True,
     loss: LossName = "ce",
     trace: list[float] | None = None,
+    eot: int = 1,
 ) -> torch.Tensor:
     """L-infinity PGD-k (Madry et al.): ``x_{t+1} = clip_[0,1](Proj_eps(x_t + step_size * sign(grad)))``.
 
@@ -89,36 +134,36 @@ def pgd(
         step_size: per-step size, fraction of 1 (:func:`oat_step_size` gives OAT's choice).
         steps: number of gradient steps k.
         random_start: start from a uniform point in the eps ball (clipped to [0, 1]).
-        loss: ``"ce"`` (cross-entropy) or ``"cw"`` (CW margin).
-        trace: if given, the summed attack loss at the start of each step is appended (for tests/diagnostics).
+        loss: ``"ce"`` (cross-entropy), ``"cw"`` (CW margin) or ``"dlr"``.
+        trace: if given, the summed attack loss at the start of each step is appended (for tests/diagnostics;
+            with ``eot > 1`` the mean over the draws).
+        eot: noise draws whose gradients are averaged at every step (1: the plain attack).
 
     Returns:
         Adversarial images, detached, within the eps ball around ``x`` and in [0, 1].
     """
-    _check(eps, step_size, steps, loss)
+    _check(eps, step_size, steps, loss, eot)
     x = x.detach()
     if random_start:
         x_adv = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp_(0, 1)
     else:
         x_adv = x.clone()
     for _ in range(steps):
-        x_adv.requires_grad_(True)
-        value = _attack_loss(model(x_adv), y, loss)
+        grad, value = eot_gradient(model, x_adv, y, loss, eot)
         if trace is not None:
-            trace.append(float(value.detach()))
-        (grad,) = torch.autograd.grad(value, x_adv)
+            trace.append(float(value.sum()))
         with torch.no_grad():
             x_adv = x_adv.detach() + step_size * grad.sign()
             x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp_(0, 1)
     return x_adv.detach()
 
 
-def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 8 / 255) -> torch.Tensor:
+def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 8 / 255, eot: int = 1) -> torch.Tensor:
     """FGSM (Goodfellow et al.): one signed-gradient step of size ``eps`` from ``x`` (no random start).
 
     Identical to ``pgd(..., step_size=eps, steps=1, random_start=False)``.
     """
-    return pgd(model, x, y, eps=eps, step_size=eps, steps=1, random_start=False, loss="ce")
+    return pgd(model, x, y, eps=eps, step_size=eps, steps=1, random_start=False, loss="ce", eot=eot)
 
 
 def cw_pgd(
@@ -129,9 +174,79 @@ def cw_pgd(
     step_size: float = 2 / 255,
     steps: int = 20,
     random_start: bool = True,
+    eot: int = 1,
 ) -> torch.Tensor:
     """PGD on the CW margin loss (the "CW-k" attack of the robustness literature)."""
-    return pgd(model, x, y, eps=eps, step_size=step_size, steps=steps, random_start=random_start, loss="cw")
+    return pgd(model, x, y, eps=eps, step_size=step_size, steps=steps, random_start=random_start, loss="cw",
+               eot=eot)
+
+
+def _apgd_checkpoints(steps: int) -> list[int]:
+    """APGD's step-size checkpoints ``ceil(p_j * steps)``: p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j -
+    p_{j-1} - 0.03, 0.06) (Croce and Hein 2020, Sec. 3.2)."""
+    p = [0.0, 0.22]
+    while p[-1] < 1:
+        p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
+    return sorted({math.ceil(v * steps) for v in p if v <= 1})
+
+
+def apgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float = 8 / 255,
+    steps: int = 100,
+    loss: LossName = "ce",
+    eot: int = 1,
+    rho: float = 0.75,
+) -> torch.Tensor:
+    """L-infinity Auto-PGD (Croce and Hein 2020) with EOT, as AutoAttack's APGD-CE / APGD-DLR.
+
+    Step size 2 eps, halved at the checkpoints of :func:`_apgd_checkpoints` when fewer than ``rho`` of the
+    steps since the last checkpoint raised the loss over the step before, or when neither the step size nor
+    the best loss changed since then; a halving restarts from the best point. Momentum 0.75. The loss is the
+    mean over the ``eot`` draws of each step (AutoAttack's 'rand' version averages 20). Returns per sample the
+    iterate with the highest loss, detached, within the eps ball and [0, 1].
+    """
+    _check(eps, 0.0, steps, loss, eot)
+    x = x.detach()
+    t = torch.empty_like(x).uniform_(-1, 1)
+    t = t / t.flatten(1).abs().amax(1).clamp_min(1e-12).view(-1, *([1] * (x.dim() - 1)))
+    x_adv = (x + eps * t).clamp(0, 1)
+    shape = (-1, *([1] * (x.dim() - 1)))
+
+    def project(z: torch.Tensor) -> torch.Tensor:
+        return torch.min(torch.max(z, x - eps), x + eps).clamp(0, 1)
+
+    grad, value = eot_gradient(model, x_adv, y, loss, eot)
+    best_loss, x_best, grad_best = value.clone(), x_adv.clone(), grad.clone()
+    step = torch.full((len(x),), 2.0 * eps, device=x.device)
+    checkpoints = _apgd_checkpoints(steps)
+    last_check, increases = 0, torch.zeros(len(x), device=x.device)
+    loss_at_check, step_reduced = best_loss.clone(), torch.ones(len(x), dtype=torch.bool, device=x.device)
+    x_prev, prev_value = x_adv.clone(), value
+    for k in range(steps):
+        with torch.no_grad():
+            z = project(x_adv + step.view(shape) * grad.sign())
+            if k > 0:
+                z = project(x_adv + 0.75 * (z - x_adv) + 0.25 * (x_adv - x_prev))
+            x_prev, x_adv = x_adv, z
+        grad, value = eot_gradient(model, x_adv, y, loss, eot)
+        with torch.no_grad():
+            increases += (value > prev_value).float()
+            prev_value = value
+            improved = value > best_loss
+            best_loss = torch.where(improved, value, best_loss)
+            x_best[improved], grad_best[improved] = x_adv[improved], grad[improved]
+            if k + 1 in checkpoints and k + 1 < steps:
+                window = k + 1 - last_check
+                halve = (increases < rho * window) | (~step_reduced & (loss_at_check >= best_loss))
+                step_reduced = halve
+                step = torch.where(halve, step / 2, step)
+                x_adv[halve], grad[halve] = x_best[halve], grad_best[halve]
+                x_prev[halve] = x_adv[halve]
+                last_check, increases, loss_at_check = k + 1, torch.zeros_like(increases), best_loss.clone()
+    return x_best.detach()
 
 
 @contextlib.contextmanager

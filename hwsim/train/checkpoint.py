@@ -18,6 +18,7 @@ import torch
 from hwsim.errors import HwsimError
 
 FORMAT = 2  # 2: the step protocol's hook states ('hooks') are saved
+READABLE = (1, 2)  # format 1 (before the step protocol) still loads: its algorithms kept no state
 
 
 def rng_state() -> dict[str, Any]:
@@ -70,6 +71,6 @@ def load(path: Path, other: str | None = None) -> dict[str, Any]:
     except Exception as exc:  # torch raises RuntimeError / UnpicklingError / EOFError for bad files
         reason = type(exc).__name__ if "weights_only" in str(exc) else str(exc).splitlines()[0]
         raise HwsimError(f"checkpoint {path} cannot be read ({reason}){hint}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+    if not isinstance(ckpt, dict) or ckpt.get("format") not in READABLE:
         raise HwsimError(f"checkpoint {path} is not an hwsim checkpoint (format {FORMAT})")
     return ckpt

@@ -255,6 +255,8 @@ def validate(config: TrainConfig) -> list[str]:
             noisy = ", ".join(v.name for v in VARIANT_RECORDS.values() if v.noise)
             problems.append(f"noise_lambda applies only to --algorithm pgd-at on a noise-conditioned variant "
                             f"({noisy}), not {config.algorithm} on {config.variant!r}")
+    if len(set(config.oat_lambdas)) != len(config.oat_lambdas):
+        problems.append(f"oat_lambdas must be distinct values, got {list(config.oat_lambdas)}")
     if not config.oat_lambdas or any(not 0 <= v <= 1 for v in config.oat_lambdas):
         problems.append(f"oat_lambdas must be values in [0, 1], got {list(config.oat_lambdas)}")
     return problems

@@ -156,7 +156,8 @@ def build_model(config: TrainConfig) -> nn.Module:
     source = data.get_source(config.dataset)
     return _models.create_model(config.model, config.variant, dataset=source.model_dataset,
                                 film_dim=config.film_dim, bn=config.bn, widths=config.widths,
-                                density=config.density, dropout=config.dropout or 0.0)
+                                density=config.density, dropout=config.dropout or 0.0,
+                                lambdas=config.oat_lambdas)
 
 
 def build_algorithm(config: TrainConfig) -> Algorithm:
@@ -451,7 +452,7 @@ def _train(config: TrainConfig, out: Path, dist_info: Dist, resume: bool, stop_a
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
-        for hook, state in zip(hooks, ckpt["hooks"]):
+        for hook, state in zip(hooks, ckpt.get("hooks", [])):  # format 1: no hook state
             hook.load_state_dict(state)
         start_epoch, best_ra = int(ckpt["epoch"]), float(ckpt["best_ra"])
         if dist_info.world_size == 1:

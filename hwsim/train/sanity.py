@@ -1,0 +1,196 @@
+"""Gradient-masking checks (Athalye et al. 2018, Sec. 3.1; Carlini et al. 2019, Sec. 5) on one setting.
+
+Each check compares robust accuracies that a model without masked or obfuscated gradients orders in a known
+way; a check fails when the measured order is violated by more than the tolerance
+
+    tol(a, b) = max(1 point, one image (100 / N points), 2 sqrt(std_a^2 + std_b^2))
+
+where std are the spreads over scoring passes (zero on deterministic settings). Every number comes from
+:func:`hwsim.train.evaluate.score`, so randomised settings are attacked with EOT and scored over draws.
+
+Checks (``check`` column of ``sanity.csv``), with K the PGD steps and eps the run's radius:
+
+- ``more_steps``: RA under PGD-5K is not above RA under PGD-K.
+- ``restarts``: RA under PGD-K with R random restarts is not above RA with one start.
+- ``eps_sweep``: RA does not rise as eps grows over 0, eps/2, eps, 2 eps, 4 eps, 8 eps (capped at 1), and
+  at the largest eps it is at most max(1 point, one image) ("reaches 0").
+- ``unbounded``: PGD-5K with eps = 1 (the whole image range; step 2.5 / 5K) reaches RA at most
+  max(1 point, one image).
+- ``transfer``: PGD-K transferred from a plain model (another run, or this model at lambda_n = 0) leaves RA
+  at least the white-box RA (the lower of PGD-K and PGD-5K).
+- ``eot``: on randomised settings, RA under PGD-K with EOT is not below RA without EOT (one draw per
+  gradient) by more than the tolerance ("skip" on deterministic settings).
+- ``fgsm``: RA under FGSM is not below the white-box PGD RA (the lower of PGD-K and PGD-5K): a single step
+  is not stronger than the iterative attack.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from hwsim.errors import HwsimError
+from hwsim.train import attacks
+from hwsim.train.attacks import attack_context
+from hwsim.train.evaluate import (EOT_DEFAULT, NOISE_DRAWS, CHECKPOINTS, Generator, Score, SettingView, batches,
+                                  clean_setting, knob_context, load_run, load_test_set, robust_setting, score,
+                                  write_csv_atomic)
+from hwsim.train.trainer import _resolve_device, read_run_config
+
+SANITY_COLUMNS = ("check", "values", "verdict", "rule")
+PASS, FAIL, SKIP = "pass", "FAIL", "skip"
+EPS_FACTORS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+Batches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
+
+
+@dataclass(frozen=True)
+class SanitySettings:
+    """What the checks run: eps / step in fractions of 1, K PGD steps, R restarts, EOT and scoring draws."""
+
+    eps: float
+    step_size: float
+    steps: int = 20
+    restarts: int = 5
+    eot: int = 10
+    n_draws: int = 5
+    seed: int = 0
+
+
+def _fmt(name: str, s: Score) -> str:
+    spread = f"±{s.ra_std:.2f}" if s.n_draws > 1 else ""
+    return f"{name} {s.ra:.2f}{spread}"
+
+
+def _tol(n_images: int, *scores: Score) -> float:
+    return max(1.0, 100.0 / n_images, 2.0 * math.sqrt(sum(s.ra_std ** 2 for s in scores)))
+
+
+def _zero_tol(n_images: int) -> float:
+    return max(1.0, 100.0 / n_images)
+
+
+def sanity_checks(model: nn.Module, batches: Batches, settings: SanitySettings,
+                  surrogate: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor] | None = None,
+                  surrogate_name: str = "plain model", surrogate_model: nn.Module | None = None) -> pd.DataFrame:
+    """Run every check on ``model`` (mode and knobs as the caller set them) and return the sanity table.
+
+    ``batches()`` yields (images in [0, 1], labels) afresh at each call. ``surrogate(x, y, eot)``, if given,
+    generates the transfer attack (PGD-K on a plain model, ``surrogate_model``); without it ``transfer`` is
+    skipped. Columns: :data:`SANITY_COLUMNS`.
+    """
+    st = settings
+    k = st.steps
+
+    def run(generators: list[Generator], eot: int = st.eot, attacked: nn.Module | None = None) -> Score:
+        torch.manual_seed(st.seed)
+        return score(model, batches(), generators, n_draws=st.n_draws, eot=eot, seed=st.seed, attacked=attacked)
+
+    def pgd(eps: float, step: float, steps: int) -> Generator:
+        return lambda x, y, eot: attacks.pgd(model, x, y, eps=eps, step_size=step, steps=steps, eot=eot)
+
+    rows = []
+
+    def add(check: str, values: str, ok: bool | None, rule: str) -> None:
+        rows.append({"check": check, "values": values, "verdict": SKIP if ok is None else PASS if ok else FAIL,
+                     "rule": rule})
+
+    base = run([pgd(st.eps, st.step_size, k)])
+    n = base.n_images
+    more = run([pgd(st.eps, st.step_size, 5 * k)])
+    add("more_steps", f"{_fmt(f'pgd{k}', base)}; {_fmt(f'pgd{5 * k}', more)}",
+        more.ra <= base.ra + _tol(n, base, more), f"RA(pgd{5 * k}) <= RA(pgd{k}) + tol")
+
+    # the strongest white-box PGD run here is what transfer and FGSM must not beat
+    best, best_name = (more, f"pgd{5 * k}") if more.ra < base.ra else (base, f"pgd{k}")
+
+    restarted = run([pgd(st.eps, st.step_size, k)] * st.restarts)
+    add("restarts", f"{_fmt(f'pgd{k}', base)}; {_fmt(f'pgd{k} x{st.restarts}', restarted)}",
+        restarted.ra <= base.ra + _tol(n, base, restarted), f"RA({st.restarts} restarts) <= RA(1 start) + tol")
+
+    factors = sorted({min(1.0, f * st.eps) for f in EPS_FACTORS})
+    sweep = [run([pgd(e, st.step_size * e / st.eps, k)] if e > 0 else []) for e in factors]
+    monotone = all(b.ra <= a.ra + _tol(n, a, b) for a, b in zip(sweep, sweep[1:]))
+    reaches_zero = sweep[-1].ra <= _zero_tol(n)
+    add("eps_sweep", "; ".join(_fmt(f"eps={e:.4g}", s) for e, s in zip(factors, sweep)), monotone and reaches_zero,
+        f"RA non-increasing in eps (within tol) and RA(eps={factors[-1]:.4g}) <= {_zero_tol(n):.3g}")
+
+    unbounded = run([pgd(1.0, 2.5 / (5 * k), 5 * k)])
+    add("unbounded", _fmt(f"pgd{5 * k} eps=1", unbounded), unbounded.ra <= _zero_tol(n),
+        f"RA(eps=1) <= {_zero_tol(n):.3g}")
+
+    if surrogate is not None:
+        transfer = run([surrogate], attacked=surrogate_model)
+        add("transfer", f"{_fmt(f'{best_name} white-box', best)}; {_fmt(f'pgd{k} from {surrogate_name}', transfer)}",
+            transfer.ra >= best.ra - _tol(n, best, transfer), "RA(transfer) >= RA(white-box PGD) - tol")
+    else:
+        add("transfer", "no plain model to transfer from (give --transfer-from RUN)", None,
+            "RA(transfer) >= RA(white-box PGD) - tol")
+
+    if base.n_draws > 1:
+        single = run([pgd(st.eps, st.step_size, k)], eot=1)
+        add("eot", f"{_fmt(f'pgd{k} eot=1', single)}; {_fmt(f'pgd{k} eot={base.eot}', base)}",
+            base.ra >= single.ra - _tol(n, base, single), "RA(EOT) >= RA(one draw per gradient) - tol")
+    else:
+        add("eot", "deterministic setting: no noise draws", None, "RA(EOT) >= RA(one draw per gradient) - tol")
+
+    fgsm = run([lambda x, y, eot: attacks.fgsm(model, x, y, eps=st.eps, eot=eot)])
+    add("fgsm", f"{_fmt('fgsm', fgsm)}; {_fmt(best_name, best)}", fgsm.ra >= best.ra - _tol(n, best, fgsm),
+        "RA(fgsm) >= RA(white-box PGD) - tol")
+    return pd.DataFrame(rows, columns=list(SANITY_COLUMNS))
+
+
+def sanity_run(run_dir: str | Path, checkpoint_name: str = "last", *, steps: int = 20, restarts: int = 5,
+               eot: int = EOT_DEFAULT, noise_draws: int = NOISE_DRAWS, transfer_from: str | Path | None = None,
+               n_images: int | None = None, batch_size: int = 256, device: str = "auto",
+               data_dir: str | Path | None = None, seed: int = 0, write: bool = True) -> pd.DataFrame:
+    """The checks of :func:`sanity_checks` on a run at its most robust setting; writes ``RUN/sanity.csv``.
+
+    The transfer source is ``transfer_from`` (a run, at its plain setting: its smallest lambda_n) or, when
+    None, this run's own model at its plain setting (lambda_n = 0 / the smallest of S_lambda); a base run
+    without ``transfer_from`` skips the transfer check. Eps and step size are the run's.
+    """
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir)
+    if checkpoint_name not in CHECKPOINTS:
+        raise HwsimError(f"unknown checkpoint {checkpoint_name!r}; valid: {', '.join(CHECKPOINTS)}")
+    for name, value in (("steps", steps), ("restarts", restarts), ("eot", eot), ("noise_draws", noise_draws),
+                        ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise HwsimError(f"{name} must be an integer >= 1, got {value!r}")
+    if transfer_from is not None:
+        read_run_config(transfer_from)
+    test = load_test_set(config, n_images, data_dir)
+    dev = _resolve_device(device, 0)
+    run = load_run(run_dir, checkpoint_name, dev)
+    if transfer_from is not None:
+        source = load_run(transfer_from, "last", dev)
+        plain: nn.Module | None = SettingView(source, clean_setting(source.config))
+        plain_name = f"run {source.path.name}"
+    elif config.variant != "base":
+        plain, plain_name = SettingView(run, clean_setting(config)), "this model at its plain setting"
+    else:
+        plain, plain_name = None, ""
+    st = SanitySettings(eps=config.eps, step_size=config.step_size, steps=steps, restarts=restarts, eot=eot,
+                        n_draws=noise_draws, seed=seed)
+    surrogate = None
+    if plain is not None:
+        surrogate = lambda x, y, e: attacks.pgd(plain, x, y, eps=st.eps, step_size=st.step_size, steps=st.steps,
+                                                eot=e)
+    with attack_context(run.model, "eval"), knob_context(run.model, config.variant, robust_setting(config)):
+        table = sanity_checks(run.model, lambda: batches(test, batch_size, dev, desc="sanity"), st,
+                              surrogate=surrogate, surrogate_name=plain_name, surrogate_model=plain)
+    setting = robust_setting(config)
+    table.insert(0, "checkpoint", checkpoint_name)
+    table.insert(1, "lambda_n", setting["lambda_n"])
+    table.insert(2, "width", setting["width"])
+    table["n_images"] = len(test)
+    if write:
+        write_csv_atomic(table, run_dir / "sanity.csv")
+    return table
