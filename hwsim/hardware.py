@@ -27,14 +27,42 @@ from hwsim.errors import HwsimError
 
 SPARSE_STORAGE = ("dense", "bitmap")
 
+#: Allowed range of every numeric field, inclusive. The upper bounds keep the delay arithmetic exact: with
+#: b_w <= 64 and a layer of at most 2**40 weights (:data:`hwsim.delay.MAX_LAYER_WEIGHTS`) every read count
+#: fits int64 many times over, b_io * n_bank <= 2**32, and a count of up to 2**63 times a time of at most
+#: 1e9 ns (one second per read or multiply pass) is a finite float64. The lower bound of the times (1e-6 ns,
+#: a femtosecond) keeps ratios of delays (``norm_delay``) away from subnormal floats.
+FIELD_BOUNDS: dict[str, tuple[int | float, int | float]] = {
+    "b_io": (1, 2**16),
+    "b_w": (1, 64),
+    "n_bank": (1, 2**16),
+    "n_mult": (1, 2**32),
+    "t_read_ns": (1e-6, 1e9),
+    "t_mult_ns": (1e-6, 1e9),
+}
+INT_FIELDS = ("b_io", "b_w", "n_bank", "n_mult")
+TIME_FIELDS = ("t_read_ns", "t_mult_ns")
+#: The fields a hardware TOML file must set (the storage options default to dense storage, no zero skipping).
+REQUIRED_FIELDS = INT_FIELDS + TIME_FIELDS
+#: Hardware TOML files larger than this are refused before they are read (a preset is a few hundred bytes).
+MAX_TOML_BYTES = 64 * 1024
+
+
+def _range_text(name: str) -> str:
+    lo, hi = FIELD_BOUNDS[name]
+    if name in INT_FIELDS:
+        return f"an integer in [{lo}, {hi}]"
+    return f"a number in [{lo:g}, {hi:g}]"
+
+
 # Units and allowed ranges, used both by validation and by `hwsim hw show`.
 FIELD_DOCS: dict[str, tuple[str, str]] = {
-    "b_io": ("bits per bank per read", "an integer >= 1"),
-    "b_w": ("bits per stored weight", "an integer >= 1"),
-    "n_bank": ("memory banks read in parallel", "an integer >= 1"),
-    "n_mult": ("parallel multipliers", "an integer >= 1"),
-    "t_read_ns": ("ns per memory read", "a finite number > 0"),
-    "t_mult_ns": ("ns per multiply pass", "a finite number > 0"),
+    "b_io": ("bits per bank per read", _range_text("b_io")),
+    "b_w": ("bits per stored weight", _range_text("b_w")),
+    "n_bank": ("memory banks read in parallel", _range_text("n_bank")),
+    "n_mult": ("parallel multipliers", _range_text("n_mult")),
+    "t_read_ns": ("ns per memory read", _range_text("t_read_ns")),
+    "t_mult_ns": ("ns per multiply pass", _range_text("t_mult_ns")),
     "sparse_storage": ("how pruned weights are stored", "one of dense, bitmap"),
     "zero_skip": ("multipliers skip pruned (zero) weights", "true or false"),
 }
@@ -72,23 +100,33 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _in_range(name: str, value: object) -> bool:
+    lo, hi = FIELD_BOUNDS[name]
+    if name in INT_FIELDS:
+        return _is_int(value) and lo <= value <= hi
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    return lo <= value <= hi  # exact for ints of any size; False for nan; inf is above every bound
+
+
 def validation_problems(hw: HardwareConfig) -> list[str]:
     """Every problem with ``hw``'s field values, each naming the field, its value and the allowed range."""
-    problems = []
-    for name in ("b_io", "b_w", "n_bank", "n_mult"):
-        value = getattr(hw, name)
-        if not _is_int(value) or value < 1:
-            problems.append(f"{name}={value!r} must be {FIELD_DOCS[name][1]}")
-    for name in ("t_read_ns", "t_mult_ns"):
-        value = getattr(hw, name)
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not ok or not math.isfinite(value) or value <= 0:
-            problems.append(f"{name}={value!r} must be {FIELD_DOCS[name][1]}")
+    problems = [f"{name}={_short(getattr(hw, name))} must be {FIELD_DOCS[name][1]}"
+                for name in INT_FIELDS + TIME_FIELDS if not _in_range(name, getattr(hw, name))]
     if hw.sparse_storage not in SPARSE_STORAGE:
-        problems.append(f"sparse_storage={hw.sparse_storage!r} must be {FIELD_DOCS['sparse_storage'][1]}")
+        problems.append(f"sparse_storage={_short(hw.sparse_storage)} must be {FIELD_DOCS['sparse_storage'][1]}")
     if not isinstance(hw.zero_skip, bool):
-        problems.append(f"zero_skip={hw.zero_skip!r} must be {FIELD_DOCS['zero_skip'][1]}")
+        problems.append(f"zero_skip={_short(hw.zero_skip)} must be {FIELD_DOCS['zero_skip'][1]}")
     return problems
+
+
+def _short(value: object, limit: int = 40) -> str:
+    """``repr(value)``, shortened in the middle when long (a 5,000-digit number stays one readable line)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int past Python's 4,300-digit str() limit
+        return f"<an integer of {value.bit_length()} bits>"  # type: ignore[attr-defined]
+    return text if len(text) <= limit else f"{text[:18]}...{text[-18:]} ({len(text)} characters)"
 
 
 HARDWARE_FIELDS = tuple(f.name for f in fields(HardwareConfig) if f.name not in ("name", "description"))
@@ -114,29 +152,59 @@ def get_preset(name: str) -> HardwareConfig:
 
 
 def load_toml(path: str | Path) -> HardwareConfig:
-    """A user preset from a TOML file with the :class:`HardwareConfig` field names as top-level keys."""
+    """A user preset from a TOML file with the :class:`HardwareConfig` field names as top-level keys.
+
+    The file must set every field of :data:`REQUIRED_FIELDS` (nothing is filled in silently from a built-in
+    preset); ``sparse_storage`` and ``zero_skip`` default to dense storage and no zero skipping. A file
+    larger than :data:`MAX_TOML_BYTES` is refused before it is parsed.
+    """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise HwsimError(f"hardware file {str(path)!r} does not exist")
+    if not path.is_file():
+        raise HwsimError(f"hardware file {str(path)!r} is not a regular file")
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_TOML_BYTES + 1)  # never more, whatever the file's size
+        if len(raw) > MAX_TOML_BYTES:
+            raise HwsimError(f"hardware file {str(path)!r} is larger than the {MAX_TOML_BYTES // 1024} KiB "
+                             "allowed for a hardware preset")
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise HwsimError(f"cannot read hardware file {str(path)!r}: {exc}") from None
-    return _from_toml_text(text, source=str(path), default_name=path.stem)
+    return _from_toml_text(text, source=str(path), default_name=path.stem, required=REQUIRED_FIELDS)
 
 
-def _from_toml_text(text: str, *, source: str, default_name: str) -> HardwareConfig:
+def _from_toml_text(text: str, *, source: str, default_name: str,
+                    required: Iterable[str] = REQUIRED_FIELDS) -> HardwareConfig:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise HwsimError(f"malformed TOML in {source}: {exc}") from None
-    return from_mapping(data, source=source, default_name=default_name)
+        raise HwsimError(f"malformed TOML in {source}: {' '.join(str(exc).split())}") from None
+    except (ValueError, RecursionError) as exc:  # e.g. an integer over Python's digit limit, deep nesting
+        detail = str(exc).splitlines()[0].split("; use sys.")[0] if str(exc) else type(exc).__name__
+        raise HwsimError(f"malformed TOML in {source}: {detail}") from None
+    missing = [name for name in required if name not in data]
+    note = (f"it does not set {', '.join(missing)}: a hardware file must set every one of "
+            f"{', '.join(REQUIRED_FIELDS)} (sparse_storage and zero_skip default to dense and false; "
+            "`hwsim hw show asic65 --format json` lists a complete preset)")
+    try:
+        hw = from_mapping(data, source=source, default_name=default_name)
+    except HwsimError as exc:
+        raise HwsimError(f"{exc}; {note}" if missing else str(exc)) from None
+    if missing:
+        raise HwsimError(f"{source}: {note}")
+    return hw
 
 
 def from_mapping(data: Mapping[str, Any], *, source: str = "mapping", default_name: str = "custom") -> HardwareConfig:
-    """A configuration from a mapping of field names to values; unknown keys are errors."""
+    """A configuration from a mapping of field names to values; unknown keys are errors.
+
+    Fields the mapping leaves out take the :class:`HardwareConfig` defaults (the ``asic65`` values); the
+    TOML loaders require every hardware field instead (see :func:`load_toml`).
+    """
     valid = {f.name for f in fields(HardwareConfig)}
-    unknown = sorted(set(data) - valid)
+    unknown = sorted(map(str, set(data) - valid))
     if unknown:
         raise HwsimError(
             f"unknown key(s) {', '.join(unknown)} in {source}; valid keys: {', '.join(sorted(valid))}"
@@ -149,9 +217,14 @@ def from_mapping(data: Mapping[str, Any], *, source: str = "mapping", default_na
 
 
 def load_hardware(spec: str | None = None, overrides: Iterable[str] = ()) -> HardwareConfig:
-    """Resolve ``--hw`` (preset name or path to a ``.toml`` file; default ``asic65``) and ``--set`` overrides."""
+    """Resolve ``--hw`` and ``--set`` overrides.
+
+    ``spec`` is a path ending in ``.toml``, an existing file of any name, or else a built-in preset name
+    (default ``asic65``).
+    """
     spec = spec or "asic65"
-    if spec.endswith(".toml") or Path(spec).is_file():
+    path = Path(spec)
+    if spec.endswith(".toml") or path.is_file() or (path.exists() and spec not in list_presets()):
         hw = load_toml(spec)
     else:
         hw = get_preset(spec)
@@ -166,22 +239,38 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise HwsimError(f"malformed override {text!r}; expected KEY=VALUE, e.g. n_mult=256")
     if key not in HARDWARE_FIELDS:
         raise HwsimError(f"unknown hardware field {key!r} in --set; valid fields: {', '.join(HARDWARE_FIELDS)}")
-    if key in ("b_io", "b_w", "n_bank", "n_mult"):
+    if key in INT_FIELDS:
         try:
             return key, int(raw)
-        except ValueError:
-            raise HwsimError(f"{key}={raw!r} must be {FIELD_DOCS[key][1]}") from None
-    if key in ("t_read_ns", "t_mult_ns"):
+        except ValueError:  # not an integer, or more digits than Python converts
+            raise HwsimError(f"{key}={_short(raw)} must be {FIELD_DOCS[key][1]}") from None
+    if key in TIME_FIELDS:
         try:
             return key, float(raw)
         except ValueError:
-            raise HwsimError(f"{key}={raw!r} must be {FIELD_DOCS[key][1]}") from None
+            raise HwsimError(f"{key}={_short(raw)} must be {FIELD_DOCS[key][1]}") from None
     if key == "zero_skip":
-        lowered = raw.lower()
-        if lowered not in ("true", "false", "1", "0", "yes", "no"):
-            raise HwsimError(f"zero_skip={raw!r} must be {FIELD_DOCS['zero_skip'][1]}")
-        return key, lowered in ("true", "1", "yes")
+        return key, parse_bool(raw, key)
     return key, raw
+
+
+#: Spellings of a boolean accepted by ``--set`` (case-insensitive).
+TRUE_WORDS = ("true", "1", "yes", "on")
+FALSE_WORDS = ("false", "0", "no", "off")
+
+
+def parse_bool(text: str, name: str) -> bool:
+    """``true/yes/on/1`` -> True, ``false/no/off/0`` -> False (any case); anything else names the choices.
+
+    >>> parse_bool("YES", "zero_skip"), parse_bool("off", "zero_skip")
+    (True, False)
+    """
+    lowered = text.strip().lower()
+    if lowered in TRUE_WORDS:
+        return True
+    if lowered in FALSE_WORDS:
+        return False
+    raise HwsimError(f"{name}={_short(text)} must be true or false (one of {', '.join(TRUE_WORDS + FALSE_WORDS)})")
 
 
 def apply_overrides(hw: HardwareConfig, overrides: Iterable[str]) -> HardwareConfig:
