@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
@@ -279,3 +279,75 @@ def apply_overrides(hw: HardwareConfig, overrides: Iterable[str]) -> HardwareCon
     if not changes:
         return hw
     return dataclasses.replace(hw, **changes)
+
+
+#: Most values one ``--grid`` axis may list or a ``START:STOP:STEP`` range may expand to.
+MAX_GRID_VALUES = 100_000
+
+
+def parse_grid_axis(text: str) -> tuple[str, list[int | float]]:
+    """One sweep axis: ``FIELD=V1,V2,...`` or ``FIELD=START:STOP:STEP`` (STOP included) -> (field, values).
+
+    Integer fields take integers, the times take numbers; a range needs ``STEP > 0`` and ``START <= STOP``
+    and may not expand to more than :data:`MAX_GRID_VALUES` values (checked before it is expanded). The
+    values themselves are validated against :data:`FIELD_BOUNDS` by :func:`hwsim.delay.hardware_grid`.
+
+    >>> parse_grid_axis("n_mult=64:256:64")
+    ('n_mult', [64, 128, 192, 256])
+    >>> parse_grid_axis("t_read_ns=1:2:0.5")
+    ('t_read_ns', [1.0, 1.5, 2.0])
+    """
+    key, sep, raw = text.partition("=")
+    key, raw = key.strip(), raw.strip()
+    form = "FIELD=V1,V2,... or FIELD=START:STOP:STEP"
+    if not sep or not key or not raw:
+        raise HwsimError(f"malformed --grid {text!r}; expected {form}")
+    if key not in INT_FIELDS + TIME_FIELDS:
+        raise HwsimError(f"--grid field {key!r} cannot be swept; valid fields: {', '.join(INT_FIELDS + TIME_FIELDS)}")
+    cast = int if key in INT_FIELDS else float
+    kind = "integers" if cast is int else "numbers"
+    parts = raw.split(":") if ":" in raw else raw.split(",")
+    try:
+        numbers = [cast(p.strip()) for p in parts]
+    except ValueError:
+        raise HwsimError(f"malformed --grid {_short(text)}: values of {key} must be {kind} ({form})") from None
+    if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+        raise HwsimError(f"malformed --grid {_short(text)}: values of {key} must be finite numbers")
+    if ":" not in raw:
+        if len(numbers) > MAX_GRID_VALUES:
+            raise HwsimError(f"--grid {key} lists {len(numbers)} values; at most {MAX_GRID_VALUES} per axis")
+        return key, numbers
+    if len(numbers) != 3:
+        raise HwsimError(f"malformed --grid {_short(text)}: a range is START:STOP:STEP (three {kind})")
+    start, stop, step = numbers
+    if step <= 0:
+        raise HwsimError(f"--grid {_short(text)}: STEP={step} must be > 0")
+    if start > stop:
+        raise HwsimError(f"--grid {_short(text)}: START={start} is above STOP={stop}, so the range is empty; "
+                         f"write {key}={stop}:{start}:{step}")
+    if cast is int:
+        count = (stop - start) // step + 1
+    else:
+        count = math.floor((stop - start) / step * (1 + 1e-12)) + 1  # 1:2:0.1 includes 2 despite rounding
+    if count > MAX_GRID_VALUES:
+        raise HwsimError(f"--grid {_short(text)} expands to {count} values; at most {MAX_GRID_VALUES} per axis")
+    if cast is int:
+        return key, [start + i * step for i in range(count)]
+    return key, [float(f"{start + i * step:.12g}") for i in range(count)]  # 1.7, not 1.7000000000000002
+
+
+#: Most hardware configurations one sweep evaluates (the product of its axes' lengths).
+MAX_GRID_CONFIGS = 1_000_000
+
+
+def check_grid_size(axes: Mapping[str, Sequence[Any]]) -> int:
+    """The number of configurations of the product of ``axes``; more than :data:`MAX_GRID_CONFIGS` is an error.
+
+    >>> check_grid_size({"n_mult": [64, 128], "n_bank": [1, 2, 4]})
+    6
+    """
+    size = math.prod(len(values) for values in axes.values())
+    if size > MAX_GRID_CONFIGS:
+        shape = " x ".join(f"{len(v)} {k}" for k, v in axes.items())
+        raise HwsimError(f"--grid spans {size} configurations ({shape}); at most {MAX_GRID_CONFIGS}")
+    return size
