@@ -128,8 +128,7 @@ def load_masks(model, checkpoint: str) -> None:
 
 def plain_shapes(trace: Trace) -> list[LayerShape]:
     """The traced layers as the plain dense network would run them (Eq. 7, all channels, no masks)."""
-    return [dataclasses.replace(r.shape(), c_in=r.c_in, c_out=r.c_out, formula="eq7", film_dim=0,
-                                film_channels=0, nnz=None) for r in trace.layers]
+    return [LayerShape(r.name, r.kind, r.k, r.c_in, r.c_out, r.h_out, r.w_out, r.groups) for r in trace.layers]
 
 
 def analyze(setting: ModelSetting, hw: HardwareConfig | None = None, *, include_bn: bool = False) -> Analysis:

@@ -105,12 +105,14 @@ def memory_bytes(trace: Trace, params: ParamCounts, hw: HardwareConfig, *, inclu
     """
     bits = 0
     for record in _stored_layers(trace):
+        bits += (record.params - record.weights) * hw.b_w  # bias
+        if not record.weight_nonzero:  # pruned to nothing: no weight is stored
+            continue
         shape = record.shape()
         if hw.sparse_storage == "bitmap" and shape.nnz is not None:
             bits += shape.nnz * hw.b_w + shape.weights
         else:
             bits += shape.weights * hw.b_w
-        bits += (record.params - record.weights) * hw.b_w  # bias
     bits += params.active_groups["film"] * hw.b_w
     if include_bn:
         bits += (params.active_groups["bn"] + params.active_groups["alpha"]) * hw.b_w

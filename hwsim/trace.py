@@ -116,7 +116,7 @@ class LayerRecord:
 
     @property
     def macs(self) -> int:
-        return self.shape().macs
+        return self.shape().macs if self.weight_nonzero else 0  # a layer pruned to nothing computes nothing
 
     @property
     def nonzero_macs(self) -> int:
