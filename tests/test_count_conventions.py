@@ -186,3 +186,20 @@ def test_irregular_density_keeps_exactly_round_of_d_times_p(fraction, one_thread
     traced = trace_model(model, (1, 28, 28))
     masked = [r for r in traced.layers if r.masked]
     assert sum(r.weight_nonzero for r in masked) == expected
+
+
+class DetachInPlace(nn.Module):
+    """A user model that calls ``detach_()``: data movement, free by convention like ``detach()``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x).detach_()
+
+
+def test_detach_in_place_is_free_not_unsupported(one_thread):
+    trace = trace_model(DetachInPlace(), (3, 8, 8))
+    assert trace.unsupported == {}
+    assert [r.name for r in trace.layers] == ["conv"]
