@@ -8,7 +8,7 @@ counting or delay convention, regenerate them and review the diff of the JSON fi
 Settings: the dataset's default input, paper cost convention (FiLM d = 1, single BN), floats-* at density 0.5,
 *-slim at width 0.5 of {0.5, 1.0}. Presets: ``asic65``, ``examples/hw_6bit.toml`` (b_io / b_w not an integer)
 and ``examples/hw_bitmap.toml`` (asic65 with bitmap storage and zero skipping, so pruned variants differ).
-A model is traced once per module and costed under all three presets (module-scoped cache). The small models
+A model is traced once per session and costed under all three presets (the ``zoo_traced`` fixture). The small models
 run in the quick suite; the large ones are marked ``slow``.
 """
 
@@ -20,11 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from hwsim.cost import ModelSetting, build_model
+from hwsim.cost import ModelSetting
 from hwsim.count import count
 from hwsim.delay import model_delay
 from hwsim.hardware import get_preset, load_toml
-from hwsim.trace import trace_model
 from models import VARIANTS, list_models
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,26 +42,6 @@ def setting(model: str, variant: str) -> ModelSetting:
                         width=0.5 if variant.endswith("-slim") else None)
 
 
-@pytest.fixture(scope="module")
-def traced():
-    """(model, variant) -> (net, trace), built and traced once per module whatever the preset."""
-    import torch
-
-    cache: dict[tuple[str, str], tuple] = {}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-
-    def get(model: str, variant: str):
-        if (model, variant) not in cache:
-            s = setting(model, variant)
-            net = build_model(s)
-            cache[(model, variant)] = (net, trace_model(net, s.resolved_input_size()))
-        return cache[(model, variant)]
-
-    yield get
-    torch.set_num_threads(threads)
-
-
 def costs(net, trace, hw) -> dict[str, int | float]:
     report = count(net, trace, hw)
     delay = model_delay(trace.shapes(), hw)
@@ -79,9 +58,9 @@ def _cases():
 
 
 @pytest.mark.parametrize(("model", "variant", "preset"), list(_cases()))
-def test_golden_costs(traced, model, variant, preset):
+def test_golden_costs(zoo_traced, model, variant, preset):
     key = f"{model}/{variant}/{preset}"
-    net, trace = traced(model, variant)
+    net, trace = zoo_traced(setting(model, variant))
     got = costs(net, trace, PRESETS[preset]())
     if REGENERATE:
         table = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
