@@ -204,7 +204,7 @@ def from_mapping(data: Mapping[str, Any], *, source: str = "mapping", default_na
     TOML loaders require every hardware field instead (see :func:`load_toml`).
     """
     valid = {f.name for f in fields(HardwareConfig)}
-    unknown = sorted(map(str, set(data) - valid))
+    unknown = sorted(k if k.isidentifier() else repr(k) for k in map(str, set(data) - valid))
     if unknown:
         raise HwsimError(
             f"unknown key(s) {', '.join(unknown)} in {source}; valid keys: {', '.join(sorted(valid))}"

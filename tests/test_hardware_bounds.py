@@ -180,6 +180,7 @@ def test_an_oversized_file_is_refused_before_parsing(tmp_path, capsys):
         ("n_mult = " + "9" * 5000, "malformed TOML"),  # ValueError: past Python's int digit limit
         ("n_mult = 1e400\n", "n_mult=inf must be an integer in [1, 4294967296]"),
         ("t_read_ns = inf\n", "t_read_ns=inf must be a number in"),
+        ('"a\\nb" = 1\n', "unknown key(s) 'a\\nb' in"),  # a key with a newline stays on one line
         ("n_mult = " + "9" * 41 + "\n", "n_mult=999999999999999999...999999999999999999 (41 characters)"),
     ],
 )
@@ -255,3 +256,44 @@ def test_huge_input_size_is_refused_before_tracing(capsys):
     assert_one_line_error(capsys, ["count", "small_cnn", "--input-size", "3,99999,99999"],
                           "each of C, H, W must be in [1, 4096]")
 
+
+
+# ------------------------------------------------------------------------------------ fuzz
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_FIELDS = st.sampled_from([*FIELD_BOUNDS, "sparse_storage", "zero_skip", "bogus", ""])
+_VALUES = st.one_of(st.text(max_size=30), st.integers().map(str), st.floats().map(repr),
+                    st.sampled_from(["1e308", "-0", "inf", "nan", "0x10", "1_000", " 7 ", "9" * 400]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(field=_FIELDS, value=_VALUES)
+def test_any_override_is_a_valid_config_or_one_hwsim_error(field, value):
+    try:
+        hw = apply_overrides(get_preset("asic65"), [f"{field}={value}"])
+    except HwsimError as exc:
+        assert "\n" not in str(exc) and len(str(exc)) < 600
+        return
+    for name, (lo, hi) in FIELD_BOUNDS.items():
+        assert lo <= getattr(hw, name) <= hi
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.one_of(st.text(max_size=200), st.binary(max_size=200).map(lambda b: b.decode("latin-1"))))
+def test_any_toml_text_is_a_valid_config_or_one_hwsim_error(tmp_path_factory, text):
+    path = tmp_path_factory.mktemp("fuzz") / "hw.toml"
+    path.write_text(text, encoding="utf-8")
+    try:
+        hw = load_toml(path)
+    except HwsimError as exc:
+        assert "\n" not in str(exc)
+        return
+    for name, (lo, hi) in FIELD_BOUNDS.items():
+        assert lo <= getattr(hw, name) <= hi
+
+
+def test_an_empty_table_prints_a_sentence():
+    from hwsim.output import render_rows
+
+    assert render_rows([], "table") == "(no rows to show)"
