@@ -1,9 +1,11 @@
 """Hardware configuration of the Von-Neumann ASIC that the delay model (SPEC 3) runs on.
 
 A :class:`HardwareConfig` is a frozen value. Every way of making one goes through its constructor, which
-validates all fields at once and reports every problem in one :class:`~hwsim.errors.HwsimError`. Presets are
-TOML data files (``hwsim/presets/*.toml``) read by the same loader as user files; sweeps derive new
-configurations with :func:`dataclasses.replace` (validated again).
+validates all fields at once and reports every problem in one :class:`~hwsim.errors.HwsimError`. Every numeric
+field has a range (:data:`FIELD_BOUNDS`) whose upper end keeps the delay arithmetic exact: int64 counts, finite
+float64 times. Presets are TOML data files (``hwsim/presets/*.toml``) read by the same loader as user files,
+which must set every hardware field (:data:`REQUIRED_FIELDS`; nothing is filled in silently) and may not exceed
+:data:`MAX_TOML_BYTES`; sweeps derive new configurations with :func:`dataclasses.replace` (validated again).
 
 >>> hw = get_preset("asic65")
 >>> (hw.b_io, hw.b_w, hw.n_bank, hw.n_mult, hw.t_read_ns, hw.t_mult_ns)

@@ -36,10 +36,6 @@ class SharedConv(nn.Module):
         return self.fc(self.conv(self.conv(x)).mean((2, 3)))
 
 
-def make_shared() -> nn.Module:
-    return SharedConv()
-
-
 def test_a_module_called_twice_stores_its_parameters_once(one_thread):
     model = SharedConv()
     trace = trace_model(model, (4, 8, 8))
