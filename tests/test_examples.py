@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_cpu_demo_quick(tmp_path: Path):
     out = tmp_path / "demo"
     # the script imports this checkout's hwsim, not whichever one is installed
