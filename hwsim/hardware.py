@@ -224,7 +224,10 @@ def load_hardware(spec: str | None = None, overrides: Iterable[str] = ()) -> Har
     ``spec`` is a path ending in ``.toml``, an existing file of any name, or else a built-in preset name
     (default ``asic65``).
     """
-    spec = spec or "asic65"
+    if spec is None:
+        spec = "asic65"
+    if not spec.strip():
+        raise HwsimError(f"--hw is empty; give a preset name ({', '.join(list_presets())}) or a TOML file")
     path = Path(spec)
     if spec.endswith(".toml") or path.is_file() or (path.exists() and spec not in list_presets()):
         hw = load_toml(spec)
@@ -353,3 +356,21 @@ def check_grid_size(axes: Mapping[str, Sequence[Any]]) -> int:
         shape = " x ".join(f"{len(v)} {k}" for k, v in axes.items())
         raise HwsimError(f"--grid spans {size} configurations ({shape}); at most {MAX_GRID_CONFIGS}")
     return size
+
+
+def parse_grid(texts: Iterable[str]) -> dict[str, list[int | float]]:
+    """Every ``--grid`` axis (:func:`parse_grid_axis`) as ``{field: values}``; a field given twice and a grid
+    over :data:`MAX_GRID_CONFIGS` configurations are errors (:func:`check_grid_size`).
+
+    >>> parse_grid(["n_mult=64,128", "n_bank=1:4:1"])
+    {'n_mult': [64, 128], 'n_bank': [1, 2, 3, 4]}
+    """
+    axes: dict[str, list[int | float]] = {}
+    for text in texts:
+        key, values = parse_grid_axis(text)
+        if key in axes:
+            raise HwsimError(f"--grid {key} is given twice; list all its values in one --grid, e.g. "
+                             f"{key}=V1,V2,...")
+        axes[key] = values
+    check_grid_size(axes)
+    return axes

@@ -233,6 +233,16 @@ def test_bad_grid_is_one_line_exit_2(capsys, axis, fragment):
     assert_one_line_error(capsys, ["sweep", "small_cnn", "--dataset", "mnist", "--grid", axis], fragment)
 
 
+def test_a_grid_field_given_twice_is_refused_not_overwritten(capsys):
+    assert_one_line_error(capsys, ["sweep", "small_cnn", "--dataset", "mnist", "--grid", "n_mult=1:3:1",
+                                   "--grid", "n_mult=4"], "--grid n_mult is given twice")
+
+
+def test_an_empty_hw_is_refused_not_read_as_the_default(capsys):
+    assert_one_line_error(capsys, ["hw", "show", ""], "--hw is empty; give a preset name (asic65")
+    assert load_hardware(None).name == "asic65"
+
+
 def test_grid_size_is_bounded_before_it_is_built(capsys):
     assert check_grid_size({"n_mult": [1] * 1000, "n_bank": [1] * 1000}) == 1_000_000
     assert_one_line_error(capsys, ["sweep", "small_cnn", "--dataset", "mnist", "--grid", "n_mult=1:100000:1",

@@ -9,14 +9,6 @@ from hwsim.cli.modelopts import make_setting, model_options
 from hwsim.output import emit
 
 
-def parse_axis(text: str) -> tuple[str, list[float]]:
-    """``n_mult=64,128,256`` or ``n_mult=64:512:64`` (start:stop:step, stop included); see
-    :func:`hwsim.hardware.parse_grid_axis` (an empty or oversized range is an error, not an empty table)."""
-    from hwsim.hardware import parse_grid_axis
-
-    return parse_grid_axis(text)
-
-
 @click.command("sweep")
 @click.argument("model")
 @model_options()
@@ -40,13 +32,12 @@ def sweep_command(model: str, variant: str, dataset: str, input_size: str | None
 
     from hwsim.cost import build_model, plain_shapes
     from hwsim.delay import hardware_grid, model_delay_grid
-    from hwsim.hardware import check_grid_size, load_hardware
+    from hwsim.hardware import load_hardware, parse_grid
     from hwsim.output import render_rows, to_json
     from hwsim.trace import trace_model
 
     hw = load_hardware(hw_spec, overrides)
-    grid_axes = dict(parse_axis(text) for text in axes)
-    check_grid_size(grid_axes)
+    grid_axes = parse_grid(axes)
     grid = hardware_grid(hw, sparse=True, **grid_axes)
     setting = make_setting(model, variant, dataset, input_size, width, widths, density, film_dim, bn)
     trace = trace_model(build_model(setting), setting.resolved_input_size())
