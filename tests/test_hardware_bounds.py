@@ -196,8 +196,10 @@ def test_a_directory_is_not_a_hardware_file(tmp_path, capsys):
 
 # ------------------------------------------------------------------------------------ every preset
 @pytest.mark.parametrize("name", list_presets())
-def test_every_preset_is_complete_in_range_and_round_trips(name, tmp_path):
+def test_every_preset_is_complete_in_range_and_round_trips(name, tmp_path, capsys):
     hw = get_preset(name)
+    code, out, _ = run_cli(capsys, "hw", "show", name, "--format", "json")
+    assert code == 0 and json.loads(out) == hw.as_dict()
     assert hw.name == name and hw.description
     for field, (lo, hi) in FIELD_BOUNDS.items():
         assert lo <= getattr(hw, field) <= hi
