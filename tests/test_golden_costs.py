@@ -3,7 +3,7 @@
 The numbers live in ``tests/golden_costs.json`` and are compared exactly. After an intended change of a
 counting or delay convention, regenerate them and review the diff of the JSON file before committing::
 
-    HWSIM_REGEN_GOLDEN=1 python -m pytest tests/test_golden_costs.py -m "slow or not slow"
+    HWSIM_REGEN_GOLDEN=1 python -m pytest tests/test_golden_costs.py
 
 Settings: the dataset's default input, paper cost convention (FiLM d = 1, single BN), floats-* at density 0.5,
 *-slim at width 0.5 of {0.5, 1.0}. Presets: ``asic65``, ``examples/hw_6bit.toml`` (b_io / b_w not an integer)
