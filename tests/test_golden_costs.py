@@ -5,6 +5,9 @@ counting or delay convention, regenerate them and review the diff of the JSON fi
 
     HWSIM_REGEN_GOLDEN=1 python -m pytest tests/test_golden_costs.py
 
+Regeneration rewrites the entries of the tests it runs (``-k`` narrows it) and keeps the others; after removing
+or renaming a model, variant or preset, delete the file first so that no stale entry stays.
+
 Settings: the dataset's default input, paper cost convention (FiLM d = 1, single BN), floats-* at density 0.5,
 *-slim at width 0.5 of {0.5, 1.0}. Presets: ``asic65``, ``examples/hw_6bit.toml`` (b_io / b_w not an integer)
 and ``examples/hw_bitmap.toml`` (asic65 with bitmap storage and zero skipping, so pruned variants differ).
