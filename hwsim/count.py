@@ -58,6 +58,15 @@ def _active_film_params(film: nn.Module, channels: int | None) -> int:
     return total
 
 
+def _stored_layers(trace: Trace) -> list:
+    """One record per module: a module called several times (weight sharing) stores its weights once, so it
+    counts once in params and memory (its MACs and delay count per call)."""
+    first: dict[str, object] = {}
+    for record in trace.layers:
+        first.setdefault(record.name.split("#")[0], record)  # the trace names repeated calls "name#2", ...
+    return list(first.values())
+
+
 def param_counts(model: nn.Module, trace: Trace) -> ParamCounts:
     """Group the model's parameters and count those that run at the traced width and masks.
 
@@ -100,8 +109,9 @@ def param_counts(model: nn.Module, trace: Trace) -> ParamCounts:
                 claim([p], "backbone", False)  # active part comes from the trace (sliced shapes)
             else:
                 claim([p], "other", True)
-    active["backbone"] = sum(record.params for record in trace.layers)
-    nonzero = sum(record.nonzero_params for record in trace.layers) + sum(
+    stored = _stored_layers(trace)
+    active["backbone"] = sum(record.params for record in stored)
+    nonzero = sum(record.nonzero_params for record in stored) + sum(
         v for k, v in active.items() if k != "backbone")
     return ParamCounts(sum(groups.values()), sum(active.values()), nonzero, groups, active)
 
@@ -115,18 +125,17 @@ def memory_bytes(trace: Trace, params: ParamCounts, hw: HardwareConfig, *, inclu
     stored dense. BN and alpha are excluded unless ``include_bn``. Rounded up to whole bytes.
     """
     bits = 0
-    for record in trace.layers:
+    for record in _stored_layers(trace):
         if record.kind == "matmul":  # two activations: nothing stored
             continue
-        if record.weight_nonzero == 0:  # pruned to nothing: only its bias is stored
-            bits += (record.params - record.weights) * hw.b_w
+        bits += (record.params - record.weights) * hw.b_w  # bias
+        if not record.weight_nonzero:  # pruned to nothing: no weight is stored
             continue
         shape = record.shape()
         if hw.sparse_storage == "bitmap" and shape.nnz is not None:
             bits += shape.nnz * hw.b_w + shape.weights
         else:
             bits += shape.weights * hw.b_w
-        bits += (record.params - record.weights) * hw.b_w  # bias
     bits += (params.active_groups["film"] + params.active_groups["other"]) * hw.b_w
     if include_bn:
         bits += (params.active_groups["bn"] + params.active_groups["alpha"]) * hw.b_w

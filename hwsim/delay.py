@@ -49,6 +49,11 @@ FORMULA_NAMES = {"eq7": "plain (Eq. 7)", "eq8": "FLOAT noise (Eq. 8)", "eq9": "O
 _FORMULA_CODE = {name: code for code, name in enumerate(FORMULAS)}
 _MATMUL = _FORMULA_CODE["matmul"]
 LAYER_KINDS = ("conv", "linear", "matmul")
+#: Largest layer the delay model accepts: W + F stored weights, and MACs W H_o W_o of one inference. With
+#: b_w <= 64 bits (:data:`hwsim.hardware.FIELD_BOUNDS`) a layer's read and pass counts stay below 2**51, so
+#: the int64 arithmetic of :func:`delay_arrays` is exact, and so is a model total of up to 4,096 such layers.
+MAX_LAYER_WEIGHTS = 2**40
+MAX_LAYER_MACS = 2**50
 
 
 def film_weights(film_dim: int, channels: int) -> int:
@@ -102,6 +107,14 @@ class LayerShape:
                             "kind matmul (two activations) only, and kind matmul takes no other")
         if not problems and self.c_in % self.groups:
             problems.append(f"c_in={self.c_in} must be divisible by groups={self.groups}")
+        if not problems:  # in Python ints: numpy integer fields could wrap around silently
+            k, c_in, c_out, groups = (int(getattr(self, f)) for f in ("k", "c_in", "c_out", "groups"))
+            stored = k * k * (c_in // groups) * c_out + film_weights(int(self.film_dim), int(self.film_channels))
+            macs = k * k * (c_in // groups) * c_out * int(self.h_out) * int(self.w_out)
+            if stored > MAX_LAYER_WEIGHTS:
+                problems.append(f"{stored} weights exceed the {MAX_LAYER_WEIGHTS} (2**40) a layer may have")
+            elif macs > MAX_LAYER_MACS:
+                problems.append(f"{macs} MACs exceed the {MAX_LAYER_MACS} (2**50) a layer may have")
         if not problems and self.nnz is not None and not 0 <= self.nnz <= self.weights:
             problems.append(f"nnz={self.nnz!r} must be between 0 and the layer's {self.weights} weights")
         if problems:

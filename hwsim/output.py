@@ -35,6 +35,8 @@ def render_rows(rows: Sequence[Mapping[str, Any]], fmt: str, columns: Sequence[s
         return cells.to_markdown(index=False, disable_numparse=True, colalign=align)
     if fmt == "json":
         return to_json(frame.to_dict(orient="records"))
+    if frame.empty:  # pandas would print "Empty DataFrame / Columns: [] / Index: []"
+        return "(no rows to show)"
     return frame.to_string(index=False, float_format=_number)
 
 

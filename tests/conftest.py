@@ -1,3 +1,11 @@
+"""Fixtures shared by the test modules.
+
+Markers: ``slow`` (more than a few seconds; CI runs them, ``python -m pytest -m "not slow"`` skips them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,3 +27,33 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def zoo_traced() -> Iterator[Callable]:
+    """``zoo_traced(setting)`` -> ``(net, trace)`` of a :class:`hwsim.cost.ModelSetting`, built (seeded, as the
+    cost commands build it) and traced once for consecutive tests that ask for it (each preset of a golden
+    case, say). Only the last few are kept: the large zoo models take hundreds of MB each."""
+    from collections import OrderedDict
+
+    from hwsim.cost import build_model
+    from hwsim.trace import trace_model
+
+    cache: OrderedDict = OrderedDict()
+
+    def get(setting):
+        if setting not in cache:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                net = build_model(setting)
+                cache[setting] = (net, trace_model(net, setting.resolved_input_size()))
+            finally:
+                torch.set_num_threads(threads)
+            while len(cache) > 4:
+                cache.popitem(last=False)
+        cache.move_to_end(setting)
+        return cache[setting]
+
+    yield get
+    cache.clear()

@@ -89,7 +89,7 @@ def test_linear_layer():
     ("args", "fragment"),
     [
         (["delay", "--layer", LAYER, "--hw", "asic7"], "unknown hardware preset 'asic7'; valid presets: asic65"),
-        (["delay", "--layer", LAYER, "--set", "n_bank=-4"], "n_bank=-4 must be an integer >= 1"),
+        (["delay", "--layer", LAYER, "--set", "n_bank=-4"], "n_bank=-4 must be an integer in [1, 65536]"),
         (["delay", "--layer", LAYER, "--set", "banks=4"], "unknown hardware field 'banks'"),
         (["delay", "--layer", "k=3;cin=64"], "malformed --layer"),
         (["delay", "--layer", "k=3,cin=64,cout=64,depth=2"], "unknown key 'depth'"),

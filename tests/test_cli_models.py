@@ -108,7 +108,7 @@ def test_sweep_agrees_with_delay():
         (["count", "missing/file.py:make"], "model factory file 'missing/file.py' does not exist"),
         (["delay", "resnet34", "--variant", "oat", "--film-dim", "3"], "film_dim must be 1"),
         (["compare", "resnet34", "--variants", "base,bogus"], "unknown variant 'bogus'"),
-        (["sweep", "resnet34", "--grid", "n_mult=0,8"], "n_mult=0 must be an integer >= 1"),
+        (["sweep", "resnet34", "--grid", "n_mult=0,8"], "n_mult=0 must be an integer in [1, 4294967296]"),
         (["count", "resnet34", "--input-size", "3,x,3"], "--input-size '3,x,3'"),
     ],
 )

@@ -104,6 +104,7 @@ def test_unknown_dataset_and_missing_dir() -> None:
         load_split("cifar10", "train", None)
 
 
+@pytest.mark.slow
 def test_mnist_split_is_fixed_and_disjoint() -> None:
     train, test = load_split("mnist", "train"), load_split("mnist", "test")
     assert (len(train), len(test)) == (4000, 1000) and train.images.shape[1:] == (1, 28, 28)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from test_report_helpers import FakeCostFn, write_run
+from report_helpers import FakeCostFn, write_run
 
 from hwsim.report import build_report
 from hwsim.report.join import join

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from test_report_helpers import FakeCostFn, standard_runs, write_run
+from report_helpers import FakeCostFn, standard_runs, write_run
 
 import hwsim.report.join as join_module
 from hwsim.cli import cli, main

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_report_helpers import FakeCostFn, standard_runs, write_run
+from report_helpers import FakeCostFn, standard_runs, write_run
 
 from hwsim.errors import HwsimError
 from hwsim.report.join import (COST_AXES, check_cost_axis, join, read_reference, select_points, series_costs)

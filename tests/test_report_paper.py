@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_report_helpers import FakeCostFn
+from report_helpers import FakeCostFn
 
 from hwsim.report.paper import COMMAND, paper_comparison, paper_costs, paper_values, write_paper_report
 

@@ -70,9 +70,10 @@ def test_free_replays_update_weights_and_the_persistent_perturbation_as_by_hand(
     free = create_algorithm("free", AttackSettings(eps=EPS), replays=2)
     ctx = StepContext.local(model, optimizer)
     free.train_step(ctx, X, Y)
+    free.train_step(ctx, X, Y)  # a second batch starts from the delta the first left (it persists)
     weight, bias, delta = np.array(W), np.array(B), np.zeros((2, 4))
     x = X.flatten(1).numpy()
-    for _ in range(2):  # one forward/backward per replay: weight step and delta step from the same gradient
+    for _ in range(4):  # one forward/backward per replay: weight step and delta step from the same gradient
         xa = np.clip(x + delta, 0, 1)
         z = xa @ weight.T + bias
         p = np.exp(z - z.max(1, keepdims=True))
@@ -85,8 +86,8 @@ def test_free_replays_update_weights_and_the_persistent_perturbation_as_by_hand(
     np.testing.assert_allclose(model.fc.weight.detach().numpy(), weight, atol=1e-6)
     np.testing.assert_allclose(model.fc.bias.detach().numpy(), bias, atol=1e-6)
     np.testing.assert_allclose(free.delta.flatten(1).numpy(), delta, atol=1e-7)
-    assert ctx.ledger.totals() == {"fwd_passes": 4, "bwd_passes": 4, "attack_fwd_passes": 0,
-                                   "attack_bwd_passes": 0, "optimizer_steps": 2}
+    assert ctx.ledger.totals() == {"fwd_passes": 8, "bwd_passes": 8, "attack_fwd_passes": 0,
+                                   "attack_bwd_passes": 0, "optimizer_steps": 4}
     assert free.loop_epochs(10) == 5 and create_algorithm("free", AttackSettings(), replays=8).loop_epochs(10) == 2
 
 
@@ -241,6 +242,12 @@ def test_training_cost_table_pairs_a_bullettrain_run_with_the_run_it_accelerates
         return str(d)
 
     table = training_cost([run("plain", False, 8.0, 800), run("bt", True, 4.0, 300, 2.5)]).set_index("run_name")
+    other = json.loads((tmp_path / "plain" / "config.json").read_text()) | {"eps": 0.1}
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text(json.dumps(other))
+    (tmp_path / "other" / "metrics.jsonl").write_text((tmp_path / "plain" / "metrics.jsonl").read_text())
+    alone = training_cost([str(tmp_path / "other"), str(tmp_path / "bt")]).set_index("run_name")
+    assert alone.loc["bt", "baseline_run"] == "" and math.isnan(alone.loc["bt", "measured_speedup"])
     assert table.loc["plain", "passes_per_image"] == 16.0 and table.loc["plain", "attack_passes_per_image"] == 14.0
     assert table.loc["bt", "measured_speedup"] == 2.0 and table.loc["bt", "pass_speedup"] == pytest.approx(16 / 6)
     assert table.loc["bt", "baseline_run"] == "plain" and table.loc["bt", "bt_theoretical_speedup"] == 2.5

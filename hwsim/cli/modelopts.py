@@ -9,6 +9,10 @@ import click
 from hwsim.errors import HwsimError
 
 
+#: Largest C, H or W of --input-size (a 3 x 4096 x 4096 input traces in a few GB of activations).
+MAX_INPUT_SIDE = 4096
+
+
 def parse_input_size(text: str | None, in_channels: int | None = None) -> tuple[int, int, int] | None:
     """``C,H,W``, ``HxW`` or ``H`` (square; channels from the dataset) -> (C, H, W)."""
     if text is None:
@@ -18,12 +22,16 @@ def parse_input_size(text: str | None, in_channels: int | None = None) -> tuple[
         values = [int(p) for p in parts]
     except ValueError:
         raise HwsimError(f"--input-size {text!r} must be C,H,W or H or HxW with positive integers") from None
+    if len(values) == 2 and "x" not in text:  # "3,32" reads as C,H as often as H,W: refuse to guess
+        raise HwsimError(f"--input-size {text!r} is ambiguous; write C,H,W (e.g. 3,32,32), HxW or H")
     if len(values) == 1:
         values = values * 2
     if len(values) == 2:
         values = [in_channels or 3, *values]
     if len(values) != 3 or min(values) < 1:
         raise HwsimError(f"--input-size {text!r} must be C,H,W or H or HxW with positive integers")
+    if max(values) > MAX_INPUT_SIDE:  # a trace allocates activations of this size: refuse before it runs
+        raise HwsimError(f"--input-size {text!r}: each of C, H, W must be in [1, {MAX_INPUT_SIDE}]")
     return tuple(values)  # type: ignore[return-value]
 
 

@@ -6,32 +6,7 @@ import click
 
 from hwsim.cli.common import hardware_options, output_options
 from hwsim.cli.modelopts import make_setting, model_options
-from hwsim.errors import HwsimError
 from hwsim.output import emit
-
-
-def parse_axis(text: str) -> tuple[str, list[float]]:
-    """``n_mult=64,128,256`` or ``n_mult=64:512:64`` (start:stop:step, stop included)."""
-    key, sep, raw = text.partition("=")
-    if not sep or not raw:
-        raise HwsimError(f"malformed --grid {text!r}; expected FIELD=V1,V2,... or FIELD=START:STOP:STEP")
-    key = key.strip()
-    cast = float if key.startswith("t_") else int
-    try:
-        if ":" in raw:
-            start, stop, step = (cast(v) for v in raw.split(":"))
-            if step <= 0:
-                raise ValueError
-            values, v = [], start
-            while v <= stop:
-                values.append(v)
-                v += step
-        else:
-            values = [cast(v) for v in raw.split(",")]
-    except ValueError:
-        raise HwsimError(f"malformed --grid {text!r}: values of {key} must be "
-                         f"{'numbers' if cast is float else 'integers'} (START:STOP:STEP needs STEP > 0)") from None
-    return key, values
 
 
 @click.command("sweep")
@@ -57,12 +32,12 @@ def sweep_command(model: str, variant: str, dataset: str, input_size: str | None
 
     from hwsim.cost import build_model, plain_shapes
     from hwsim.delay import hardware_grid, model_delay_grid
-    from hwsim.hardware import load_hardware
+    from hwsim.hardware import load_hardware, parse_grid
     from hwsim.output import render_rows, to_json
     from hwsim.trace import trace_model
 
     hw = load_hardware(hw_spec, overrides)
-    grid_axes = dict(parse_axis(text) for text in axes)
+    grid_axes = parse_grid(axes)
     grid = hardware_grid(hw, sparse=True, **grid_axes)
     setting = make_setting(model, variant, dataset, input_size, width, widths, density, film_dim, bn)
     trace = trace_model(build_model(setting), setting.resolved_input_size())

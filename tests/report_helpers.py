@@ -1,6 +1,6 @@
 """Shared helpers for the report tests: tiny hand-written run directories and a fake cost function.
 
-(No tests here; named test_report_* so that it sits with the report stream's files.)
+(Not a test module: imported by the test_report_* files.)
 """
 
 from __future__ import annotations
