@@ -87,10 +87,10 @@ def _train_tiny(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> nn.Module
     return model.eval()
 
 
-def test_our_pgd_agrees_with_art_within_one_point() -> None:
-    # Separable data: class = which quadrant is brightest, so a trained model has a non-trivial RA.
+def _quadrant_model(n: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """Separable data (class = which quadrant is brightest) and a tiny CNN trained on it, so that a trained
+    model has a non-trivial RA."""
     g = torch.Generator().manual_seed(3)
-    n = 400
     y = torch.randint(0, 4, (n,), generator=g)
     x = torch.rand(n, 3, 8, 8, generator=g) * 0.5
     for k in range(4):
@@ -99,6 +99,11 @@ def test_our_pgd_agrees_with_art_within_one_point() -> None:
     torch.manual_seed(0)
     model = _train_tiny(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
                                       nn.Flatten(), nn.Linear(32, 4)), x, y)
+    return model, x, y
+
+
+def test_our_pgd_agrees_with_art_within_one_point() -> None:
+    model, x, y = _quadrant_model(400)
     torch.manual_seed(0)
     ours = (model(pgd(model, x, y, eps=EPS, step_size=2 / 255, steps=10)).argmax(1) == y).float().mean()
     theirs = (model(art_pgd(model, x, y, eps=EPS, step_size=2 / 255, steps=10)).argmax(1) == y).float().mean()
@@ -184,16 +189,7 @@ def test_eot_breaks_a_randomised_model_that_one_draw_pgd_does_not() -> None:
 
 
 def test_apgd_agrees_with_art_and_beats_fgsm_on_a_trained_model() -> None:
-    g = torch.Generator().manual_seed(3)
-    n = 200
-    y = torch.randint(0, 4, (n,), generator=g)
-    x = torch.rand(n, 3, 8, 8, generator=g) * 0.5
-    for k in range(4):
-        r, c = divmod(k, 2)
-        x[y == k, :, 4 * r:4 * r + 4, 4 * c:4 * c + 4] += 0.08
-    torch.manual_seed(0)
-    model = _train_tiny(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
-                                      nn.Flatten(), nn.Linear(32, 4)), x, y)
+    model, x, y = _quadrant_model(200)
     acc = lambda images: float((model(images).argmax(1) == y).float().mean()) * 100
     torch.manual_seed(0)
     x_adv = apgd(model, x, y, eps=EPS, steps=100, loss="ce")
