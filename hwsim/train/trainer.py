@@ -216,7 +216,9 @@ def macs_per_image(model: nn.Module, widths: tuple[float, ...]) -> dict[float, i
         raise HwsimError("the training ledger needs the model's input size (hwsim_info)")
     input_size = (info["in_channels"], info["input_size"], info["input_size"])
     out = {}
-    with torch.random.fork_rng(devices=[]):  # the trace draws an input: keep the run's RNG stream
+    first = next(model.parameters(), None)
+    cuda = [first.device] if first is not None and first.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):  # the trace draws an input: keep the run's RNG streams
         for width in widths:
             with _knobs_or_none(model, {"width": width} if len(widths) > 1 else {}):
                 out[width] = sum(record.macs for record in trace_model(model, input_size).layers)
