@@ -200,3 +200,22 @@ def test_pruned_runs_hand_their_checkpoint_to_the_cost(tmp_path: Path):
     pruned = sorted(m for (call, m) in zip(fake.calls, fake.masks) if call[1] == "floats-c")
     assert pruned == [str(run / "checkpoints" / "best.pt"), str(run / "checkpoints" / "last.pt")]
     assert all(m is None for (call, m) in zip(fake.calls, fake.masks) if call[1] == "base")
+
+
+def test_bullettrain_fast_step_and_noisy_pgd_runs_are_series_of_their_own(tmp_path: Path) -> None:
+    import json
+
+    from hwsim.report.join import read_runs
+
+    runs = [write_run(tmp_path, "pgd", variant="base", algorithm="pgd-at", points=[(1.0, 80.0, 50.0)], train_lambda=1.0),
+            write_run(tmp_path, "bt", variant="base", algorithm="pgd-at", points=[(1.0, 85.0, 52.0)], train_lambda=1.0),
+            write_run(tmp_path, "fast2", variant="base", algorithm="fast", points=[(1.0, 84.0, 50.0)]),
+            write_run(tmp_path, "noisy", variant="float", algorithm="pgd-at", points=[(1.0, 70.0, 50.0)])]
+    for run, extra in zip(runs[1:], ({"bullettrain": True}, {"fast_step": 2.0}, {"noise_lambda": 0.5})):
+        config = json.loads((run / "config.json").read_text()) | extra
+        (run / "config.json").write_text(json.dumps(config))
+    table = join(runs, cost_fn=FakeCostFn())
+    series = dict(zip(table["run_name"], table["series"]))
+    assert series["pgd"] == "PGD-AT" and series["bt"] == "PGD-AT +BulletTrain"
+    assert series["fast2"] == "FAST step 2ε" and series["noisy"].endswith("noise λn=0.5")
+    assert len(read_runs(runs)) == 4

@@ -173,12 +173,26 @@ def read_run(run_dir: str | Path) -> pd.DataFrame:
     df["origin"] = "run"
     df["run_dir"] = str(run_dir)
     df["epoch_time_s"] = _mean_epoch_time(run_dir / "metrics.jsonl")
+    df["training_tag"] = _training_tag(config)
     train_lambda = config.get("pgd_lambda", config.get("lambda"))
     is_pgd = df["algorithm"].astype(str) == "pgd-at"
     df["lambda_label"] = df["lambda_n"].astype(float)
     if train_lambda is not None:
         df.loc[is_pgd, "lambda_label"] = float(train_lambda)
     return df
+
+
+def _training_tag(config: Mapping[str, Any]) -> str:
+    """What sets a run's training apart within its series name: BulletTrain, a non-default Fast AT step, PGD-AT
+    with the noise on (so that such runs are series of their own, not points of the plain one)."""
+    tag = ""
+    if config.get("noise_lambda") is not None:
+        tag += f" noise λn={float(config['noise_lambda']):g}"
+    if config.get("algorithm") == "fast" and float(config.get("fast_step", 1.25)) != 1.25:
+        tag += f" step {float(config['fast_step']):g}ε"
+    if config.get("bullettrain"):
+        tag += " +BulletTrain"
+    return tag
 
 
 def read_sanity(runs: Iterable[str | Path]) -> pd.DataFrame:
@@ -366,6 +380,9 @@ def _series(row: Mapping[str, Any], multi_model: bool) -> str:
     if variant in VARIANT_RECORDS and not _feature(variant, "conditional") and isinstance(algorithm, str) \
             and algorithm != "pgd-at":
         name = algorithm.upper()
+    tag = row.get("training_tag")
+    if isinstance(tag, str):
+        name += tag
     density, width = row.get("density"), row.get("width")
     if _feature(variant, "masked") and isinstance(density, float) and not math.isnan(density) and density < 1.0:
         name += f" d={density:g}"

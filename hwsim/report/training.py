@@ -103,6 +103,7 @@ def plot_training_cost(table: pd.DataFrame, stem: str | Path) -> list[Path]:
             ax.set_yticks(range(len(values)), labels)
             ax.invert_yaxis()
             ax.set_xlabel(title)
+            ax.set_xlim(0, 1.3 * max([v for v in values if v == v] or [1]))  # room for the labels
             if column == "train_macs_per_epoch":
                 ax.xaxis.set_major_formatter(EngFormatter())
                 for y, (value, passes) in enumerate(zip(values, table["passes_per_image"])):
