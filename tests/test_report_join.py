@@ -219,3 +219,10 @@ def test_bullettrain_fast_step_and_noisy_pgd_runs_are_series_of_their_own(tmp_pa
     assert series["pgd"] == "PGD-AT" and series["bt"] == "PGD-AT +BulletTrain"
     assert series["fast2"] == "FAST step 2ε" and series["noisy"].endswith("noise λn=0.5")
     assert len(read_runs(runs)) == 4
+
+
+def test_plot_styles_never_repeat_colour_and_marker_together() -> None:
+    from hwsim.report.plots import _style
+
+    styles = _style([f"s{i}" for i in range(20)])
+    assert len(set(styles.values())) == 20

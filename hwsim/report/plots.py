@@ -57,8 +57,13 @@ _STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.f
 
 
 def _style(series: Sequence[str]) -> dict[str, tuple[str, str]]:
-    """Colour and marker per series, in the order given (stable across a report's plots)."""
-    return {s: (OKABE_ITO[i % len(OKABE_ITO)], _MARKERS[i % len(_MARKERS)]) for i, s in enumerate(series)}
+    """Colour and marker per series, in the order given (stable across a report's plots).
+
+    Past the palette's length the markers shift by one per round, so that no two series share both colour
+    and marker (the 9th series is the 1st colour with the 2nd marker).
+    """
+    n = len(OKABE_ITO)
+    return {s: (OKABE_ITO[i % n], _MARKERS[(i + i // n) % len(_MARKERS)]) for i, s in enumerate(series)}
 
 
 def _all_series(df: pd.DataFrame) -> list[str]:
