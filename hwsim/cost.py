@@ -13,12 +13,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from hwsim.count import CountReport, count
 from hwsim.delay import DelayReport, LayerShape, NormalizedDelay, model_delay, normalized_delay
 from hwsim.errors import HwsimError
 from hwsim.hardware import HardwareConfig, get_preset
-from hwsim.trace import Trace, trace_model
+
+if TYPE_CHECKING:  # torch is imported only where a model is built or traced (hwsim.shapecache reads records)
+    from hwsim.count import CountReport
+    from hwsim.trace import Trace
 
 #: Defaults of the cost commands: the FLOAT paper's cost convention (FiLM d = 1, one BN per layer), so that
 #: `hwsim count resnet34 --variant oat` reports the paper's 31.4M. Trained models carry their own settings.
@@ -134,6 +137,9 @@ def plain_shapes(trace: Trace) -> list[LayerShape]:
 
 def analyze(setting: ModelSetting, hw: HardwareConfig | None = None, *, include_bn: bool = False) -> Analysis:
     """Trace ``setting`` once and compute its counts, delay and plain-network delay under ``hw``."""
+    from hwsim.count import count
+    from hwsim.trace import trace_model
+
     hw = hw or get_preset("asic65")
     model = build_model(setting)
     input_size = setting.resolved_input_size()
@@ -190,13 +196,13 @@ def model_cost(model: str, variant: str = "base", *, dataset: str = "cifar10", f
 
 
 def compare(setting: ModelSetting, variants: Sequence[str], hw: HardwareConfig | None = None,
-            *, include_bn: bool = False) -> list[tuple[ModelSetting, Analysis]]:
+            *, include_bn: bool = False, using=None) -> list[tuple[ModelSetting, Analysis]]:
     """Analyse every variant of ``setting.model`` at the same knob setting (width and density apply to the
-    variants they mean something for)."""
+    variants they mean something for); ``using``: the analyse function (default :func:`analyze`)."""
     results = []
     for variant in variants:
         slim, pruned = variant.endswith("-slim"), variant.startswith("floats")
         one = dataclasses.replace(setting, variant=variant, width=setting.width if slim else None,
                                   density=setting.density if pruned else 1.0)
-        results.append((one, analyze(one, hw, include_bn=include_bn)))
+        results.append((one, (using or analyze)(one, hw, include_bn=include_bn)))
     return results

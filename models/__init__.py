@@ -8,12 +8,27 @@ Public API (CONTRACT.md): ``create_model``, ``list_models``, ``VARIANTS``, ``DAT
 ``get_dataset``, ``set_knobs``, ``knobs``, ``load_factory``; plus ``prune_`` and ``register_model``.
 """
 
-from models import preact, resnet, small_cnn  # noqa: F401  (registers the architectures)
-from models.create import VARIANTS, create_model, load_factory
-from models.datasets import DATASETS, DatasetSpec, get_dataset
-from models.knobs import S_LAMBDA, KnobState, knobs, set_knobs
-from models.pruning import prune_
-from models.registry import describe_models, list_models, register_model
+import importlib
+
+# Names are imported on first use (PEP 562), so that `models.get_dataset` does not import torch: the cost
+# commands read cached layer shapes without it (hwsim.shapecache).
+_WHERE = {"VARIANTS": "create", "create_model": "create", "load_factory": "create", "DATASETS": "datasets",
+          "DatasetSpec": "datasets", "get_dataset": "datasets", "S_LAMBDA": "knobs", "KnobState": "knobs",
+          "knobs": "knobs", "set_knobs": "knobs", "prune_": "pruning", "describe_models": "registry",
+          "list_models": "registry", "register_model": "registry"}
+_TORCH_FREE = {"datasets"}
+
+
+def __getattr__(name: str):
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'models' has no attribute {name!r}")
+    if where not in _TORCH_FREE:
+        from models import preact, resnet, small_cnn  # noqa: F401  (registers the architectures)
+    value = getattr(importlib.import_module(f"models.{where}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = ["DATASETS", "S_LAMBDA", "VARIANTS", "DatasetSpec", "KnobState", "create_model", "describe_models", "get_dataset",
            "knobs", "list_models", "load_factory", "prune_", "register_model", "set_knobs"]

@@ -1,9 +1,15 @@
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# The tests fill a layer-shape cache of their own, never the user's (~/.cache/hwsim).
+os.environ["HWSIM_CACHE_DIR"] = tempfile.mkdtemp(prefix="hwsim-test-cache-")
+os.environ.pop("HWSIM_NO_CACHE", None)
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ def compare_command(model: str, dataset: str, input_size: str | None, width: flo
       hwsim compare wrn16_8 --dataset svhn --variants base,float,oat --format markdown
     """
     from hwsim.cost import compare
+    from hwsim.shapecache import analyze
     from hwsim.hardware import load_hardware
     from hwsim.output import compare_rows, render_compare
     from models import VARIANTS
@@ -37,5 +38,5 @@ def compare_command(model: str, dataset: str, input_size: str | None, width: flo
     chosen = tuple(v.strip() for v in variants.split(",")) if variants else VARIANTS
     setting = make_setting(model, "base", dataset, input_size, width, widths, density, film_dim, bn,
                            default_density=0.5)
-    rows = compare_rows(compare(setting, chosen, hw))
+    rows = compare_rows(compare(setting, chosen, hw, using=analyze))
     emit(render_compare(rows, fmt, model=model, hw=hw), output)
