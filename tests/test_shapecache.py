@@ -217,3 +217,50 @@ def test_shipped_entries_equal_a_fresh_trace(setting, monkeypatch, tmp_path, one
     assert shipped is not None, "not shipped"
     fresh = analyze(setting)
     assert json.loads(json.dumps(shapecache._entry(setting, fresh))) == shipped
+
+
+DATA_DEPENDENT = """
+import torch.nn as nn
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4, 10)
+
+    def forward(self, x):
+        y = self.conv(x).mean((2, 3))
+        if float(y.abs().sum()) >= 0:  # a value, not a shape: cannot run on the meta device
+            return self.fc(y)
+        return y
+
+def make():
+    return Net()
+"""
+
+
+@pytest.mark.parametrize("setting", [ModelSetting("resnet18", "oat", input_size=(3, 160, 160)),
+                                     ModelSetting("wrn16_8", "floats-c", density=0.5, input_size=(3, 136, 136)),
+                                     ModelSetting("small_cnn", "float-slim", width=0.5, input_size=(3, 200, 130))],
+                         ids=lambda s: s.variant)
+def test_large_inputs_are_traced_on_meta_with_the_same_records(setting, one_thread):
+    from hwsim.cost import META_PIXELS, build_model, trace_batch1
+    from hwsim.trace import trace_model
+
+    assert setting.input_size[1] * setting.input_size[2] > META_PIXELS
+    model = build_model(setting)
+    meta = trace_model(model, setting.input_size, device="meta")
+    assert meta == trace_model(model, setting.input_size)  # real tensors
+    assert trace_batch1(model, setting.input_size) == meta
+
+
+def test_a_model_that_cannot_run_on_meta_is_traced_on_real_tensors(tmp_path, one_thread):
+    from hwsim.cost import build_model, trace_batch1
+    from hwsim.trace import trace_model
+
+    path = tmp_path / "dd.py"
+    path.write_text(DATA_DEPENDENT)
+    model = build_model(ModelSetting(f"{path}:make"))
+    with pytest.raises(Exception):
+        trace_model(model, (3, 200, 200), device="meta")
+    assert trace_batch1(model, (3, 200, 200)).layers[0].h_out == 198
