@@ -33,7 +33,8 @@ COMMANDS: dict[str, list[str]] = {
     "hwsim count resnet34 --variant oat": [*HWSIM, "count", "resnet34", "--variant", "oat"],
     "hwsim compare resnet34": [*HWSIM, "compare", "resnet34"],
     "hwsim compare resnet34 --variants (all 8 named)": [
-        *HWSIM, "compare", "resnet34", "--variants", "base,float,oat,floats-i,floats-c,float-slim,oat-slim,floats-slim"],
+        *HWSIM, "compare", "resnet34", "--variants",
+        "base,float,oat,floats-i,floats-c,float-slim,oat-slim,floats-slim"],
     "hwsim sweep resnet34 --variant oat (200 configs)": [
         *HWSIM, "sweep", "resnet34", "--variant", "oat", "--grid", "n_mult=8:400:8", "--grid", "n_bank=1,2,4,8"],
     "hwsim delay resnet34 --variant oat --no-cache": [*HWSIM, "delay", "resnet34", "--variant", "oat", "--no-cache"],

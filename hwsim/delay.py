@@ -393,7 +393,7 @@ def hardware_grid(base: HardwareConfig, *, sparse: bool = False, **axes: Sequenc
     for name, values in axes.items():  # validate each distinct value once through the dataclass
         for value in dict.fromkeys(np.asarray(values).tolist()):
             try:
-                HardwareConfig(**{**base.as_dict(), name: value})
+                dataclasses.replace(base, **{name: value})
             except HwsimError as exc:
                 problems.append(str(exc).split(": ", 1)[1])
     if problems:

@@ -76,10 +76,10 @@ class Sweep:
         grow with area). A configuration is kept when no other has a size and a delay at most its own and
         one of them smaller; ties are all kept. Sorted by size, then grid order.
 
-        Exact and without evaluating the grid: within a block of equal ``(n_bank, n_mult)`` the delay is
-        ``a + b`` with ``a = reads t_read`` over the other memory fields and ``b = passes t_mult`` over
-        ``t_mult``; rounded addition is monotone, so the block's minimum is ``min a + min b`` and only the
-        ``a`` and ``b`` that reach it with the other term at its minimum can be part of a minimal pair.
+        Exact, and the grid is evaluated only inside the frontier's blocks: within a block of equal
+        ``(n_bank, n_mult)`` the delay is ``a + b`` with ``a = reads t_read`` over the other memory fields and
+        ``b = passes t_mult`` over ``t_mult``; rounded addition is monotone, so the block's least delay is
+        ``min a + min b``, and the frontier of the blocks' (size, least delay) points is found first.
         """
         a = _full_dims(self.totals.read_ns)  # axes b_io, b_w, n_bank, -, t_read, -
         b = _full_dims(self.totals.mult_ns)  # axes -, -, -, n_mult, -, t_mult
@@ -93,26 +93,38 @@ class Sweep:
         a_min, b_min = a_blocks.min(axis=1), b_blocks.min(axis=1)
         best = a_min[:, None] + b_min[None, :]  # (n_bank, n_mult): the least delay of each block
         size = banks[:, None] * mults[None, :]
-        keep = _front(size.reshape(-1), best.reshape(-1))
+        keep = _front(size.reshape(-1), best.reshape(-1))  # flat (n_bank, n_mult) indices of frontier blocks
         shape = self.grid.shape
         a_shape = (shape[_AXIS["b_io"]], shape[_AXIS["b_w"]], shape[_AXIS["t_read_ns"]])
-        found: list[np.ndarray] = []
-        sizes: list[np.ndarray] = []
-        for block in keep:
-            j, k = divmod(int(block), len(mults))
-            target = best[j, k]
-            ia = np.flatnonzero(a_blocks[j] + b_min[k] == target)
-            ib = np.flatnonzero(a_min[j] + b_blocks[k] == target)
-            pair = a_blocks[j][ia][:, None] + b_blocks[k][ib][None, :] == target
-            pa, pb = np.nonzero(pair)
-            io, w, tr = np.unravel_index(ia[pa], a_shape)
-            coords = (io, w, np.full_like(io, j), np.full_like(io, k), tr, ib[pb])
-            found.append(np.ravel_multi_index(coords, shape))
-            sizes.append(np.full(len(found[-1]), size[j, k]))
-        if not found:
-            return np.zeros(0, dtype=np.int64)
-        flat = np.concatenate(found)
-        return flat[np.lexsort((flat, np.concatenate(sizes)))]
+        per_block = a_blocks.shape[1] * b_blocks.shape[1]
+        step = max(1, CHUNK // per_block)
+        found = []
+        for start in range(0, len(keep), step):  # the frontier's blocks, a chunk at a time
+            j, k = np.divmod(keep[start:start + step], len(mults))
+            pair = a_blocks[j][:, :, None] + b_blocks[k][:, None, :] == best[j, k][:, None, None]
+            block, ia, ib = np.nonzero(pair)
+            io, w, tr = np.unravel_index(ia, a_shape)
+            found.append(np.ravel_multi_index((io, w, j[block], k[block], tr, ib), shape))
+        flat = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+        return flat[np.lexsort((flat, size.reshape(-1)[_block_of(flat, shape, len(mults))]))]
+
+
+def _block_of(flat: np.ndarray, shape: tuple[int, ...], n_mults: int) -> np.ndarray:
+    """The flat (n_bank, n_mult) block index of flat grid indices."""
+    coords = np.unravel_index(flat, shape)
+    return coords[_AXIS["n_bank"]] * n_mults + coords[_AXIS["n_mult"]]
+
+
+def _front(size: np.ndarray, delay: np.ndarray) -> np.ndarray:
+    """Indices of the non-dominated points of (size, delay), both minimised; equal points all kept."""
+    order = np.lexsort((delay, size))
+    s, d = size[order], delay[order]
+    first = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])  # start of each group of equal size
+    group_min = d[first]  # sorted by delay within a size: the first is the least
+    best_smaller = np.r_[np.inf, np.minimum.accumulate(group_min)[:-1]]  # least delay at any smaller size
+    group = np.repeat(np.arange(len(first)), np.diff(np.r_[first, len(s)]))
+    keep = (group_min[group] < best_smaller[group]) & (d == group_min[group])
+    return order[keep]
 
 
 def _full_dims(array: np.ndarray) -> np.ndarray:
@@ -120,37 +132,21 @@ def _full_dims(array: np.ndarray) -> np.ndarray:
     return array.reshape((1,) * (len(_GRID_FIELDS) - array.ndim) + array.shape)
 
 
-def _front(size: np.ndarray, delay: np.ndarray) -> np.ndarray:
-    """Indices of the non-dominated points of (size, delay), both minimised; equal points all kept."""
-    order = np.lexsort((delay, size))
-    keep, best_smaller = [], np.inf  # least delay among strictly smaller sizes
-    i = 0
-    while i < len(order):
-        j = i
-        while j < len(order) and size[order[j]] == size[order[i]]:
-            j += 1
-        group_min = delay[order[i]]
-        if group_min < best_smaller:
-            keep.extend(int(o) for o in order[i:j] if delay[o] == group_min)
-            best_smaller = group_min
-        i = j
-    return np.array(keep, dtype=np.int64)
-
-
 def csv_lines(columns: dict[str, np.ndarray]) -> str:
     """CSV text of column arrays (no header, newline-terminated): integers as integers, floats as Python's
-    shortest repr, as ``pandas.DataFrame.to_csv`` writes them."""
-    cells = [_strings(values) for values in columns.values()]
-    return "".join(line + "\n" for line in map(",".join, zip(*cells, strict=True)))
-
-
-def _strings(values: np.ndarray) -> list[str]:
-    if values.dtype.kind in "iub":
-        return list(map(str, values.tolist()))
-    whole = (values == np.floor(values)) & (np.abs(values) < 1e16)  # repr() prints these as "123.0"
-    if whole.all():
-        return [s + ".0" for s in map(str, values.astype(np.int64).tolist())]
-    return list(map(float.__repr__, values.tolist()))
+    shortest repr, as ``pandas.DataFrame.to_csv`` writes them. One format call per row, no row objects."""
+    fields, values = [], []
+    for array in columns.values():
+        if array.dtype.kind in "iub":
+            fields.append("{}")
+            values.append(array.tolist())
+        elif np.all((array == np.floor(array)) & (np.abs(array) < 1e16)):  # repr() prints these as "123.0"
+            fields.append("{}.0")
+            values.append(array.astype(np.int64).tolist())
+        else:
+            fields.append("{!r}")
+            values.append(array.tolist())
+    return "".join(map((",".join(fields) + "\n").format, *values))
 
 
 def write_csv(sweep: Sweep, write: Callable[[str], object], *, flat: np.ndarray | None = None,
