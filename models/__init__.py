@@ -9,6 +9,8 @@ Public API (CONTRACT.md): ``create_model``, ``list_models``, ``VARIANTS``, ``DAT
 """
 
 import importlib
+import sys
+import types
 
 # Names are imported on first use (PEP 562), so that `models.get_dataset` does not import torch: the cost
 # commands read cached layer shapes without it (hwsim.shapecache).
@@ -17,6 +19,18 @@ _WHERE = {"VARIANTS": "create", "create_model": "create", "load_factory": "creat
           "knobs": "knobs", "set_knobs": "knobs", "prune_": "pruning", "describe_models": "registry",
           "list_models": "registry", "register_model": "registry"}
 _TORCH_FREE = {"datasets"}
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value) -> None:
+        # `knobs` is a submodule and the function it exports; the package's attribute is the function whichever
+        # is imported first (importing a submodule sets the package's attribute to the module)
+        if name == "knobs" and isinstance(value, types.ModuleType):
+            value = value.knobs
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str):

@@ -264,3 +264,15 @@ def test_a_model_that_cannot_run_on_meta_is_traced_on_real_tensors(tmp_path, one
     with pytest.raises(Exception):
         trace_model(model, (3, 200, 200), device="meta")
     assert trace_batch1(model, (3, 200, 200)).layers[0].h_out == 198
+
+
+def test_the_model_zoo_imports_lazily_with_the_same_names():
+    code = ("import sys, models\n"
+            "assert models.get_dataset('svhn').input_size == 32 and 'torch' not in sys.modules\n"
+            "import models.layers  # imports the submodule models.knobs, whose name is also a function's\n"
+            "assert models.knobs.__module__ == 'models.knobs' and callable(models.knobs)\n"
+            "from models import VARIANTS, create_model, list_models, set_knobs\n"
+            "assert 'resnet34' in list_models() and 'oat' in VARIANTS\n"
+            "print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.strip() == "ok", out.stderr
