@@ -1,72 +1,135 @@
-"""Benchmark: tracing and counting ResNet34 with hwsim vs fvcore's FlopCountAnalysis; CLI wall time.
+"""Benchmark: tracing and counting ResNet34 with hwsim against the field's counters, in one process.
 
-1. In one process, on the same model object: median time of hwsim's trace + count (conv/linear MACs and
-   parameters) against fvcore's ``FlopCountAnalysis`` (jit trace + per-operator counting), and their ratio.
-2. Wall time of the whole command ``hwsim delay resnet34 --variant oat`` next to ``python -c "import torch"``,
-   each the median of several fresh processes.
+Warm (imports done, one untimed call each) CPU seconds per count of CIFAR ResNet34 (batch 1, 3x32x32, one
+intra-op thread), interleaved and repeated, median, and each peer's time over hwsim's:
 
-    python benchmarks/bench_count.py [--repeats 5]
+* hwsim: trace + count (conv/linear MACs, parameters by group, memory);
+* fvcore ``FlopCountAnalysis`` (jit trace + per-operator counting), torch's ``FlopCounterMode``;
+* thop ``profile``, ptflops ``get_model_complexity_info``, torchinfo ``summary`` (optional extra
+  ``pip install hwsim[bench]``; a peer that is not installed is reported as missing);
+* a plain forward pass (what any forward-hook counter pays at least).
+
+The MACs each reports are printed beside its time (they count different things: thop and ptflops add BN,
+activations and pooling; FlopCounterMode counts 2 flops per MAC).
+
+    python benchmarks/bench_count.py [--repeats 7]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
-import sys
 import time
+from collections.abc import Callable
 
 
-def median_time(fn, repeats: int) -> float:
+def cpu_median(fn: Callable[[], object], repeats: int) -> list[float]:
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        times.append(time.process_time() - start)
+    return times
 
 
-def wall(cmd: list[str], repeats: int) -> float:
-    def run() -> None:
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    return median_time(run, repeats)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
-
-    from fvcore.nn import FlopCountAnalysis
+def peers(size: tuple[int, int, int]) -> dict[str, Callable[[], int]]:
+    """name -> a function that counts a ResNet34 of its own and returns the MACs (or flops) it reports."""
     import torch
 
-    from hwsim.count import count, fvcore_macs
+    from hwsim.count import count
     from hwsim.hardware import get_preset
     from hwsim.trace import trace_model
     from models import create_model
 
-    model = create_model("resnet34").eval()
     hw = get_preset("asic65")
 
-    def ours() -> int:
-        return count(model, trace_model(model, (3, 32, 32)), hw).macs
+    def fresh():
+        return create_model("resnet34").eval()
 
-    def theirs() -> int:
-        analysis = FlopCountAnalysis(model, torch.rand(1, 3, 32, 32))
+    x = torch.rand(1, *size)
+    out: dict[str, Callable[[], int]] = {}
+    ours = fresh()
+    out["hwsim trace + count"] = lambda: count(ours, trace_model(ours, size), hw).macs
+
+    from fvcore.nn import FlopCountAnalysis
+
+    fv = fresh()
+
+    def fvcore() -> int:
+        analysis = FlopCountAnalysis(fv, x)
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-        return analysis.total()
+        return int(analysis.total())
 
-    assert ours() == sum(fvcore_macs(model, (3, 32, 32)).values()) == 1_159_402_496
-    theirs()  # warm both up once (imports, oneDNN primitives)
-    t_ours, t_theirs = median_time(ours, args.repeats), median_time(theirs, args.repeats)
-    print(f"trace + count resnet34 (median of {args.repeats}): hwsim {t_ours:.3f} s, fvcore {t_theirs:.3f} s, "
-          f"fvcore / hwsim = {t_theirs / t_ours:.1f}x   (aim >= 2x)")
+    out["fvcore FlopCountAnalysis"] = fvcore
 
-    cli = wall([sys.executable, "-m", "hwsim", "delay", "resnet34", "--variant", "oat"], args.repeats)
-    imp = wall([sys.executable, "-c", "import torch"], args.repeats)
-    print(f"`hwsim delay resnet34 --variant oat` wall {cli:.2f} s; `python -c 'import torch'` {imp:.2f} s; "
-          f"difference {cli - imp:.2f} s   (aim <= 1 s)")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    fc = fresh()
+
+    def flop_counter() -> int:
+        with torch.inference_mode(), FlopCounterMode(display=False) as mode:
+            fc(x)
+        return mode.get_total_flops()
+
+    out["torch FlopCounterMode (flops)"] = flop_counter
+    try:
+        import thop
+
+        th = fresh()
+        out["thop profile"] = lambda: int(thop.profile(th, inputs=(x,), verbose=False)[0])
+    except ImportError:
+        out["thop profile"] = None  # type: ignore[assignment]
+    try:
+        from ptflops import get_model_complexity_info
+
+        pt = fresh()
+        out["ptflops"] = lambda: int(get_model_complexity_info(pt, size, as_strings=False, print_per_layer_stat=False,
+                                                               verbose=False)[0])
+    except ImportError:
+        out["ptflops"] = None  # type: ignore[assignment]
+    try:
+        from torchinfo import summary
+
+        ti = fresh()
+        out["torchinfo summary"] = lambda: int(summary(ti, input_size=(1, *size), verbose=0).total_mult_adds)
+    except ImportError:
+        out["torchinfo summary"] = None  # type: ignore[assignment]
+    fw = fresh()
+
+    def forward() -> int:
+        with torch.inference_mode():
+            fw(x)
+        return 0
+
+    out["plain forward"] = forward
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(1)
+    size = (3, 32, 32)
+    counters = peers(size)
+    macs = {name: fn() for name, fn in counters.items() if fn is not None}  # warm-up, not timed
+    assert macs["hwsim trace + count"] == 1_159_402_496
+    times: dict[str, list[float]] = {name: [] for name in macs}
+    for _ in range(args.repeats):  # interleaved: a burst of load on the machine hits every counter alike
+        for name in macs:
+            times[name] += cpu_median(counters[name], 1)
+    ours = statistics.median(times["hwsim trace + count"])
+    print(f"ResNet34 (CIFAR, 1x3x32x32), warm CPU seconds, median of {args.repeats} interleaved runs, 1 thread")
+    print(f"{'counter':32s} {'cpu s':>8s} {'x hwsim':>8s} {'reports':>16s}")
+    for name, fn in counters.items():
+        if fn is None:
+            print(f"{name:32s} {'missing':>8s}  (pip install hwsim[bench])")
+            continue
+        t = statistics.median(times[name])
+        print(f"{name:32s} {t:8.4f} {t / ours:8.1f} {macs[name]:16,d}")
 
 
 if __name__ == "__main__":

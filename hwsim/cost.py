@@ -13,12 +13,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from hwsim.count import CountReport, count
 from hwsim.delay import DelayReport, LayerShape, NormalizedDelay, model_delay, normalized_delay
 from hwsim.errors import HwsimError
 from hwsim.hardware import HardwareConfig, get_preset
-from hwsim.trace import Trace, trace_model
+
+if TYPE_CHECKING:  # torch is imported only where a model is built or traced (hwsim.shapecache reads records)
+    from hwsim.count import CountReport
+    from hwsim.trace import Trace
 
 #: Defaults of the cost commands: the FLOAT paper's cost convention (FiLM d = 1, one BN per layer), so that
 #: `hwsim count resnet34 --variant oat` reports the paper's 31.4M. Trained models carry their own settings.
@@ -131,12 +134,40 @@ def plain_shapes(trace: Trace) -> list[LayerShape]:
                        groups=r.groups, formula="matmul" if r.kind == "matmul" else "eq7") for r in trace.layers]
 
 
+#: Inputs of more pixels than this are traced on the meta device, where activations take no memory, so that
+#: peak memory does not grow with the input (ResNet34 at 512x512: 5.6 GB with real tensors, 0.4 GB on meta).
+#: Below it real tensors are cheaper: the first meta op of a process costs about 1.6 s of imports.
+META_PIXELS = 128 * 128
+
+
+def trace_batch1(model, input_size: tuple[int, int, int]) -> Trace:
+    """:func:`hwsim.trace.trace_model` on one intra-op thread (a batch-1 trace only loses to a second thread
+    on a loaded machine), on the meta device for large inputs (real tensors if the model cannot run there)."""
+    import torch
+
+    from hwsim.trace import trace_model
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        if input_size[1] * input_size[2] > META_PIXELS:
+            try:
+                return trace_model(model, input_size, device="meta")
+            except (HwsimError, NotImplementedError):  # data-dependent ops (.item(), nonzero) need real data
+                pass
+        return trace_model(model, input_size)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def analyze(setting: ModelSetting, hw: HardwareConfig | None = None, *, include_bn: bool = False) -> Analysis:
     """Trace ``setting`` once and compute its counts, delay and plain-network delay under ``hw``."""
+    from hwsim.count import count
+
     hw = hw or get_preset("asic65")
     model = build_model(setting)
     input_size = setting.resolved_input_size()
-    trace = trace_model(model, input_size)
+    trace = trace_batch1(model, input_size)
     counts = count(model, trace, hw, include_bn=include_bn)
     return Analysis(setting, hw, input_size, trace, counts, model_delay(trace.shapes(), hw),
                     model_delay(plain_shapes(trace), hw))
@@ -191,11 +222,12 @@ def model_cost(model: str, variant: str = "base", *, dataset: str = "cifar10", f
 
 
 def compare(setting: ModelSetting, variants: Sequence[str], hw: HardwareConfig | None = None,
-            *, include_bn: bool = False, only_applicable: bool = False) -> list[tuple[ModelSetting, Analysis]]:
+            *, include_bn: bool = False, only_applicable: bool = False,
+            using=None) -> list[tuple[ModelSetting, Analysis]]:
     """Analyse every variant of ``setting.model`` at the same knob setting (width and density apply to the
     variants they mean something for). ``only_applicable``: leave out the variants the model cannot be
     built as (:class:`~hwsim.variants.VariantNotApplicable`, e.g. ``oat`` on a model without BN) instead of
-    raising."""
+    raising. ``using``: the analyse function (default :func:`analyze`; the CLI passes the cached one)."""
     from hwsim.variants import VariantNotApplicable, get_variant
 
     results = []
@@ -204,7 +236,7 @@ def compare(setting: ModelSetting, variants: Sequence[str], hw: HardwareConfig |
         one = dataclasses.replace(setting, variant=variant, width=setting.width if record.slim else None,
                                   density=setting.density if record.masked else 1.0)
         try:
-            results.append((one, analyze(one, hw, include_bn=include_bn)))
+            results.append((one, (using or analyze)(one, hw, include_bn=include_bn)))
         except VariantNotApplicable:
             if not only_applicable:
                 raise

@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from hwsim.hardware import HardwareConfig
+from hwsim.memory import memory_from_terms
 from hwsim.trace import RECORD_KINDS, Trace
 from hwsim.trace.modules import active_norms, is_film
 
@@ -116,6 +117,23 @@ def param_counts(model: nn.Module, trace: Trace) -> ParamCounts:
     return ParamCounts(sum(groups.values()), sum(active.values()), nonzero, groups, active)
 
 
+def memory_terms(trace: Trace) -> list[tuple[int, int | None, int]]:
+    """``(dense weights, nnz or None, bias)`` of every stored conv / linear tensor: the hardware-independent
+    part of :func:`memory_bytes` (a module called twice stores once; matmul products store nothing; a layer
+    pruned to nothing stores only its bias; ``nnz`` is set where irregular zeros remain)."""
+    terms = []
+    for record in _stored_layers(trace):
+        if record.kind == "matmul":  # two activations: nothing stored
+            continue
+        bias = record.params - record.weights
+        if not record.weight_nonzero:  # pruned to nothing: no weight is stored
+            terms.append((0, None, bias))
+            continue
+        shape = record.shape()
+        terms.append((shape.weights, shape.nnz, bias))
+    return terms
+
+
 def memory_bytes(trace: Trace, params: ParamCounts, hw: HardwareConfig, *, include_bn: bool = False) -> int:
     """Bytes of stored weights at ``hw.b_w`` bits, as the delay model stores them.
 
@@ -124,22 +142,7 @@ def memory_bytes(trace: Trace, params: ParamCounts, hw: HardwareConfig, *, inclu
     parameter (group ``other``: positional embeddings, class tokens, LayerNorm and layer-scale weights) are
     stored dense. BN and alpha are excluded unless ``include_bn``. Rounded up to whole bytes.
     """
-    bits = 0
-    for record in _stored_layers(trace):
-        if record.kind == "matmul":  # two activations: nothing stored
-            continue
-        bits += (record.params - record.weights) * hw.b_w  # bias
-        if not record.weight_nonzero:  # pruned to nothing: no weight is stored
-            continue
-        shape = record.shape()
-        if hw.sparse_storage == "bitmap" and shape.nnz is not None:
-            bits += shape.nnz * hw.b_w + shape.weights
-        else:
-            bits += shape.weights * hw.b_w
-    bits += (params.active_groups["film"] + params.active_groups["other"]) * hw.b_w
-    if include_bn:
-        bits += (params.active_groups["bn"] + params.active_groups["alpha"]) * hw.b_w
-    return -(-bits // 8)
+    return memory_from_terms(memory_terms(trace), params.active_groups, hw, include_bn=include_bn)
 
 
 @dataclass(frozen=True)

@@ -420,7 +420,7 @@ def hardware_grid(base: HardwareConfig, *, sparse: bool = False, **axes: Sequenc
     for name, values in axes.items():  # validate each distinct value once through the dataclass
         for value in dict.fromkeys(np.asarray(values).tolist()):
             try:
-                HardwareConfig(**{**base.as_dict(), name: value})
+                dataclasses.replace(base, **{name: value})
             except HwsimError as exc:
                 problems.append(str(exc).split(": ", 1)[1])
     if problems:
@@ -456,9 +456,75 @@ def model_delay_grid(layers: Sequence[LayerShape], grid: HardwareGrid) -> np.nda
 
     Totals are summed from the integer counts (exact), as :attr:`DelayReport.delay_ns` does. Pruned layers
     count with their dense storage and full multiply term here: storage options (bitmap, zero skipping) live
-    on single configurations, see :func:`model_delay`.
+    on single configurations, see :func:`model_delay`. Computed through :func:`model_totals_grid`, so an open
+    grid costs one sum per distinct hardware value, not per layer x configuration.
     """
-    arrays = delay_grid([dataclasses.replace(layer, nnz=None) for layer in layers], grid)
-    reads = np.asarray(arrays.reads).sum(axis=0)
-    passes = np.asarray(arrays.mult_passes).sum(axis=0)
-    return reads * grid.t_read_ns + passes * grid.t_mult_ns
+    return model_totals_grid(layers, grid).delay_ns()
+
+
+@dataclass(frozen=True)
+class GridTotals:
+    """Whole-model totals over a hardware grid, kept in factors.
+
+    Reads depend only on ``(b_io, b_w, n_bank)`` and multiplier passes only on ``n_mult`` (Eq. 7-9), so on an
+    open grid ``reads`` has the shape of those three axes and ``mult_passes`` that of the ``n_mult`` axis (each
+    broadcastable to ``grid.shape``); a configuration's delay is ``reads t_read + mult_passes t_mult``.
+    """
+
+    grid: HardwareGrid
+    reads: np.ndarray  # int64, broadcastable to grid.shape
+    mult_passes: np.ndarray  # int64, broadcastable to grid.shape
+
+    @property
+    def read_ns(self) -> np.ndarray:
+        """``reads t_read`` (broadcastable to ``grid.shape``: it does not span the ``n_mult`` and t_mult axes)."""
+        return self.reads * self.grid.t_read_ns
+
+    @property
+    def mult_ns(self) -> np.ndarray:
+        return self.mult_passes * self.grid.t_mult_ns
+
+    def delay_ns(self, flat: np.ndarray | None = None) -> np.ndarray:
+        """Total delay of every configuration (shape ``grid.shape``) or, given flat C-order indices into the
+        grid, of those configurations only (a 1-D array: constant memory for a sweep written in chunks)."""
+        if flat is None:
+            return self.read_ns + self.mult_ns
+        coords = np.unravel_index(flat, self.grid.shape)
+        return take_flat(self.read_ns, coords) + take_flat(self.mult_ns, coords)
+
+
+def take_flat(array: np.ndarray, coords: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Values of ``array`` (broadcastable to a grid) at the grid coordinates ``coords`` (one index array per
+    axis, as :func:`numpy.unravel_index` gives them), without broadcasting ``array`` to the whole grid."""
+    array = np.asarray(array)
+    array = array.reshape((1,) * (len(coords) - array.ndim) + array.shape)
+    index = tuple(c if n > 1 else np.zeros_like(c) for c, n in zip(coords, array.shape, strict=True))
+    return array[index]
+
+
+def model_totals_grid(layers: Sequence[LayerShape], grid: HardwareGrid) -> GridTotals:
+    """Exact integer totals of reads and multiplier passes of a model over ``grid``, per axis (see
+    :class:`GridTotals`): the sum over layers spans only the hardware values each count depends on, so a
+    million-configuration open grid costs about what its longest axis costs. Dense layers (as in
+    :func:`model_delay_grid`).
+
+    >>> from hwsim.hardware import get_preset
+    >>> conv = LayerShape("conv", "conv", k=3, c_in=64, c_out=64, h_out=32, w_out=32)
+    >>> t = model_totals_grid([conv, conv], hardware_grid(get_preset("asic65"), sparse=True, n_mult=[175, 350]))
+    >>> t.reads.size, t.mult_passes.size, t.delay_ns().ravel().tolist()
+    (1, 2, [1811456.0, 951296.0])
+    """
+    dense = [dataclasses.replace(layer, nnz=None) for layer in layers]
+    arrays = layer_arrays(dense) if dense else None
+    ndim = len(grid.shape)
+    if arrays is None:
+        zero = np.zeros((1,) * ndim, dtype=np.int64)
+        return GridTotals(grid, zero, zero)
+    col = lambda a: a.reshape((-1,) + (1,) * ndim)  # noqa: E731
+    layer_args = (col(arrays.weights), col(arrays.positions), col(arrays.formula), col(arrays.film))
+    # Two calls of the one formula: reads with n_mult held at 1, passes with the memory fields held at 1.
+    reads = delay_arrays(*layer_args, b_io=grid.b_io, b_w=grid.b_w, n_bank=grid.n_bank, n_mult=1,
+                         t_read_ns=0.0, t_mult_ns=0.0).reads
+    passes = delay_arrays(*layer_args, b_io=1, b_w=1, n_bank=1, n_mult=grid.n_mult,
+                          t_read_ns=0.0, t_mult_ns=0.0).mult_passes
+    return GridTotals(grid, np.asarray(reads).sum(axis=0), np.asarray(passes).sum(axis=0))

@@ -23,21 +23,119 @@ CONVENTIONS: dict[str, str] = {
 
 
 def render_rows(rows: Sequence[Mapping[str, Any]], fmt: str, columns: Sequence[str] | None = None) -> str:
-    """Rows of a table as an aligned text table, CSV or Markdown (``json``: a JSON list)."""
-    import pandas as pd
+    """Rows of a table as an aligned text table, CSV or Markdown (``json``: a JSON list).
 
-    frame = pd.DataFrame(list(rows), columns=list(columns) if columns else None)
+    Plain Python (no pandas on the cost commands' path); the output is what ``pandas.DataFrame(rows)`` gives
+    through ``to_string(index=False, float_format=...)``, ``to_csv(index=False)`` and ``to_markdown``, cell for
+    cell, column types included (a test holds it to pandas): an integer column with a missing value turns into
+    a float column, as in the releases that printed tables through pandas.
+    """
+    rows = list(rows)
+    names = list(columns) if columns else list(dict.fromkeys(key for row in rows for key in row))
+    table = [_column([row.get(name, _MISSING) for row in rows]) for name in names]
     if fmt == "csv":
-        return frame.to_csv(index=False).rstrip("\n")
+        return _render_csv(names, table, len(rows))
     if fmt == "markdown":
-        align = ["right" if pd.api.types.is_numeric_dtype(frame[c]) else "left" for c in frame.columns]
-        cells = frame.map(lambda v: _number(v) if isinstance(v, float) else v)
-        return cells.to_markdown(index=False, disable_numparse=True, colalign=align)
+        return _render_markdown(names, table, len(rows))
     if fmt == "json":
-        return to_json(frame.to_dict(orient="records"))
-    if frame.empty:  # pandas would print "Empty DataFrame / Columns: [] / Index: []"
+        return to_json([{name: col.json(i) for name, col in zip(names, table, strict=True)} for i in range(len(rows))])
+    return _render_text(names, table, len(rows))
+
+
+_MISSING = object()  # a key a row does not have (pandas: NaN)
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or value is _MISSING or (isinstance(value, float) and math.isnan(value))
+
+
+class _Column:
+    """One column's values and the dtype pandas would infer for them: bool, int, float, str or object."""
+
+    def __init__(self, kind: str, values: list[Any]) -> None:
+        self.kind, self.values = kind, values
+
+    def text(self, i: int) -> str:  # DataFrame.to_string(float_format=_number)
+        v = self.values[i]
+        if self.kind == "float":
+            return "NaN" if math.isnan(v) else _number(v)
+        if v is _MISSING or (isinstance(v, float) and math.isnan(v)):
+            return "NaN"
+        s = str(v)
+        return s.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r") if isinstance(v, str) else s
+
+    def csv(self, i: int) -> str:  # DataFrame.to_csv
+        v = self.values[i]
+        if _is_missing(v):
+            return ""
+        return repr(v) if self.kind == "float" else str(v)
+
+    def markdown(self, i: int) -> Any:  # DataFrame.map(_number on floats).to_markdown(disable_numparse=True)
+        v = self.values[i]
+        if v is _MISSING or isinstance(v, float):
+            return _number(math.nan if v is _MISSING else v)
+        return v
+
+    def json(self, i: int) -> Any:  # DataFrame.to_dict(orient="records")
+        v = self.values[i]
+        return math.nan if v is _MISSING or (self.kind == "float" and v is None) else v
+
+    @property
+    def numeric(self) -> bool:
+        return self.kind in ("bool", "int", "float")
+
+
+def _column(values: list[Any]) -> _Column:
+    values = [v.item() if hasattr(v, "item") and callable(v.item) else v for v in values]  # numpy scalars
+    present = [v for v in values if not _is_missing(v)]
+    complete = len(present) == len(values)
+    if not present:
+        if all(v is None for v in values):
+            return _Column("object", values)
+        return _Column("float", [math.nan] * len(values))
+    if all(isinstance(v, bool) for v in present):
+        return _Column("bool" if complete else "object", values)
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        if complete and all(isinstance(v, int) for v in present):
+            return _Column("int", values)
+        return _Column("float", [math.nan if _is_missing(v) else float(v) for v in values])
+    if all(isinstance(v, str) for v in present):
+        return _Column("str", [_MISSING if _is_missing(v) else v for v in values])
+    return _Column("object", values)
+
+
+def _render_text(names: list[str], table: list[_Column], n: int) -> str:
+    if n == 0:  # pandas would print "Empty DataFrame / Columns: [...] / Index: []"
         return "(no rows to show)"
-    return frame.to_string(index=False, float_format=_number)
+    lines: list[list[str]] = [[] for _ in range(n + 1)]
+    for name, col in zip(names, table, strict=True):
+        cells = [col.text(i) for i in range(n)]
+        head = f" {name}" if col.numeric else name  # (pandas leaves room for a sign above numbers)
+        width = max(len(head), *(len(c) for c in cells))
+        lines[0].append(head.rjust(width))
+        for i, cell in enumerate(cells, start=1):
+            lines[i].append(cell.rjust(width))
+    return "\n".join(" ".join(line) for line in lines)
+
+
+def _render_csv(names: list[str], table: list[_Column], n: int) -> str:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(names)
+    for i in range(n):
+        writer.writerow([col.csv(i) for col in table])
+    return buffer.getvalue().rstrip("\n")
+
+
+def _render_markdown(names: list[str], table: list[_Column], n: int) -> str:
+    from tabulate import tabulate
+
+    body = [[col.markdown(i) for col in table] for i in range(n)]
+    align = ["right" if col.numeric else "left" for col in table]
+    return tabulate(body, headers=names, tablefmt="pipe", disable_numparse=True, colalign=align)
 
 
 def _number(value: float) -> str:

@@ -5,6 +5,8 @@ Markers: ``slow`` (more than a few seconds; CI runs them, ``python -m pytest -m 
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,6 +14,10 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# The tests fill a layer-shape cache of their own, never the user's (~/.cache/hwsim).
+os.environ["HWSIM_CACHE_DIR"] = tempfile.mkdtemp(prefix="hwsim-test-cache-")
+os.environ.pop("HWSIM_NO_CACHE", None)
 
 
 @pytest.fixture

@@ -248,7 +248,7 @@ def test_an_empty_hw_is_refused_not_read_as_the_default(capsys):
 def test_grid_size_is_bounded_before_it_is_built(capsys):
     assert check_grid_size({"n_mult": [1] * 1000, "n_bank": [1] * 1000}) == 1_000_000
     assert_one_line_error(capsys, ["sweep", "small_cnn", "--dataset", "mnist", "--grid", "n_mult=1:100000:1",
-                                   "--grid", "n_bank=1:11:1"], "spans 1100000 configurations")
+                                   "--grid", "n_bank=1:101:1"], "spans 10100000 configurations")
 
 
 # ------------------------------------------------------------------------------------ --input-size

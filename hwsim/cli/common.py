@@ -9,8 +9,20 @@ import click
 from hwsim.output import FORMATS
 
 
+def _no_cache(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        from hwsim import shapecache
+
+        token = shapecache.set_enabled(False)
+        ctx.call_on_close(lambda: shapecache._enabled.reset(token))
+
+
 def hardware_options(func: Callable) -> Callable:
-    """``--hw PRESET|FILE.toml`` and repeatable ``--set KEY=VALUE``."""
+    """``--hw PRESET|FILE.toml``, repeatable ``--set KEY=VALUE`` and ``--no-cache``."""
+    func = click.option(
+        "--no-cache", is_flag=True, expose_value=False, is_eager=True, callback=_no_cache,
+        help="Trace the model afresh instead of reading its layer shapes from the cache (see the README).",
+    )(func)
     func = click.option(
         "--set",
         "overrides",

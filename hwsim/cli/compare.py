@@ -36,15 +36,16 @@ def compare_command(model: str, dataset: str | None, input_size: str | None, wid
       hwsim compare examples/my_net.py:make --width 0.5
     """
     from hwsim.cost import compare
+    from hwsim.shapecache import analyze
     from hwsim.hardware import load_hardware
     from hwsim.output import compare_rows, render_compare
-    from models import VARIANTS
+    from hwsim.variants import VARIANTS
 
     hw = load_hardware(hw_spec, overrides)
     chosen = tuple(v.strip() for v in variants.split(",")) if variants else VARIANTS
     setting = make_setting(model, "base", dataset, input_size, width, widths, density, film_dim, bn,
                            default_density=0.5, variants=chosen)
-    results = compare(setting, chosen, hw, only_applicable=variants is None)
+    results = compare(setting, chosen, hw, only_applicable=variants is None, using=analyze)
     if not results:
         raise HwsimError(f"no variant applies to {model!r} (not even base)")
     left_out = [v for v in chosen if v not in {s.variant for s, _ in results}]

@@ -32,7 +32,7 @@ def count_command(model: str, variant: str, dataset: str | None, input_size: str
       hwsim count wrn16_8 --variant oat --film-dim 128 --bn dual --dataset svhn --format json
       hwsim count resnet34 --variant float-slim --width 0.5 --ops all
     """
-    from hwsim.cost import analyze
+    from hwsim.shapecache import analyze
     from hwsim.hardware import load_hardware
     from hwsim.output import analysis_document, render_analysis
 

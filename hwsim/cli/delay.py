@@ -104,7 +104,7 @@ def delay_command(model: str | None, layers: tuple[str, ...], variant: str, data
         return
     if layers:
         raise HwsimError("give either a MODEL or --layer shapes, not both")
-    from hwsim.cost import analyze
+    from hwsim.shapecache import analyze
     from hwsim.output import analysis_document, render_analysis
 
     setting = make_setting(model, variant, dataset, input_size, width, widths, density, film_dim, bn)
