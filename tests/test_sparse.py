@@ -148,3 +148,28 @@ def test_floats_run_records_sparse_metrics_and_saves_zero_weights_where_masked(t
         assert bool((weight[mask == 0] == 0).all())
         per_channel = mask.sum(dim=(0, 2, 3))
         assert set(per_channel.tolist()) <= {0.0, float(mask.shape[0] * 9)}
+
+
+def test_count_and_delay_of_a_trained_run_use_its_final_masks(tmp_path: Path, capsys) -> None:
+    from hwsim.cli import main
+
+    config = make_config({"model": "small_cnn", "dataset": "synthetic", "synthetic_size": 96, "val_size": 32,
+                          "batch_size": 32, "attack_steps": 1, "epochs": 2, "device": "cpu",
+                          "variant": "floats-c", "algorithm": "float", "density": 0.4})
+    run = train(config, tmp_path / "run")
+    masks = {k: v for k, v in torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"].items()
+             if k.endswith("weight_mask")}
+
+    def count(*extra: str) -> dict:
+        with pytest.raises(SystemExit) as exc:
+            main(["count", "small_cnn", "--variant", "floats-c", "--density", "0.4", "--format", "json", *extra])
+        assert exc.value.code == 0
+        return json.loads(capsys.readouterr().out)["totals"]
+
+    trained, built = count("--masks", str(run)), count()
+    prunable = sum(m.numel() for m in masks.values())
+    assert trained["params_nonzero"] == trained["params"] - prunable + sum(int(m.sum()) for m in masks.values())
+    assert trained["params_nonzero"] != built["params_nonzero"] or trained["macs"] != built["macs"]
+    with pytest.raises(SystemExit) as exc:
+        main(["delay", "small_cnn", "--variant", "float", "--masks", str(run)])
+    assert exc.value.code == 2 and "--masks applies only to masked variants" in capsys.readouterr().err

@@ -5,13 +5,14 @@ from __future__ import annotations
 import click
 
 from hwsim.cli.common import hardware_options, output_options
-from hwsim.cli.modelopts import make_setting, model_options
+from hwsim.cli.modelopts import make_setting, masks_option, model_options, resolve_masks
 from hwsim.output import emit
 
 
 @click.command("count")
 @click.argument("model")
 @model_options()
+@masks_option
 @click.option("--ops", "ops", type=click.Choice(["macs", "all"]), default="macs", show_default=True,
               help="macs: conv + linear MACs; all: also BN, activations, adds, pooling and conditioning ops.")
 @click.option("--include-bn", is_flag=True, help="Count BN and alpha in memory_bytes (the paper excludes them).")
@@ -19,6 +20,7 @@ from hwsim.output import emit
 @output_options
 def count_command(model: str, variant: str, dataset: str | None, input_size: str | None,
                   width: float | None, widths: str | None, density: float | None, film_dim: int | None, bn: str,
+                  masks: str | None,
                   ops: str, include_bn: bool, hw_spec: str, overrides: tuple[str, ...], fmt: str,
                   output: str | None) -> None:
     """Parameters (total / active / nonzero, by group), memory and MACs per layer and in total.
@@ -38,6 +40,10 @@ def count_command(model: str, variant: str, dataset: str | None, input_size: str
 
     hw = load_hardware(hw_spec, overrides)
     setting = make_setting(model, variant, dataset, input_size, width, widths, density, film_dim, bn)
+    if masks is not None:
+        import dataclasses
+
+        setting = dataclasses.replace(setting, masks=resolve_masks(masks, variant))
     analysis = analyze(setting, hw, include_bn=include_bn)
     document = analysis_document(analysis, ops_all=ops == "all")
     emit(render_analysis(document, fmt, command="count"), output)

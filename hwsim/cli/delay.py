@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from hwsim.cli.common import hardware_options, output_options
-from hwsim.cli.modelopts import make_setting, model_options
+from hwsim.cli.modelopts import make_setting, masks_option, model_options, resolve_masks
 from hwsim.errors import HwsimError
 from hwsim.output import emit
 
@@ -59,11 +59,12 @@ def parse_layer(text: str, index: int, *, variant: str, film_dim: int):
               help="A layer as k=3,cin=64,cout=64,hout=32,wout=32[,groups=G][,kind=linear][,name=N] (repeatable); "
                    "used when no MODEL is given.")
 @model_options()
+@masks_option
 @hardware_options
 @output_options
 def delay_command(model: str | None, layers: tuple[str, ...], variant: str, dataset: str | None,
                   input_size: str | None, width: float | None, widths: str | None, density: float | None,
-                  film_dim: int | None, bn: str, hw_spec: str,
+                  film_dim: int | None, bn: str, masks: str | None, hw_spec: str,
                   overrides: tuple[str, ...], fmt: str, output: str | None) -> None:
     """Analytical ASIC delay (ns) per layer and in total, FLOAT paper Eq. 7 (plain), 8 (FLOAT), 9 (OAT).
 
@@ -91,6 +92,8 @@ def delay_command(model: str | None, layers: tuple[str, ...], variant: str, data
 
         if not layers:
             raise HwsimError("give a MODEL (see `hwsim models`) or at least one --layer SPEC")
+        if masks is not None:
+            raise HwsimError("--masks applies to a MODEL, not to --layer shapes")
         if variant not in SHAPE_VARIANTS:
             raise HwsimError(f"unknown variant {variant!r} for --layer shapes; valid: {', '.join(SHAPE_VARIANTS)}")
         given = {"film_dim": ("--film-dim", film_dim), "density": ("--density", density),
@@ -108,5 +111,9 @@ def delay_command(model: str | None, layers: tuple[str, ...], variant: str, data
     from hwsim.output import analysis_document, render_analysis
 
     setting = make_setting(model, variant, dataset, input_size, width, widths, density, film_dim, bn)
+    if masks is not None:
+        import dataclasses
+
+        setting = dataclasses.replace(setting, masks=resolve_masks(masks, variant))
     document = analysis_document(analyze(setting, hw))
     emit(render_analysis(document, fmt, command="delay"), output)

@@ -104,3 +104,30 @@ def make_setting(model: str, variant: str, dataset: str | None, input_size: str 
     return ModelSetting(model=model, variant=variant, dataset=name, input_size=size,
                         film_dim=COST_FILM_DIM if film_dim is None else film_dim, bn=bn, widths=width_set,
                         width=width, density=default_density if density is None else density)
+
+
+def masks_option(func: Callable) -> Callable:
+    """--masks: cost a pruned variant with the masks a training run ended with."""
+    return click.option("--masks", "masks", default=None, metavar="RUN|CHECKPOINT",
+                        help="floats-*: cost the masks of a trained run (its checkpoints/last.pt) or of a "
+                             "checkpoint file, instead of the masks drawn at build time.")(func)
+
+
+def resolve_masks(path: str | None, variant: str) -> str | None:
+    """The checkpoint file ``--masks`` names (a run directory means its ``checkpoints/last.pt``); refused for
+    a variant without masks, and for a path that is neither."""
+    if path is None:
+        return None
+    from pathlib import Path
+
+    from hwsim.variants import VARIANT_RECORDS, get_variant
+
+    if not get_variant(variant).masked:
+        masked = ", ".join(v.name for v in VARIANT_RECORDS.values() if v.masked)
+        raise HwsimError(f"--masks applies only to masked variants ({masked}), not {variant!r}")
+    target = Path(path)
+    if target.is_dir():
+        target = target / "checkpoints" / "last.pt"
+    if not target.is_file():
+        raise HwsimError(f"--masks {path!r}: no checkpoint there (give a run directory or a .pt file)")
+    return str(target)
