@@ -173,3 +173,24 @@ def test_count_and_delay_of_a_trained_run_use_its_final_masks(tmp_path: Path, ca
     with pytest.raises(SystemExit) as exc:
         main(["delay", "small_cnn", "--variant", "float", "--masks", str(run)])
     assert exc.value.code == 2 and "--masks applies only to masked variants" in capsys.readouterr().err
+
+
+def test_a_step_amp_skipped_leaves_the_growth_momentum_alone() -> None:
+    model = _two_layers(Masked([0.9, -0.1, 0.5, 0.0], [1, 1, 1, 0], (2, 2, 1, 1)),
+                        Masked([0.2, 0.8, -0.3, 0.05, 0.0, 0.0], [1, 1, 1, 1, 0, 0], (2, 3, 1, 1)))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sparse = SparseLearning(density=0.7)
+    ctx = StepContext.local(model, optimizer, hooks=(sparse,))
+    ctx.scaler = torch.amp.GradScaler("cpu", init_scale=8.0)
+    sparse.setup(ctx)
+    before = {k: v.clone() for k, v in sparse.momentum.items()}
+    loss = (model.a.weight.sum() + model.b.weight.sum()) * float("inf")  # every gradient inf
+    ctx.scaler.scale(loss).backward()
+    ctx.optimizer_step()
+    assert ctx.step_skipped and ctx.scaler.get_scale() < 8.0
+    assert all(torch.equal(before[k], sparse.momentum[k]) for k in before)
+    assert model.a.weight.flatten().tolist() == pytest.approx([0.9, -0.1, 0.5, 0.0])  # step skipped, masks kept
+    loss = model.a.weight.sum() + model.b.weight.sum()
+    ctx.scaler.scale(loss).backward()
+    ctx.optimizer_step()
+    assert not ctx.step_skipped and torch.equal(sparse.momentum["a"], torch.ones(2, 2, 1, 1))

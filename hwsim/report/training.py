@@ -130,7 +130,8 @@ def render_training_section(table: pd.DataFrame, figure: str) -> str:
              "2 x backward sample-passes) x forward MACs per image (hwsim's counter, at each pass's width; a "
              "backward pass is counted as two forward passes); passes per image = (forward + backward "
              "sample-passes) / training images, attack passes the same for attack iterations only. Validation "
-             "is not counted. CA/RA: last epoch's validation.", "", markdown_table(table, cost_cols), "",
+             "is not counted. CA/RA: last epoch's validation, one noise draw for noisy settings (the evaluation "
+             "tables above give means over draws with their spread).", "", markdown_table(table, cost_cols), "",
              f"![Training cost per run]({figure})", ""]
     bt = table[table["bullettrain"]]
     if not bt.empty:

@@ -112,6 +112,7 @@ class StepContext:
         self._owed_bwd: defaultdict[float, int] = defaultdict(int)
         self.allocator: Any = None  # per-sample attack-step allocation (BulletTrain) when turned on
         self.stop_reason: str | None = None
+        self.step_skipped = False  # whether the last optimizer step was skipped by the AMP grad scaler
 
     @classmethod
     def local(cls, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *, epochs: int = 1,
@@ -177,7 +178,7 @@ class StepContext:
         current knobs and count its passes; returns detached adversarial images."""
         with self.autocast():
             x_adv = settings.run(self.model, x, y, **overrides)
-        self.count_attack(len(x), settings.steps if "steps" not in overrides else overrides["steps"])
+        self.count_attack(len(x), overrides.get("steps", settings.steps))
         return x_adv
 
     def backward(self, loss: torch.Tensor) -> None:
@@ -198,8 +199,11 @@ class StepContext:
 
     def optimizer_step(self) -> None:
         """One optimizer step on the accumulated gradients, then every ``after_step`` hook, then zero grads."""
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        # a step AMP skipped (inf/NaN gradients) lowers the scale; hooks then keep their statistics
+        self.step_skipped = scale is not None and self.scaler.get_scale() < scale
         self.ledger.optimizer_steps += 1
         for hook in self.hooks:
             hook.after_step(self)

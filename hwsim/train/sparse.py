@@ -120,6 +120,7 @@ class SparseLearning(Hooks):
         self.layers: list[_Layer] = []
         self.momentum: dict[str, torch.Tensor] = {}
         self.budget = 0  # floor(d P): active weights never exceed it (Eq. 5)
+        self._groups: dict[int, tuple[float, float]] = {}
 
     # -- set-up ----------------------------------------------------------------------------------------
     def setup(self, ctx: StepContext) -> None:
@@ -202,17 +203,26 @@ class SparseLearning(Hooks):
 
     @torch.no_grad()
     def after_step(self, ctx: StepContext) -> None:
-        for layer in self.layers:
-            grad = layer.weight.grad
-            if grad is not None and bool(torch.isfinite(grad).all()):
-                group = next(g for g in ctx.optimizer.param_groups if any(p is layer.weight for p in g["params"]))
-                mu = group.get("momentum", 0.0)
+        if not ctx.step_skipped:  # a step AMP skipped has inf/NaN gradients: keep the growth statistic
+            for layer in self.layers:
+                grad = layer.weight.grad
+                if grad is None:
+                    continue
+                mu, decay = self._hyper(ctx.optimizer, layer.weight)
                 buf = ctx.optimizer.state.get(layer.weight, {}).get("momentum_buffer")
                 active = layer.module.weight_mask > 0
                 inactive_m = mu * self.momentum[layer.name] + grad  # masked weights are 0: no decay term
-                active_m = buf if buf is not None else grad + group.get("weight_decay", 0.0) * layer.weight
+                active_m = buf if buf is not None else grad + decay * layer.weight
                 self.momentum[layer.name] = torch.where(active, active_m, inactive_m)
         self.apply(ctx.optimizer)
+
+    def _hyper(self, optimizer: torch.optim.Optimizer, weight: torch.Tensor) -> tuple[float, float]:
+        """(momentum, weight decay) of the parameter group holding ``weight`` (looked up once per layer)."""
+        key = id(weight)
+        if key not in self._groups:
+            group = next(g for g in optimizer.param_groups if any(p is weight for p in g["params"]))
+            self._groups[key] = (group.get("momentum", 0.0), group.get("weight_decay", 0.0))
+        return self._groups[key]
 
     # -- every epoch -----------------------------------------------------------------------------------------
     def end_epoch(self, ctx: StepContext, epoch: int) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from hwsim.train.attacks import attack_context, pgd
 from hwsim.train.config import TrainConfig, make_config
 from hwsim.train.protocol import LEDGER_FIELDS, Hooks, StepContext
 from hwsim.train.sparse import SparseLearning, masked_layers
+from hwsim.variants import get_variant
 from hwsim.train.bullettrain import BulletTrain
 
 CONFIG_FILE = "config.json"
@@ -182,9 +183,8 @@ def build_extensions(config: TrainConfig, model: nn.Module) -> list[Hooks]:
     """The extensions the model or the config turns on: sparse learning whenever the model has masks."""
     extensions: list[Hooks] = []
     if masked_layers(model):
-        info = getattr(model, "hwsim_info", {})
-        extensions.append(SparseLearning(config.density, info.get("granularity") or "irregular",
-                                         prune_rate=config.prune_rate))
+        granularity = get_variant(config.variant).granularity or "irregular"
+        extensions.append(SparseLearning(config.density, granularity, prune_rate=config.prune_rate))
     if config.bullettrain:
         n_o, n_b, n_r = config.bt_steps or (0, config.attack_steps, 1)
         extensions.append(BulletTrain(config.attack_steps, n_o, n_b, n_r, p=config.bt_p, gamma=config.bt_gamma))
@@ -471,7 +471,8 @@ def _train(config: TrainConfig, out: Path, dist_info: Dist, resume: bool, stop_a
     for epoch in range(start_epoch + 1, last_epoch + 1):
         if sampler is not None:
             sampler.set_epoch(epoch)
-        macs = macs_per_image(model, widths)  # masks move between epochs, so channel-pruned MACs do too
+        if epoch == start_epoch + 1 or any(isinstance(e, SparseLearning) for e in extensions):
+            macs = macs_per_image(model, widths)  # masks move between epochs, so channel-pruned MACs do too
         model.train()
         ctx.new_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
