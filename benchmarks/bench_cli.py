@@ -59,6 +59,12 @@ def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float]:
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
+def medians(results: dict[str, list[tuple[float, float, float]]]) -> dict[str, tuple[float, float, float]]:
+    """Median (wall s, cpu s, peak MiB) per command over its repeated runs (commands never run are left out)."""
+    return {name: tuple(statistics.median(r[i] for r in rows) for i in range(3))  # type: ignore[misc]
+            for name, rows in results.items() if rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -78,8 +84,7 @@ def main() -> None:
             if repeat < args.slow_repeats:
                 results[name].append(run(cmd, env))
 
-    med = {name: tuple(statistics.median(x[i] for x in rows) for i in range(3))
-           for name, rows in results.items() if rows}
+    med = medians(results)
     torch_wall, torch_cpu, _ = med['python -c "import torch"']
     hwsim_wall, hwsim_cpu, _ = med['python -c "import hwsim"']
     print(f"{len(COMMANDS)} commands interleaved, median of {args.repeats} fresh processes "

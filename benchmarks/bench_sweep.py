@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 
-from bench_cli import HWSIM, run
+from bench_cli import HWSIM, medians, run
 
 
 def grid(n: int) -> list[str]:
@@ -53,7 +52,7 @@ def main() -> None:
     for _ in range(args.repeats):
         for name, cmd in cases.items():
             results[name].append(run(cmd, env))
-    med = {name: tuple(statistics.median(r[i] for r in rows) for i in range(3)) for name, rows in results.items()}
+    med = medians(results)
     ref_wall, ref_cpu, ref_rss = med["200 (reference)"]
     print(f"hwsim sweep resnet34 --variant oat; median of {args.repeats} fresh processes, interleaved; "
           f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs ({sys.platform})")
