@@ -388,8 +388,23 @@ class _CleanAndAdversarial(Algorithm):
             raise HwsimError(f"{self.name} beta must be >= 0, got {beta}")
         self.beta = beta
 
+    reference_forwards = 0  # extra no-grad forwards of the attack besides its steps
+
     def combine(self, clean: torch.Tensor, adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def inner_attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_size: float,
+                     steps: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def perturb(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor | None = None,
+                **overrides: Any) -> torch.Tensor:
+        steps = overrides.get("steps", self.attack.steps)
+        step_size = overrides.get("step_size", self.attack.step_size)
+        with attack_context(ctx.model, self.attack.mode), ctx.autocast():
+            x_adv = self.inner_attack(ctx.model, x, y, step_size, steps)
+        ctx.count_attack(len(x), steps, extra_forwards=self.reference_forwards)
+        return x_adv
 
     def loss(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         clean = ctx.forward(x)
@@ -403,16 +418,11 @@ class TRADES(_CleanAndAdversarial):
     """TRADES (Zhang et al. 2019): ``CE(f(x), y) + beta KL(f(x) || f(x'))``, x' by PGD on the KL from
     ``x + 0.001 N(0, 1)``; beta = 6 (the paper's CIFAR-10 setting)."""
 
-    def perturb(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor | None = None,
-                **overrides: Any) -> torch.Tensor:
-        steps = overrides.get("steps", self.attack.steps)
-        step_size = overrides.get("step_size", self.attack.step_size)
-        with attack_context(ctx.model, self.attack.mode), ctx.autocast():
-            x_adv = trades_attack(ctx.model, x, self.attack.eps, step_size, steps)
-        ctx.count_attack(len(x), steps)
-        ctx.ledger.fwd[ctx.width] += len(x)  # the clean probabilities the KL is taken against
-        ctx.ledger.attack_fwd[ctx.width] += len(x)
-        return x_adv
+    reference_forwards = 1  # the clean probabilities the KL is taken against (one forward, no backward)
+
+    def inner_attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_size: float,
+                     steps: int) -> torch.Tensor:
+        return trades_attack(model, x, self.attack.eps, step_size, steps)
 
     def combine(self, clean: torch.Tensor, adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return trades_loss(clean, adv, y, self.beta)
@@ -423,14 +433,9 @@ class MART(_CleanAndAdversarial):
     """MART (Wang et al. 2020): boosted CE on x' + ``beta KL(f(x) || f(x')) (1 - f_y(x))``, x' by PGD on CE
     from ``x + 0.001 N(0, 1)``; beta = 6."""
 
-    def perturb(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor | None = None,
-                **overrides: Any) -> torch.Tensor:
-        steps = overrides.get("steps", self.attack.steps)
-        step_size = overrides.get("step_size", self.attack.step_size)
-        with attack_context(ctx.model, self.attack.mode), ctx.autocast():
-            x_adv = mart_attack(ctx.model, x, y, self.attack.eps, step_size, steps)
-        ctx.count_attack(len(x), steps)
-        return x_adv
+    def inner_attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_size: float,
+                     steps: int) -> torch.Tensor:
+        return mart_attack(model, x, y, self.attack.eps, step_size, steps)
 
     def combine(self, clean: torch.Tensor, adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return mart_loss(clean, adv, y, self.beta)

@@ -167,11 +167,14 @@ class StepContext:
             self._owed_bwd[self.width] += len(x)
         return logits
 
-    def count_attack(self, batch: int, steps: int) -> None:
-        """Record ``steps`` attack iterations over ``batch`` images (one forward and one backward each)."""
+    def count_attack(self, batch: int, steps: int, extra_forwards: int = 0) -> None:
+        """Record ``steps`` attack iterations over ``batch`` images (one forward and one backward each), and
+        ``extra_forwards`` forwards per image without backward (TRADES's clean reference)."""
         n = batch * steps
         for table in (self.ledger.fwd, self.ledger.bwd, self.ledger.attack_fwd, self.ledger.attack_bwd):
             table[self.width] += n
+        for table in (self.ledger.fwd, self.ledger.attack_fwd):
+            table[self.width] += batch * extra_forwards
 
     def attack(self, settings: Any, x: torch.Tensor, y: torch.Tensor, **overrides: Any) -> torch.Tensor:
         """Run ``settings`` (an :class:`~hwsim.train.algorithms.AttackSettings`) on the bare model at the
