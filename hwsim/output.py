@@ -14,11 +14,14 @@ from typing import Any
 FORMATS = ("table", "csv", "json", "markdown")
 
 CONVENTIONS: dict[str, str] = {
-    "macs": "multiply-accumulates of conv and linear layers (one MAC = one multiply + one add; FLOPs = 2 x MACs)",
+    "macs": "multiply-accumulates of conv and linear layers, plus activation x activation products (attention) "
+            "in their own group matmul (one MAC = one multiply + one add; FLOPs = 2 x MACs)",
     "params": "parameter count (weights and biases) of the network that runs: active width, all tensors",
-    "delay": "analytical ASIC delay in ns, FLOAT paper Eq. 7 (plain), 8 (noise), 9 (FiLM); reads then multiplies",
+    "delay": "analytical ASIC delay in ns, FLOAT paper Eq. 7 (plain), 8 (noise), 9 (FiLM); reads then multiplies; "
+             "matmul products have no stored operand (no read term), and no formula charges activation traffic",
     "film_weights": "Eq. 9 charges F = 2 d C + 4 C^2 FiLM weights to the conv that owns the FiLM (biases ignored)",
-    "memory": "bytes of weight parameters at b_w bits (BN and alpha excluded)",
+    "memory": "bytes of stored parameters at b_w bits: conv, linear, FiLM and other (embeddings, LayerNorm); "
+              "BN and alpha excluded",
 }
 
 
