@@ -339,3 +339,12 @@ def test_oat_trains_and_evaluates_with_its_own_lambda_set_at_d128(tmp_path: Path
     assert sorted(table["lambda_n"]) == [0.0, 0.2, 0.7, 1.0]
     with pytest.raises(HwsimError, match="oat_lambdas must be distinct"):
         make_config({**TINY, "variant": "oat", "algorithm": "oat", "oat_lambdas": "0,1,1"})
+
+
+def test_resume_refuses_a_config_file_it_would_ignore(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("epochs = 9\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--resume", str(tmp_path), "--config", str(config)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.strip().endswith("drop --config")

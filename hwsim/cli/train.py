@@ -14,7 +14,7 @@ from hwsim.errors import HwsimError
 
 # flag name -> TrainConfig field (only flags the user actually gave override the config file)
 _FIELD = {"lambda_": "pgd_lambda"}
-_RESUME_ALLOWED = {"device", "workers", "stop_after", "resume", "out", "config_file", "resume_from"}
+_RESUME_ALLOWED = {"device", "workers", "stop_after", "resume", "out", "resume_from"}
 _NOT_CONFIG = {"out", "resume", "config_file", "stop_after", "resume_from"}
 
 
@@ -101,7 +101,8 @@ def train_command(ctx: click.Context, **options: Any) -> None:
     if options["resume"]:
         extra = sorted(given - _RESUME_ALLOWED)
         if extra:
-            flags = ", ".join("--" + name.rstrip("_").replace("_", "-") for name in extra)
+            flags = ", ".join("--config" if name == "config_file" else "--" + name.rstrip("_").replace("_", "-")
+                              for name in extra)
             raise HwsimError(f"--resume reads the config from the run directory; drop {flags}")
         if options["out"]:
             raise HwsimError("give either --out (new run) or --resume RUN, not both")
