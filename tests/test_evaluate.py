@@ -289,3 +289,18 @@ def test_autoattack_on_a_randomised_setting_is_the_rand_version(tmp_path: Path, 
     assert len(calls) <= 2 and all(c[1:] == (3, 100) for c in calls)
     assert list(table["eot"]) == [0, 3] and list(table["n_draws"]) == [1, 2]
     assert (table["ra"] <= table["ca"]).all()
+
+
+def test_art_pgd_is_refused_on_a_randomised_setting_it_cannot_attack_with_eot(tmp_path) -> None:
+    from hwsim.errors import HwsimError
+    from hwsim.train.config import make_config
+    from hwsim.train.evaluate import evaluate_run
+    from hwsim.train.trainer import train
+
+    run = train(make_config({"model": "small_cnn", "dataset": "synthetic", "synthetic_size": 96, "val_size": 32,
+                             "batch_size": 32, "attack_steps": 1, "epochs": 1, "device": "cpu",
+                             "variant": "float", "algorithm": "float"}), tmp_path / "float")
+    rows = evaluate_run(run, ["art-pgd2"], lambda_n=[0.0], lambda_th=[0.0], n_images=16, device="cpu")
+    assert list(rows["eot"]) == [0]  # noise off: deterministic, ART's PGD is fine
+    with pytest.raises(HwsimError, match="art-pgd2 has no EOT"):
+        evaluate_run(run, ["art-pgd2"], lambda_n=[1.0], lambda_th=[0.0], n_images=16, device="cpu")

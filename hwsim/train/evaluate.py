@@ -495,6 +495,9 @@ def _score_setting(run: LoadedRun, setting: dict[str, float], spec: AttackSpec, 
         if source is not None:
             stack.enter_context(attack_context(source.model, "eval"))
         randomised = is_randomised(attacked, data.to_float(test.images[:8].to(device)))
+        if randomised and spec.kind == "art-pgd":  # ART's PGD cannot average noise draws: no EOT
+            raise HwsimError(f"{spec.name} has no EOT, so it cannot attack the randomised setting "
+                             f"lambda_n={setting['lambda_n']:g} of this run; use pgdK (with --eot) or autoattack")
         return score(run.model, batches(test, batch_size, device, desc=f"eval {spec.name}"),
                      spec.generators(attacked, randomised, seed=seed), n_draws=noise_draws,
                      eot=eot if eot is not None else spec.default_eot(), seed=seed, attacked=attacked)
