@@ -75,8 +75,12 @@ def run_demo(out: Path, runs_dir: Path, quick: bool = False) -> list[Path]:
         sanity_run(runs[name], steps=int(attack[3:]), restarts=2, eot=eot, noise_draws=draws,
                    transfer_from=runs[source] if source else None, n_images=sanity_images, device="cpu")
         print(f"{name}: sanity checks in {time.perf_counter() - started:.1f} s", flush=True)
+    notes = out / "README.md"  # the hand-written reading of the results; build_report replaces the directory
+    kept = notes.read_text() if notes.is_file() else None
     build_report(list(runs.values()), out,
                  command=f"python examples/cpu_demo.py{' --quick' if quick else ''} --out {out}")
+    if kept is not None:
+        notes.write_text(kept)
     return list(runs.values())
 
 
