@@ -303,10 +303,14 @@ def analyze(setting, hw=None, *, include_bn: bool = False):
 def model_shapes(setting) -> tuple[list[LayerShape], list[LayerShape]]:
     """The delay model's layer shapes of ``setting`` and of its plain dense network (for sweeps)."""
     entry = lookup(setting)
-    if entry is None:
-        analysis = analyze(setting)
+    if entry is None:  # trace and record (not analyze(): it would look the setting up a second time)
+        from hwsim.cost import analyze as traced
         from hwsim.cost import plain_shapes
+        from hwsim.hardware import get_preset
 
+        analysis = traced(setting, get_preset("asic65"))
+        if enabled():
+            store(setting, analysis)
         return analysis.trace.shapes(), plain_shapes(analysis.trace)
     return [LayerShape(**s) for s in entry["shapes"]], [LayerShape(**s) for s in entry["plain"]]
 

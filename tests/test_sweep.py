@@ -136,3 +136,16 @@ def test_cli_pareto_and_csv(tmp_path, one_thread):
     lines = out.read_text().splitlines()
     assert lines[0] == "n_mult,n_bank,b_io,delay_ns,plain_delay_ns,norm_delay" and len(lines) == 49
     assert lines[1].split(",")[:4] == ["50", "1", "8", repr(doc["rows"][0]["delay_ns"])]
+
+
+def test_sweep_json_names_the_setting_it_costed(capsys) -> None:
+    import json
+
+    from hwsim.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", "small_cnn", "--dataset", "mnist", "--variant", "float-slim", "--width", "0.5",
+              "--grid", "n_mult=64,128", "--format", "json"])
+    document = json.loads(capsys.readouterr().out)
+    assert exc.value.code == 0 and len(document["rows"]) == 2
+    assert (document["setting"]["width"], document["setting"]["dataset"]) == (0.5, "mnist")

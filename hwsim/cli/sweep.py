@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import click
 
 from hwsim.cli.common import hardware_options, output_options
@@ -50,12 +52,13 @@ def sweep_command(model: str, variant: str, dataset: str, input_size: str | None
     sweep = Sweep(grid, tuple(grid_axes), shapes, plain)
     flat = sweep.pareto() if pareto else None
     if fmt == "csv":
-        _stream(lambda write: write_csv(sweep, write, flat=flat, hw_size=pareto, progress=_progress(len(sweep))),
+        _stream(lambda write: write_csv(sweep, write, flat=flat, hw_size=pareto, progress=_progress(len(flat) if flat is not None else len(sweep))),
                 output)
         return
     table = rows(sweep, flat, hw_size=pareto)
     if fmt == "json":
-        emit(to_json({"model": model, "variant": variant, "hardware": hw.as_dict(), "grid": grid_axes,
+        emit(to_json({"model": model, "variant": variant, "setting": dataclasses.asdict(setting),
+                      "hardware": hw.as_dict(), "grid": grid_axes,
                       **({"pareto": "n_mult x n_bank vs delay_ns"} if pareto else {}), "rows": table}), output)
     else:
         emit(render_rows(table, fmt), output)
