@@ -11,9 +11,9 @@ This is the library behind ``hwsim count``, ``hwsim delay``, ``hwsim compare`` a
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hwsim.delay import DelayReport, LayerShape, NormalizedDelay, model_delay, normalized_delay
 from hwsim.errors import HwsimError
@@ -85,7 +85,10 @@ def build_model(setting: ModelSetting, seed: int = 0):
     """The torch model for ``setting`` with its knobs set.
 
     Weights are drawn under a fixed seed (the caller's RNG state is left as it was), so that the masks of
-    pruned variants, which rank the initial weights, and so their costs, are the same in every run.
+    pruned variants, which rank the initial weights, and so their costs, are the same in every run. Where no
+    mask ranks them (an unpruned zoo variant, or masks read from a checkpoint) the weights are not drawn at
+    all (:func:`models.create.skip_weight_init`): a cost trace reads shapes, never values. A user factory
+    runs as written (its forward may depend on its weights).
     """
     import torch
 
@@ -101,9 +104,11 @@ def _build_model(setting: ModelSetting):
     if setting.width is not None and not record.slim and setting.width != 1.0:
         raise HwsimError(f"width {setting.width:g} applies only to slimmable variants (*-slim), "
                          f"not {setting.variant!r}")
+    trained_masks = setting.masks is not None  # they replace every mask: drawing fresh ones would be wasted
     model = create_model(setting.model, setting.variant, dataset=setting.dataset, film_dim=setting.film_dim,
-                         bn=setting.bn, widths=setting.widths, density=setting.density,
-                         input_size=setting.input_size)
+                         bn=setting.bn, widths=setting.widths, density=1.0 if trained_masks else setting.density,
+                         input_size=setting.input_size,
+                         init_weights=(record.masked and not trained_masks) or ":" in setting.model)
     set_knobs(model, lambda_n=setting.lambda_n, width=setting.width if record.slim else None)
     if setting.masks is not None:
         load_masks(model, setting.masks)
@@ -160,12 +165,15 @@ def trace_batch1(model, input_size: tuple[int, int, int]) -> Trace:
         torch.set_num_threads(threads)
 
 
-def analyze(setting: ModelSetting, hw: HardwareConfig | None = None, *, include_bn: bool = False) -> Analysis:
-    """Trace ``setting`` once and compute its counts, delay and plain-network delay under ``hw``."""
+def analyze(setting: ModelSetting, hw: HardwareConfig | None = None, *, include_bn: bool = False,
+            build: Callable[[ModelSetting], Any] = build_model) -> Analysis:
+    """Trace ``setting`` once and compute its counts, delay and plain-network delay under ``hw``.
+
+    ``build``: how the model is made (default :func:`build_model`; :func:`compare` shares builds)."""
     from hwsim.count import count
 
     hw = hw or get_preset("asic65")
-    model = build_model(setting)
+    model = build(setting)
     input_size = setting.resolved_input_size()
     trace = trace_batch1(model, input_size)
     counts = count(model, trace, hw, include_bn=include_bn)
@@ -221,6 +229,36 @@ def model_cost(model: str, variant: str = "base", *, dataset: str = "cifar10", f
     return summarize(analyze(setting, hw))
 
 
+class SharedBuilds:
+    """Models for a run of settings of one network, each built once per variant family.
+
+    Pruned variants that differ only in how their masks are ranked (floats-i and floats-c: the same noisy
+    masked network, the same seeded weights) share one build: the next one re-prunes it with its own
+    granularity, which is what a fresh build would do after drawing the same weights again. The other
+    variants have networks of their own and are built as :func:`build_model` builds them (unpruned zoo
+    variants without drawing weights). Only the last pruned build is kept.
+    """
+
+    def __init__(self) -> None:
+        self._kept: tuple[tuple, Any] | None = None
+
+    def __call__(self, setting: ModelSetting):
+        from models import get_variant, prune_
+
+        record = get_variant(setting.variant)
+        if not record.masked or setting.masks is not None:
+            return build_model(setting)
+        family = (dataclasses.replace(setting, variant=""), record.noise, record.film, record.slim)
+        if self._kept is not None and self._kept[0] == family:
+            model = self._kept[1]
+            prune_(model, setting.density, record.granularity)
+            model.hwsim_info.update(variant=setting.variant, granularity=record.granularity)
+            return model
+        model = build_model(setting)
+        self._kept = (family, model)
+        return model
+
+
 def compare(setting: ModelSetting, variants: Sequence[str], hw: HardwareConfig | None = None,
             *, include_bn: bool = False, only_applicable: bool = False,
             using=None) -> list[tuple[ModelSetting, Analysis]]:
@@ -231,12 +269,13 @@ def compare(setting: ModelSetting, variants: Sequence[str], hw: HardwareConfig |
     from hwsim.variants import VariantNotApplicable, get_variant
 
     results = []
+    build = SharedBuilds()
     for variant in variants:
         record = get_variant(variant)
         one = dataclasses.replace(setting, variant=variant, width=setting.width if record.slim else None,
                                   density=setting.density if record.masked else 1.0)
         try:
-            results.append((one, (using or analyze)(one, hw, include_bn=include_bn)))
+            results.append((one, (using or analyze)(one, hw, include_bn=include_bn, build=build)))
         except VariantNotApplicable:
             if not only_applicable:
                 raise

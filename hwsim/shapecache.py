@@ -283,18 +283,19 @@ def store(setting, analysis, folder: Path | None = None) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------ the cost commands
-def analyze(setting, hw=None, *, include_bn: bool = False):
+def analyze(setting, hw=None, *, include_bn: bool = False, build=None):
     """:func:`hwsim.cost.analyze` through the cache: from the records when the setting was traced before
-    (no torch), else a fresh trace that is then recorded. Same counts, delays and document."""
+    (no torch), else a fresh trace that is then recorded. Same counts, delays and document. ``build``: as for
+    :func:`hwsim.cost.analyze`, used on a miss."""
     from hwsim.hardware import get_preset
 
     hw = hw or get_preset("asic65")
     entry = lookup(setting)
     if entry is not None:
         return analysis_from_entry(setting, entry, hw, include_bn=include_bn)
-    from hwsim.cost import analyze as traced
+    from hwsim.cost import analyze as traced, build_model
 
-    analysis = traced(setting, hw, include_bn=include_bn)
+    analysis = traced(setting, hw, include_bn=include_bn, build=build or build_model)
     if enabled():
         store(setting, analysis)
     return analysis

@@ -5,10 +5,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from torch import nn
@@ -64,7 +65,7 @@ def create_model(name: str, variant: str = "base", *, dataset: str = "cifar10", 
                  bn: str = "dual", widths: tuple[float, ...] = (0.5, 1.0), density: float = 1.0,
                  channel_density: float | None = None, dropout: float = 0.0,
                  input_size: tuple[int, int, int] | None = None,
-                 lambdas: tuple[float, ...] = S_LAMBDA) -> nn.Module:
+                 lambdas: tuple[float, ...] = S_LAMBDA, init_weights: bool = True) -> nn.Module:
     """Build ``name`` as ``variant`` for ``dataset``; inputs are images in [0, 1], shape (B, C, H, W).
 
     ``name`` is a registered architecture or a user factory (``path/to/file.py:factory`` or
@@ -78,6 +79,10 @@ def create_model(name: str, variant: str = "base", *, dataset: str = "cifar10", 
     global fraction of prunable conv weights kept. ``channel_density`` is reserved and must stay None
     (masks are set from ``density``; channel counts are a result, see ``models.pruning``). ``dropout``
     (zoo models only): before the classifier (ResNet, small CNN) or inside each block (WRN), in [0, 1).
+
+    ``init_weights=False`` leaves the weights as allocated, uninitialised (:func:`skip_weight_init`): for a
+    model that is only traced and counted, never run for its values. Pruned variants (density < 1) rank
+    their initial weights, so they refuse it.
 
     The model carries ``hwsim_knobs`` (its one :class:`KnobState`) and ``hwsim_info`` (the resolved
     config). Knobs start at lambda_n = 0, lambda_th = 0, width = max(widths).
@@ -103,6 +108,9 @@ def create_model(name: str, variant: str = "base", *, dataset: str = "cifar10", 
     if density < 1.0 and not record.masked:
         raise HwsimError(f"density {density:g} applies only to pruned variants "
                          f"({', '.join(users_of('density'))}), not {variant!r}")
+    if not init_weights and record.masked and density < 1.0:
+        raise HwsimError(f"variant {variant!r} ranks its initial weights to draw its masks: it cannot be built "
+                         "without initialising them")
     user = ":" in name
     if user and dropout:
         raise HwsimError(f"dropout applies only to the built-in models, not to the user model {name!r}")
@@ -116,17 +124,45 @@ def create_model(name: str, variant: str = "base", *, dataset: str = "cifar10", 
 
     state = KnobState(widths=width_set, film_dim=info["film_dim"], lambda_set=lambdas)
     dual = record.conditional and bn == "dual"
-    if user:
-        model = apply_variant(load_factory(name)(), record, state, size, dual=dual, film_dim=info["film_dim"])
-    else:
-        layers = LayerFactory(state, noise=record.noise, masked=record.masked, dual=dual,
-                              film_dim=film_dim if record.film else 0)
-        model = get_builder(name)(layers, data, dropout=float(dropout))
+    with contextlib.nullcontext() if init_weights else skip_weight_init():
+        if user:
+            model = apply_variant(load_factory(name)(), record, state, size, dual=dual, film_dim=info["film_dim"])
+        else:
+            layers = LayerFactory(state, noise=record.noise, masked=record.masked, dual=dual,
+                                  film_dim=film_dim if record.film else 0)
+            model = get_builder(name)(layers, data, dropout=float(dropout))
     if record.masked and density < 1.0:  # masks start as ones
         prune_(model, density, record.granularity)
     model.hwsim_knobs = state
     model.hwsim_info = info
     return model
+
+
+#: The random initialisers of ``torch.nn.init`` (the constant ones cost nothing and are left alone).
+_RANDOM_INITS = ("uniform_", "normal_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_",
+                 "xavier_normal_", "orthogonal_", "sparse_")
+
+
+@contextlib.contextmanager
+def skip_weight_init() -> Iterator[None]:
+    """Modules constructed inside keep their parameters as ``torch.empty`` allocated them.
+
+    Every torch layer and ours draws its weights through ``torch.nn.init`` (looked up at call time), so the
+    random initialisers are replaced by no-ops for the duration, the way Hugging Face's ``no_init_weights``
+    does it; ``torch.device("meta")`` + ``to_empty`` does the same but its first use in a process costs
+    about 0.5 s of imports, more than the draws it saves on a ResNet. Not thread-safe: the patch is global.
+    Large parameters come from fresh zero pages, so skipping their draw also keeps them out of resident memory.
+    """
+    import torch.nn.init as init
+
+    saved = {name: getattr(init, name) for name in _RANDOM_INITS}
+    for name in _RANDOM_INITS:
+        setattr(init, name, lambda tensor, *args, **kwargs: tensor)
+    try:
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(init, name, function)
 
 
 def load_factory(spec: str) -> Callable[[], nn.Module]:

@@ -6,12 +6,24 @@ the weights, and the classifier is never pruned). Masks are full-width 0/1 float
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 from hwsim.errors import HwsimError
 
 GRANULARITIES = ("irregular", "channel")
+
+
+def _kth_smallest(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k``-th smallest (0-based) of a 1-D float tensor, which is reordered in place.
+
+    numpy's in-place introselect is O(P) like ``torch.kthvalue`` and about twice as fast on tens of millions
+    of weights (it neither copies nor returns an index).
+    """
+    values = scores.float().cpu().numpy()
+    values.partition(k)
+    return torch.tensor(values[k], dtype=scores.dtype, device=scores.device)
 
 
 def prunable_convs(model: nn.Module) -> list[nn.Module]:
@@ -38,22 +50,28 @@ def prune_(model: nn.Module, density: float, granularity: str = "irregular") -> 
         raise HwsimError("model has no prunable convs (no weight_mask buffers); build a floats-* variant")
     total = sum(m.weight.numel() for m in convs)
     if granularity == "irregular":
-        scores = torch.cat([m.weight.detach().abs().flatten() for m in convs])
         keep = int(round(density * total))
         if keep >= total:
-            flat = torch.ones_like(scores)
-        else:
-            # kthvalue is O(P) where topk/sort of tens of millions of weights is slow; ties at the
-            # threshold are filled in index order so exactly ``keep`` weights survive
-            threshold = torch.kthvalue(scores, total - keep + 1).values
-            flat = (scores > threshold).float()
-            ties = (scores == threshold).nonzero().squeeze(1)
-            flat[ties[: keep - int(flat.sum().item())]] = 1.0
+            for m in convs:
+                m.weight_mask.fill_(1.0)
+            return model
+        scores = torch.empty(total, dtype=convs[0].weight.dtype, device=convs[0].weight.device)
         offset = 0
-        for m in convs:
-            n = m.weight.numel()
-            m.weight_mask.copy_(flat[offset: offset + n].view_as(m.weight))
-            offset += n
+        for m in convs:  # |theta| written straight into one buffer (no per-layer copies to concatenate)
+            torch.abs(m.weight.detach().flatten(), out=scores[offset: offset + m.weight.numel()])
+            offset += m.weight.numel()
+        threshold = _kth_smallest(scores, total - keep)
+        del scores
+        # strictly above the threshold survive; ties at it are filled in index order (module order, then the
+        # weight's flat index) so that exactly ``keep`` weights survive
+        above = [m.weight.detach().abs() > threshold for m in convs]
+        ties_left = keep - sum(int(a.sum()) for a in above)
+        for m, kept in zip(convs, above):
+            if ties_left > 0:
+                ties = (m.weight.detach().abs() == threshold).flatten().nonzero().squeeze(1)[:ties_left]
+                kept.view(-1)[ties] = True
+                ties_left -= len(ties)
+            m.weight_mask.copy_(kept)
         return model
     # channel granularity: one score per (layer, input channel), size = C_out * k * k weights
     scores, sizes, owners = [], [], []

@@ -276,3 +276,46 @@ def test_modern_activations_and_norms_are_counted_not_unsupported():
     n = 8 * 14 * 14
     assert trace.unsupported == {}
     assert (trace.ops["activation"], trace.ops["norm"], trace.ops["softmax"]) == (4 * n, n, n)
+
+
+def test_compare_builds_a_pruned_network_once_for_both_granularities(monkeypatch):
+    import dataclasses
+
+    import hwsim.cost
+    from hwsim.cost import compare
+
+    builds = []
+    real = hwsim.cost.build_model
+    monkeypatch.setattr(hwsim.cost, "build_model", lambda s, *a, **k: builds.append(s.variant) or real(s, *a, **k))
+    setting = ModelSetting("wrn40_2", density=0.3)
+    chosen = ("floats-i", "float", "floats-c", "floats-slim")
+    results = {s.variant: a for s, a in compare(setting, chosen)}
+    assert builds == ["floats-i", "float", "floats-slim"]  # floats-c re-prunes the floats-i build
+    for variant in ("floats-i", "floats-c"):
+        alone = analyze(dataclasses.replace(setting, variant=variant))
+        assert results[variant].trace == alone.trace
+        assert results[variant].counts == alone.counts and results[variant].delay == alone.delay
+    assert results["floats-c"].counts.macs < results["floats-i"].counts.macs  # channels, not weights, dropped
+
+
+def test_a_weight_computed_in_the_forward_is_not_kept_alive_by_the_trace():
+    import weakref
+
+    class Computed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.randn(8, 3, 3, 3))
+            self.alive = None
+
+        def forward(self, x):
+            w = self.weight * 2  # as a masked or noisy conv computes its weight
+            ref = weakref.ref(w)
+            y = torch.nn.functional.conv2d(x, w)
+            del w
+            self.alive = ref() is not None
+            return y
+
+    net = Computed()
+    trace = trace_model(net, (3, 8, 8))
+    assert net.alive is False
+    assert (trace.layers[0].params, trace.layers[0].c_out, trace.layers[0].h_out) == (216, 8, 6)

@@ -6,6 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+from hwsim.errors import HwsimError
+
 from models import VARIANTS, create_model, knobs, list_models, prune_, set_knobs
 from models.layers import CondConv2d, FiLM
 from models.pruning import prunable_convs
@@ -236,3 +238,47 @@ def test_dual_bn_routes_each_sample_by_its_lambda() -> None:
     set_knobs(ref, lambda_n=torch.tensor([0.0, 0.0]))
     ref(x[[0, 2]])
     assert torch.allclose(model.features[1].bns[0].running_mean, ref.features[1].bns[0].running_mean)
+
+
+def test_irregular_pruning_keeps_exactly_round_d_p_filling_ties_in_module_then_index_order() -> None:
+    model = create_model("small_cnn", "floats-i")
+    convs = prunable_convs(model)
+    with torch.no_grad():  # magnitudes 2 (every third weight) and 1: the threshold is a tie of thousands
+        for m in convs:
+            m.weight.copy_(torch.where(torch.arange(m.weight.numel()).view_as(m.weight) % 3 == 0, 2.0, -1.0))
+    total = sum(m.weight.numel() for m in convs)
+    twos = sum(int((m.weight.abs() == 2).sum()) for m in convs)
+    keep = twos + 7
+    prune_(model, keep / total, "irregular")
+    masks = torch.cat([m.weight_mask.flatten() for m in convs])
+    assert int(masks.sum()) == keep
+    magnitudes = torch.cat([m.weight.abs().flatten() for m in convs])
+    assert torch.all(masks[magnitudes == 2] == 1)
+    ties_kept = (masks == 1) & (magnitudes == 1)
+    assert ties_kept.nonzero().squeeze(1).tolist() == (magnitudes == 1).nonzero().squeeze(1)[:7].tolist()
+
+
+def test_a_model_built_without_weight_init_draws_nothing_and_traces_the_same(monkeypatch) -> None:
+    from hwsim.trace import trace_model
+    from models.create import _RANDOM_INITS, skip_weight_init
+
+    draws = []
+    original = torch.nn.init.kaiming_uniform_
+    monkeypatch.setattr(torch.nn.init, "kaiming_uniform_", lambda t, *a, **k: draws.append(t) or original(t, *a, **k))
+    for variant in ("base", "float", "oat-slim"):
+        draws.clear()
+        lazy = create_model("small_cnn", variant, init_weights=False)
+        assert draws == []  # not one conv or linear weight was drawn
+        fresh = create_model("small_cnn", variant)
+        assert len(draws) > 3
+        assert trace_model(lazy, (3, 32, 32)) == trace_model(fresh, (3, 32, 32))
+    before = {name: getattr(torch.nn.init, name) for name in _RANDOM_INITS}
+    with pytest.raises(RuntimeError), skip_weight_init():  # the initialisers come back, even after an error
+        raise RuntimeError
+    assert {name: getattr(torch.nn.init, name) for name in _RANDOM_INITS} == before
+    draws.clear()
+    torch.nn.Linear(4, 4)
+    assert len(draws) == 1
+    with pytest.raises(HwsimError, match="ranks its initial weights"):
+        create_model("small_cnn", "floats-i", density=0.5, init_weights=False)
+    create_model("small_cnn", "floats-i", density=1.0, init_weights=False)  # masks all ones: nothing to rank

@@ -83,15 +83,15 @@ def build_trace(tracker: ModuleStack, recorder: Recorder, input_size: tuple[int,
                 h_out=raw["h_out"], w_out=raw["w_out"], params=0, nonzero_params=0, weight_nonzero=positions,
                 c_in_eff=raw["c_in"], c_out_eff=raw["c_out"]))
             continue
-        weight, bias = raw["weight"], raw["bias"]
+        weight, bias = raw["weight"], raw["bias"]  # their shapes
         # Pruning is read from the masks (`weight_mask`, as models.* and torch.nn.utils.prune keep it), never
         # from zeros that happen to be in a weight: a dense layer stays dense in the delay model.
-        mask = _mask_slice(module, weight.shape)
+        mask = _mask_slice(module, weight)
         if mask is not None:
             nnz, in_nz, out_nz = _nonzero_channels(mask)
         else:
             nnz, in_nz, out_nz = weight.numel(), raw["c_in"], raw["c_out"]
-        bias_n = bias.numel() if isinstance(bias, torch.Tensor) else 0
+        bias_n = bias.numel() if bias is not None else 0
         noise = raw["kind"] == "conv" and module is not None and is_noise_conditioned(module)
         film = film_of.get(index)
         conditioning = "film" if film is not None else "noise" if noise else "none"

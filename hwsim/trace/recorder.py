@@ -35,7 +35,8 @@ class Recorder(TorchDispatchMode):
         self.unsupported: Counter[str] = Counter()
         self.film_ops: defaultdict[int, Counter[str]] = defaultdict(Counter)  # id(FiLM) -> its own op counts
         # id(tensor) -> (index of the weight layer that last wrote it, depth in weight layers). The tensors
-        # are kept alive in `self._keep` so that ids are not reused while the trace runs.
+        # are kept alive in `self._keep` so that ids are not reused while the trace runs; a tensor not in it
+        # has origin (-1, 0) and is no activation.
         self.provenance: dict[int, tuple[int, int]] = {}
         self.activations: set[int] = set()  # ids of tensors computed from the model's input
         self.norm_outputs: dict[int, object] = {}  # id(tensor) -> the BN module that wrote it
@@ -77,11 +78,15 @@ class Recorder(TorchDispatchMode):
         else:
             self._count(func, args, out, in_film)
         leaves = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
-        for tensor in leaves:
-            self.provenance[id(tensor)] = source
-            if activation:
-                self.activations.add(id(tensor))
-            self._keep.append(tensor)
+        # Only tensors with something to remember are kept alive (so that their ids stay theirs): those
+        # computed from the input or from a weight layer's output, and BN outputs. One computed from stored
+        # tensors alone (a masked or noisy weight) has the default origin: it is freed as in a plain forward.
+        if activation or source != (-1, 0) or func in O.BN_OPS:
+            for tensor in leaves:
+                self.provenance[id(tensor)] = source
+                if activation:
+                    self.activations.add(id(tensor))
+                self._keep.append(tensor)
         self._note_norm_uses(func, args, inputs)
         if func in O.BN_OPS and leaves:
             self.norm_outputs[id(leaves[0])] = self.tracker.current()
@@ -125,7 +130,7 @@ class Recorder(TorchDispatchMode):
             "module": self.tracker.current(), "kind": "conv", "k": int(kh), "stride": int(stride),
             "groups": int(groups), "c_in": int(c_in_g * groups), "c_out": int(c_out),
             "h_out": int(out.shape[-2]), "w_out": int(out.shape[-1]) if out.dim() > 2 else 1,
-            "weight": weight, "bias": bias,
+            "weight": weight.shape, "bias": _shape(bias),
         })
         return len(self.layers) - 1
 
@@ -153,7 +158,8 @@ class Recorder(TorchDispatchMode):
         self.layers.append({
             "module": self.tracker.current(), "kind": "linear", "k": 1, "stride": 1, "groups": 1,
             "c_in": int(c_in), "c_out": int(c_out), "h_out": int(positions), "w_out": 1,
-            "weight": weight, "bias": bias if isinstance(bias, torch.Tensor) and bias.dim() <= 1 else None,
+            "weight": weight.shape,
+            "bias": _shape(bias) if isinstance(bias, torch.Tensor) and bias.dim() <= 1 else None,
         })
         return len(self.layers) - 1
 
@@ -203,3 +209,9 @@ class Recorder(TorchDispatchMode):
             self.ops["elementwise"] += numel
         elif func not in O.FREE_OPS:
             self.unsupported[str(func)] += 1
+
+
+def _shape(tensor: object) -> torch.Size | None:
+    """A recorded operand's shape. Records keep no tensor, so that a weight computed in the forward (masked,
+    noisy, sliced) is freed as the forward goes on instead of living until the trace is built."""
+    return tensor.shape if isinstance(tensor, torch.Tensor) else None
