@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
 
 import click
 
@@ -40,11 +41,14 @@ def hardware_options(func: Callable) -> Callable:
     )(func)
 
 
-def output_options(func: Callable) -> Callable:
-    """``--format`` and ``--output``."""
+def output_options(func: Callable | None = None, *, formats: Sequence[str] = FORMATS) -> Callable:
+    """``--format`` and ``--output``: ``@output_options``, or ``@output_options(formats=...)`` for a command that
+    writes more formats than the shared ones (``sweep``: Parquet), so that only its ``--help`` lists them."""
+    if func is None:
+        return functools.partial(output_options, formats=formats)
     func = click.option(
         "--output", "-o", type=click.Path(dir_okay=False), default=None, help="Write to FILE instead of stdout."
     )(func)
     return click.option(
-        "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format."
+        "--format", "fmt", type=click.Choice(formats), default="table", show_default=True, help="Output format."
     )(func)
