@@ -111,10 +111,16 @@ def _in_range(name: str, value: object) -> bool:
     return lo <= value <= hi  # exact for ints of any size; False for nan; inf is above every bound
 
 
+def field_problem(name: str, value: object) -> str | None:
+    """What is wrong with ``value`` for the numeric field ``name`` (naming the field, the value and the allowed
+    range), or None when it is allowed."""
+    return None if _in_range(name, value) else f"{name}={_short(value)} must be {FIELD_DOCS[name][1]}"
+
+
 def validation_problems(hw: HardwareConfig) -> list[str]:
     """Every problem with ``hw``'s field values, each naming the field, its value and the allowed range."""
-    problems = [f"{name}={_short(getattr(hw, name))} must be {FIELD_DOCS[name][1]}"
-                for name in INT_FIELDS + TIME_FIELDS if not _in_range(name, getattr(hw, name))]
+    problems = [problem for name in INT_FIELDS + TIME_FIELDS
+                if (problem := field_problem(name, getattr(hw, name))) is not None]
     if hw.sparse_storage not in SPARSE_STORAGE:
         problems.append(f"sparse_storage={_short(hw.sparse_storage)} must be {FIELD_DOCS['sparse_storage'][1]}")
     if not isinstance(hw.zero_skip, bool):
