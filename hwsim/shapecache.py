@@ -124,10 +124,20 @@ def _key(setting, input_size: tuple[int, ...]) -> tuple[str, dict]:
 
 
 def _file_hash(path: Path) -> str | None:
+    """SHA-256 of a file's bytes (None if unreadable), hashed once per process for each version of the file
+    (inode, size, modification and change times): a compare of a user model checks the same helper files for
+    every variant."""
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        stat = path.stat()
+        when = (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+        if when not in _HASHES:
+            _HASHES[when] = hashlib.sha256(path.read_bytes()).hexdigest()
+        return _HASHES[when]
     except OSError:
         return None
+
+
+_HASHES: dict[tuple[str, int, int, int, int], str] = {}
 
 
 def _user_dependencies(factory_file: Path) -> dict[str, str]:
@@ -245,13 +255,20 @@ def _check(entry: dict[str, Any]) -> None:
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
+    """Write an entry atomically: through a temporary file of its own (unique across processes and threads)
+    that replaces ``path``, so a reader never sees half an entry."""
+    import tempfile
+
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
-        tmp.replace(path)
-    except OSError:
-        pass  # a cache that cannot be written is no error: the next run traces again
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(data, separators=(",", ":")))
+        os.replace(tmp, path)
+    except OSError:  # a cache that cannot be written is no error: the next run traces again
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def lookup(setting) -> dict[str, Any] | None:

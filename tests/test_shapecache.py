@@ -278,3 +278,28 @@ def test_the_model_zoo_imports_lazily_with_the_same_names():
             "print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_a_file_is_hashed_once_per_version(tmp_path, monkeypatch):
+    path = tmp_path / "helper.py"
+    path.write_text("WIDTH = 8\n")
+    reads = []
+    original = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self) or original(self))
+    first = shapecache._file_hash(path)
+    assert shapecache._file_hash(path) == first and len(reads) == 1  # the second lookup reads nothing
+    before = path.stat()
+    path.write_text("WIDTH = 4\n")  # the same size, and (put back) the same modification time: still a new version
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert shapecache._file_hash(path) not in (None, first) and len(reads) == 2
+    path.unlink()
+    assert shapecache._file_hash(path) is None
+
+
+def test_an_entry_that_cannot_be_put_in_place_leaves_nothing_behind(tmp_path, monkeypatch):
+    def refuse(*args):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    shapecache._write(tmp_path / "entry.json", {"layers": []})  # no error: the next run traces again
+    assert list(tmp_path.iterdir()) == []
