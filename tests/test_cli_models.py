@@ -107,6 +107,7 @@ def test_sweep_agrees_with_delay():
         (["count", "a:b:c"], "malformed model factory 'a:b:c'"),
         (["count", "missing/file.py:make"], "model factory file 'missing/file.py' does not exist"),
         (["delay", "resnet34", "--variant", "oat", "--film-dim", "3"], "film_dim must be 1"),
+        (["count", "resnet34", "--variant", "oat", "--film-dim", "100000"], "an integer in [6, 4096]"),
         (["compare", "resnet34", "--variants", "base,bogus"], "unknown variant 'bogus'"),
         (["sweep", "resnet34", "--grid", "n_mult=0,8"], "n_mult=0 must be an integer in [1, 4294967296]"),
         (["count", "resnet34", "--input-size", "3,x,3"], "--input-size '3,x,3'"),
