@@ -215,13 +215,17 @@ def is_randomised(model: nn.Module, x: torch.Tensor) -> bool:
 
 def score(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
           generators: Sequence[Generator], *, n_draws: int = NOISE_DRAWS, eot: int = EOT_DEFAULT,
-          seed: int = 0, attacked: nn.Module | None = None) -> Score:
+          seed: int = 0, attacked: nn.Module | None = None, randomised: bool | None = None,
+          attacked_randomised: bool | None = None) -> Score:
     """CA and RA of ``model`` (mode and knobs as the caller set them) over ``batches`` of (images, labels).
 
     ``generators`` produce candidate adversarial images (none: RA = CA); ``attacked`` is the model they
     attack (default ``model``; another model for a transfer attack), which decides whether EOT is used.
-    ``n_draws`` and ``eot`` apply only when the respective model is randomised (else 1 pass, no EOT). See the
-    module docstring for the rule that decides a sample's success.
+    ``n_draws`` and ``eot`` apply only when the respective model is randomised (else 1 pass, no EOT).
+    ``randomised`` / ``attacked_randomised`` say whether ``model`` / ``attacked`` are, when the caller has
+    already decided it (None: :func:`is_randomised` on the first batch, once per model): an evaluation decides
+    it once per setting rather than once per attack. See the module docstring for the rule that decides a
+    sample's success.
     """
     if isinstance(n_draws, bool) or not isinstance(n_draws, int) or n_draws < 1:
         raise HwsimError(f"noise draws must be an integer >= 1, got {n_draws!r}")
@@ -233,8 +237,12 @@ def score(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
     draws = attack_eot = 1
     for b, (x, y) in enumerate(batches):
         if b == 0:
-            draws = n_draws if is_randomised(model, x[:8]) else 1
-            attack_eot = eot if is_randomised(attacked, x[:8]) else 1
+            if randomised is None:
+                randomised = is_randomised(model, x[:8])
+            if attacked_randomised is None:
+                attacked_randomised = randomised if attacked is model else is_randomised(attacked, x[:8])
+            draws = n_draws if randomised else 1
+            attack_eot = eot if attacked_randomised else 1
             clean_counts = torch.zeros(draws, dtype=torch.long)
             adv_counts = torch.zeros(draws, dtype=torch.long)
         seeds = [_draw_seed(seed, j, b) for j in range(draws)]
@@ -439,18 +447,18 @@ def evaluate_run(run_dir: str | Path, attack_names: Sequence[str] = ("pgd20",),
         read_run_config(transfer_from)  # a bad source fails before any work
     test = load_test_set(config, n_images, data_dir)
     dev = _resolve_device(device, 0)
+    probe = data.to_float(test.images[:8].to(dev))  # the images that decide whether a model is randomised
     rows = []
     for name in checkpoints:
         run = load_run(run_dir, name, dev)
         source = None
         if transfer_from is not None:
             available = [c for c in (name, "last") if (Path(transfer_from) / "checkpoints" / f"{c}.pt").is_file()]
-            source = load_run(transfer_from, available[0] if available else name, dev)
+            source = _transfer_source(transfer_from, available[0] if available else name, probe, dev)
         info = run.model.hwsim_info  # the network as built: film_dim 0 without FiLM, one BN for base
         for setting in settings:
-            for spec in specs:
-                seed_everything(seed)
-                result = _score_setting(run, setting, spec, source, test, batch_size, dev, eot, noise_draws, seed)
+            scores = _score_setting(run, setting, specs, source, test, batch_size, dev, eot, noise_draws, seed, probe)
+            for spec, result in zip(specs, scores):
                 rows.append({"run": str(run_dir), "checkpoint": name, "model": config.model,
                              "variant": config.variant, "dataset": config.dataset, "film_dim": info["film_dim"],
                              "bn": info["bn"], "algorithm": config.algorithm, "density": config.density,
@@ -459,7 +467,7 @@ def evaluate_run(run_dir: str | Path, attack_names: Sequence[str] = ("pgd20",),
                              "step_size": spec.step_size, "steps": spec.steps, "n_images": result.n_images,
                              "ca": result.ca, "ra": result.ra, "restarts": spec.restarts, "eot": result.eot,
                              "n_draws": result.n_draws, "ca_std": result.ca_std, "ra_std": result.ra_std,
-                             "source": source.path.name if source is not None else ""})
+                             "source": source.run.path.name if source is not None else ""})
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     if write:
         path = run_dir / "eval.csv"
@@ -485,22 +493,52 @@ def write_csv_atomic(table: pd.DataFrame, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _score_setting(run: LoadedRun, setting: dict[str, float], spec: AttackSpec, source: LoadedRun | None,
+@dataclass(frozen=True)
+class _Source:
+    """The source of a transfer attack: its run, its model at its most robust setting (what the attacks are
+    generated on) and whether that model is randomised."""
+
+    run: LoadedRun
+    model: SettingView
+    randomised: bool
+
+
+def _transfer_source(run_dir: str | Path, checkpoint_name: str, probe: torch.Tensor,
+                     device: torch.device) -> _Source:
+    """Load a transfer source and decide once whether it is randomised (its setting never changes)."""
+    run = load_run(run_dir, checkpoint_name, device)
+    view = SettingView(run)
+    with attack_context(run.model, "eval"):
+        return _Source(run, view, is_randomised(view, probe))
+
+
+def _score_setting(run: LoadedRun, setting: dict[str, float], specs: Sequence[AttackSpec], source: _Source | None,
                    test: data.ImageDataset, batch_size: int, device: torch.device, eot: int | None,
-                   noise_draws: int, seed: int) -> Score:
-    attacked = SettingView(source) if source is not None else run.model
+                   noise_draws: int, seed: int, probe: torch.Tensor) -> list[Score]:
+    """The score of each attack of ``specs`` on ``run`` at ``setting``, each from the same seeds.
+
+    Whether the setting is randomised is decided once here, on ``probe``, for all its attacks.
+    """
     with contextlib.ExitStack() as stack:
         stack.enter_context(attack_context(run.model, "eval"))
         stack.enter_context(knob_context(run.model, run.config.variant, setting))
         if source is not None:
-            stack.enter_context(attack_context(source.model, "eval"))
-        randomised = is_randomised(attacked, data.to_float(test.images[:8].to(device)))
-        if randomised and spec.kind == "art-pgd":  # ART's PGD cannot average noise draws: no EOT
-            raise HwsimError(f"{spec.name} has no EOT, so it cannot attack the randomised setting "
+            stack.enter_context(attack_context(source.run.model, "eval"))
+        randomised = is_randomised(run.model, probe)
+        attacked, attacked_randomised = ((source.model, source.randomised) if source is not None
+                                         else (run.model, randomised))
+        art = [spec.name for spec in specs if spec.kind == "art-pgd"]
+        if attacked_randomised and art:  # ART's PGD cannot average noise draws: no EOT
+            raise HwsimError(f"{art[0]} has no EOT, so it cannot attack the randomised setting "
                              f"lambda_n={setting['lambda_n']:g} of this run; use pgdK (with --eot) or autoattack")
-        return score(run.model, batches(test, batch_size, device, desc=f"eval {spec.name}"),
-                     spec.generators(attacked, randomised, seed=seed), n_draws=noise_draws,
-                     eot=eot if eot is not None else spec.default_eot(), seed=seed, attacked=attacked)
+        scores = []
+        for spec in specs:
+            seed_everything(seed)
+            scores.append(score(run.model, batches(test, batch_size, device, desc=f"eval {spec.name}"),
+                                spec.generators(attacked, attacked_randomised, seed=seed), n_draws=noise_draws,
+                                eot=eot if eot is not None else spec.default_eot(), seed=seed, attacked=attacked,
+                                randomised=randomised, attacked_randomised=attacked_randomised))
+        return scores
 
 
 class SettingView(nn.Module):
