@@ -61,3 +61,51 @@ def test_evaluation_probes_once_per_checkpoint_and_setting(tmp_path: Path, probe
     assert len(table) == 2 * 2 * 3
     assert len(probes) == 2 * 2  # not once per attack (nor three times, as before)
     assert list(table["n_draws"]) == [1] * 3 + [2] * 3 + [1] * 3 + [2] * 3
+
+
+class _Forwards:
+    """Counts the forwards of every model :func:`hwsim.train.evaluate.load_run` loads, and those of them that
+    are clean predictions (no gradient, input exactly one of ``clean_batches``)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, clean_batches: list[torch.Tensor]) -> None:
+        self.total = self.clean = 0
+        self.clean_batches = clean_batches
+        real = evaluate.load_run
+
+        def load(*args: object, **kwargs: object) -> evaluate.LoadedRun:
+            loaded = real(*args, **kwargs)
+            loaded.model.register_forward_pre_hook(self._count)
+            return loaded
+
+        monkeypatch.setattr(evaluate, "load_run", load)
+
+    def _count(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        self.total += 1
+        x = inputs[0]
+        self.clean += not torch.is_grad_enabled() and any(x.shape == c.shape and torch.equal(x, c)
+                                                           for c in self.clean_batches)
+
+    def run(self, *args: object, **kwargs: object) -> tuple[object, int, int]:
+        self.total = self.clean = 0
+        return evaluate_run(*args, **kwargs), self.total, self.clean
+
+
+def test_the_clean_pass_is_computed_once_per_setting_and_shared_by_its_attacks(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from hwsim.train import data
+
+    run = _float_run(tmp_path / "float")
+    test = evaluate.load_test_set(evaluate.read_run_config(run), 12, None)
+    forwards = _Forwards(monkeypatch, [data.to_float(test.images[:6]), data.to_float(test.images[6:])])
+    options = dict(lambda_n=[0, 1], lambda_th=[0], n_images=12, batch_size=6, device="cpu", noise_draws=3, eot=2,
+                   write=False)
+    both, total, clean = forwards.run(run, ["pgd1", "cw1"], **options)
+    (pgd, pgd_total, pgd_clean), (cw, cw_total, cw_clean) = (forwards.run(run, [a], **options) for a in ("pgd1", "cw1"))
+    assert clean == pgd_clean == cw_clean == 2 * (1 + 3)  # two batches x (1 draw at lambda_n 0, 3 at lambda_n 1)
+    assert total <= pgd_total + cw_total - clean  # the second attack recomputed no clean prediction
+    for setting in (0, 1):  # CA the same number in every attack's row of a setting, as when scored alone
+        rows = both[both["lambda_n"] == setting]
+        assert rows["ca"].nunique() == 1 and rows["ca_std"].nunique() == 1
+        assert rows["ca"].iloc[0] == pgd[pgd["lambda_n"] == setting]["ca"].iloc[0]
+    assert both[both["lambda_n"] == 1]["ca_std"].iloc[0] > 0  # the randomised setting: its draws differ
+    assert list(both["ra"]) == [pgd["ra"].iloc[0], cw["ra"].iloc[0], pgd["ra"].iloc[1], cw["ra"].iloc[1]]

@@ -213,10 +213,51 @@ def is_randomised(model: nn.Module, x: torch.Tensor) -> bool:
     return any(not torch.equal(outputs[0], out) for out in outputs[1:])
 
 
+def _correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, draw_seed: int) -> torch.Tensor:
+    """Whether ``model`` classifies each image correctly under the noise draw of ``draw_seed`` (on the CPU)."""
+    with torch.no_grad(), _fixed_draw(draw_seed, images.device):
+        return (model(images).argmax(1) == labels).cpu()
+
+
+def _check_draws(n_draws: int) -> None:
+    if isinstance(n_draws, bool) or not isinstance(n_draws, int) or n_draws < 1:
+        raise HwsimError(f"noise draws must be an integer >= 1, got {n_draws!r}")
+
+
+@dataclass(frozen=True)
+class CleanPass:
+    """Which clean images a model classifies correctly: per batch a (draws, batch) bool tensor, one row per
+    scoring pass under that pass's noise draw (:func:`clean_pass`).
+
+    Every attack on one setting scores the same batches under the same per-draw seeds, so their clean
+    predictions are the same: an evaluation computes them once and gives them to :func:`score` for each attack.
+    """
+
+    correct: tuple[torch.Tensor, ...]
+    draws: int
+    seed: int
+
+
+def clean_pass(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], *,
+               n_draws: int = NOISE_DRAWS, seed: int = 0, randomised: bool | None = None) -> CleanPass:
+    """The clean predictions :func:`score` makes of ``model`` over ``batches`` with the same ``n_draws``,
+    ``seed`` and ``randomised`` (None: :func:`is_randomised` on the first batch), to give to it as ``clean``."""
+    _check_draws(n_draws)
+    correct = []
+    draws = 1
+    for b, (x, y) in enumerate(batches):
+        if b == 0:
+            if randomised is None:
+                randomised = is_randomised(model, x[:8])
+            draws = n_draws if randomised else 1
+        correct.append(torch.stack([_correct(model, x, y, _draw_seed(seed, j, b)) for j in range(draws)]))
+    return CleanPass(tuple(correct), draws, seed)
+
+
 def score(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
           generators: Sequence[Generator], *, n_draws: int = NOISE_DRAWS, eot: int = EOT_DEFAULT,
           seed: int = 0, attacked: nn.Module | None = None, randomised: bool | None = None,
-          attacked_randomised: bool | None = None) -> Score:
+          attacked_randomised: bool | None = None, clean: CleanPass | None = None) -> Score:
     """CA and RA of ``model`` (mode and knobs as the caller set them) over ``batches`` of (images, labels).
 
     ``generators`` produce candidate adversarial images (none: RA = CA); ``attacked`` is the model they
@@ -224,16 +265,19 @@ def score(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
     ``n_draws`` and ``eot`` apply only when the respective model is randomised (else 1 pass, no EOT).
     ``randomised`` / ``attacked_randomised`` say whether ``model`` / ``attacked`` are, when the caller has
     already decided it (None: :func:`is_randomised` on the first batch, once per model): an evaluation decides
-    it once per setting rather than once per attack. See the module docstring for the rule that decides a
+    it once per setting rather than once per attack. ``clean``: the :func:`clean_pass` of ``model`` over the
+    same batches with the same seed, used instead of computing the clean predictions again (its draws are the
+    scoring passes; ``n_draws`` is then not used). See the module docstring for the rule that decides a
     sample's success.
     """
-    if isinstance(n_draws, bool) or not isinstance(n_draws, int) or n_draws < 1:
-        raise HwsimError(f"noise draws must be an integer >= 1, got {n_draws!r}")
+    _check_draws(n_draws)
     if isinstance(eot, bool) or not isinstance(eot, int) or eot < 1:
         raise HwsimError(f"eot must be an integer >= 1, got {eot!r}")
+    if clean is not None and clean.seed != seed:
+        raise ValueError(f"the clean pass was drawn with seed {clean.seed}, not {seed}")
     attacked = model if attacked is None else attacked
     clean_counts = adv_counts = None
-    total = 0
+    total = batch_count = 0
     draws = attack_eot = 1
     for b, (x, y) in enumerate(batches):
         if b == 0:
@@ -241,30 +285,33 @@ def score(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
                 randomised = is_randomised(model, x[:8])
             if attacked_randomised is None:
                 attacked_randomised = randomised if attacked is model else is_randomised(attacked, x[:8])
-            draws = n_draws if randomised else 1
+            draws = clean.draws if clean is not None else (n_draws if randomised else 1)
             attack_eot = eot if attacked_randomised else 1
             clean_counts = torch.zeros(draws, dtype=torch.long)
             adv_counts = torch.zeros(draws, dtype=torch.long)
         seeds = [_draw_seed(seed, j, b) for j in range(draws)]
-
-        def correct(images: torch.Tensor, labels: torch.Tensor, j: int) -> torch.Tensor:
-            with torch.no_grad(), _fixed_draw(seeds[j], images.device):
-                return (model(images).argmax(1) == labels).cpu()
-
-        clean = torch.stack([correct(x, y, j) for j in range(draws)])  # (draws, batch)
-        robust = clean.clone()
+        if clean is None:
+            correct = torch.stack([_correct(model, x, y, seeds[j]) for j in range(draws)])  # (draws, batch)
+        elif b < len(clean.correct) and clean.correct[b].shape[1] == len(y):
+            correct = clean.correct[b]
+        else:
+            raise ValueError("the clean pass was computed over other batches")
+        robust = correct.clone()
         for generate in generators:
             index = robust.any(0).nonzero().squeeze(1)
             if index.numel() == 0:
                 break
             x_adv = generate(x[index.to(x.device)], y[index.to(y.device)], attack_eot).detach()
             for j in range(draws):
-                robust[j, index] &= correct(x_adv, y[index.to(y.device)], j)
-        clean_counts += clean.sum(1)
+                robust[j, index] &= _correct(model, x_adv, y[index.to(y.device)], seeds[j])
+        clean_counts += correct.sum(1)
         adv_counts += robust.sum(1)
         total += len(y)
+        batch_count += 1
     if not total:
         raise HwsimError("no images to evaluate")
+    if clean is not None and batch_count != len(clean.correct):
+        raise ValueError("the clean pass was computed over other batches")
     ca = 100.0 * clean_counts.double() / total
     ra = 100.0 * adv_counts.double() / total
 
@@ -517,7 +564,8 @@ def _score_setting(run: LoadedRun, setting: dict[str, float], specs: Sequence[At
                    noise_draws: int, seed: int, probe: torch.Tensor) -> list[Score]:
     """The score of each attack of ``specs`` on ``run`` at ``setting``, each from the same seeds.
 
-    Whether the setting is randomised is decided once here, on ``probe``, for all its attacks.
+    What does not depend on the attack is computed once here for all of them: whether the setting is randomised
+    (on ``probe``) and the clean predictions, so CA is the same number in every attack's row.
     """
     with contextlib.ExitStack() as stack:
         stack.enter_context(attack_context(run.model, "eval"))
@@ -531,13 +579,15 @@ def _score_setting(run: LoadedRun, setting: dict[str, float], specs: Sequence[At
         if attacked_randomised and art:  # ART's PGD cannot average noise draws: no EOT
             raise HwsimError(f"{art[0]} has no EOT, so it cannot attack the randomised setting "
                              f"lambda_n={setting['lambda_n']:g} of this run; use pgdK (with --eot) or autoattack")
+        clean = clean_pass(run.model, batches(test, batch_size, device, desc="eval clean"), n_draws=noise_draws,
+                           seed=seed, randomised=randomised)
         scores = []
         for spec in specs:
             seed_everything(seed)
             scores.append(score(run.model, batches(test, batch_size, device, desc=f"eval {spec.name}"),
                                 spec.generators(attacked, attacked_randomised, seed=seed), n_draws=noise_draws,
                                 eot=eot if eot is not None else spec.default_eot(), seed=seed, attacked=attacked,
-                                randomised=randomised, attacked_randomised=attacked_randomised))
+                                randomised=randomised, attacked_randomised=attacked_randomised, clean=clean))
         return scores
 
 
