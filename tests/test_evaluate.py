@@ -57,6 +57,23 @@ def test_success_is_decided_on_the_draws_that_score_it() -> None:
     assert (det.n_draws, det.eot, det.ca_std, det.ra_std) == (1, 0, 0.0, 0.0)
 
 
+def test_eot_says_what_the_attack_did_and_is_0_only_for_a_deterministic_attacked_model(tmp_path: Path) -> None:
+    x, y = torch.rand(10, 1, 2, 2), torch.ones(10, dtype=torch.long)
+    identity = lambda a, b, eot: a.clone()
+    one_pass = score(CoinNet(), [(x, y)], [identity], n_draws=1, eot=1)
+    assert (one_pass.n_draws, one_pass.eot) == (1, 1)  # randomised, attacked with one draw per gradient: not 0
+    assert score(CoinNet(), [(x, y)], [identity], n_draws=1, eot=4).eot == 4
+    assert score(nn.Flatten(), [(x, y)], [identity], n_draws=5, eot=4).eot == 0
+    transfer = score(CoinNet(), [(x, y)], [identity], n_draws=3, eot=4, attacked=nn.Flatten())
+    assert (transfer.n_draws, transfer.eot) == (3, 0)  # scored over draws, but the attack drew no noise
+    torch.manual_seed(0)
+    run = make_run(tmp_path / "float", models.create_model("small_cnn", "float", dataset="cifar10"),
+                   variant="float", algorithm="float")
+    table = evaluate_run(run, ["pgd1"], lambda_n=[0, 1], lambda_th=[0], n_images=8, device="cpu", noise_draws=1,
+                         eot=1, write=False)
+    assert list(table["n_draws"]) == [1, 1] and list(table["eot"]) == [0, 1]
+
+
 def _quadrant_data(n: int = 160, seed: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     y = torch.randint(0, 4, (n,), generator=g)

@@ -186,7 +186,7 @@ class Score:
     ra: float
     ra_std: float
     n_draws: int
-    eot: int  # noise draws per attack gradient; 0 when the attacked model is deterministic
+    eot: int  # noise draws per attack gradient (1: no EOT); 0 exactly when the attacked model is deterministic
     n_images: int
 
 
@@ -319,7 +319,7 @@ def score(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
         return float(values.std()) if len(values) > 1 else 0.0
 
     return Score(float(ca.mean()), spread(ca), float(ra.mean()), spread(ra), draws,
-                 attack_eot if attack_eot > 1 or draws > 1 else 0, total)
+                 attack_eot if attacked_randomised else 0, total)
 
 
 # ------------------------------------------------------------------------------------------------ knobs
