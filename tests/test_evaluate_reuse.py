@@ -109,3 +109,56 @@ def test_the_clean_pass_is_computed_once_per_setting_and_shared_by_its_attacks(t
         assert rows["ca"].iloc[0] == pgd[pgd["lambda_n"] == setting]["ca"].iloc[0]
     assert both[both["lambda_n"] == 1]["ca_std"].iloc[0] > 0  # the randomised setting: its draws differ
     assert list(both["ra"]) == [pgd["ra"].iloc[0], cw["ra"].iloc[0], pgd["ra"].iloc[1], cw["ra"].iloc[1]]
+
+
+def test_a_transfer_source_checkpoint_is_loaded_and_probed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 probes: list[nn.Module]) -> None:
+    target = _float_run(tmp_path / "float")
+    torch.manual_seed(1)
+    source = make_run(tmp_path / "plain", models.create_model("small_cnn", "base", dataset="cifar10"))  # last.pt only
+    loads = []
+    real = evaluate.load_run
+    monkeypatch.setattr(evaluate, "load_run", lambda run_dir, name, device: loads.append((Path(run_dir).name, name))
+                        or real(run_dir, name, device))
+    options = dict(lambda_n=[0, 1], lambda_th=[0], n_images=8, device="cpu", noise_draws=2, eot=1, write=False,
+                   transfer_from=source)
+    both = evaluate_run(target, ["pgd1", "fgsm"], checkpoints=["last", "best"], **options)
+    assert loads == [("float", "last"), ("plain", "last"), ("float", "best")]  # its last.pt serves both of ours
+    assert len(probes) == 2 * 2 + 1  # each checkpoint x setting of ours, and the source once
+    assert set(both["source"]) == {"plain"} and set(both["eot"]) == {0}  # a deterministic source: no EOT
+    alone = evaluate_run(target, ["pgd1", "fgsm"], checkpoints=["best"], **options)
+    best = both[both["checkpoint"] == "best"].reset_index(drop=True)
+    assert best[["ca", "ra", "ca_std", "ra_std"]].equals(alone[["ca", "ra", "ca_std", "ra_std"]])
+
+    shutil.copy(source / "checkpoints" / "last.pt", source / "checkpoints" / "best.pt")
+    loads.clear()
+    evaluate_run(target, ["pgd1"], checkpoints=["last", "best"], **options)
+    assert loads == [("float", "last"), ("plain", "last"), ("float", "best"), ("plain", "best")]
+
+
+@pytest.mark.parametrize("noise", [0.0, 1.0])
+def test_sanity_runs_one_clean_pass_and_reuses_base_at_eps_0_and_eps(noise: float,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_evaluate import NoisyLogits, _quadrant_data, _trained
+
+    from hwsim.train import sanity
+
+    x, y = _quadrant_data()
+    model = NoisyLogits(_trained(0, x, y), noise)
+    two_batches = [(x[:80], y[:80]), (x[80:], y[80:])]
+    clean_forwards = []
+    model.register_forward_pre_hook(lambda m, inputs: clean_forwards.append(1) if not torch.is_grad_enabled() and any(
+        inputs[0].shape == b.shape and torch.equal(inputs[0], b) for b, _ in two_batches) else None)
+    scored = []
+    real = sanity.score
+    monkeypatch.setattr(sanity, "score", lambda *a, **kw: scored.append(a[2]) or real(*a, **kw))
+    st = sanity.SanitySettings(eps=8 / 255, step_size=2 / 255, steps=2, restarts=2, eot=2, n_draws=3)
+    table = sanity.sanity_checks(model, lambda: two_batches, st).set_index("check")
+    draws = 3 if noise else 1
+    assert len(clean_forwards) == draws * 2  # once, not once per check
+    # base, 5K steps, restarts, eps sweep at 0.5, 2, 4, 8 eps (0 and eps are base's), unbounded, eot, fgsm
+    assert len(scored) == 3 + 4 + 1 + (1 if noise else 0) + 1
+    sweep = dict(part.split(" ", 1) for part in table.loc["eps_sweep", "values"].split("; "))
+    base = dict(part.split(" ", 1) for part in table.loc["more_steps", "values"].split("; "))
+    assert list(sweep)[:3] == ["eps=0", "eps=0.01569", "eps=0.03137"] and sweep["eps=0.03137"] == base["pgd2"]
+    assert float(sweep["eps=0"].split("±")[0]) > float(base["pgd2"].split("±")[0])  # CA, above RA

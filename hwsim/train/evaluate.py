@@ -236,6 +236,7 @@ class CleanPass:
     correct: tuple[torch.Tensor, ...]
     draws: int
     seed: int
+    randomised: bool
 
 
 def clean_pass(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], *,
@@ -251,7 +252,7 @@ def clean_pass(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Ten
                 randomised = is_randomised(model, x[:8])
             draws = n_draws if randomised else 1
         correct.append(torch.stack([_correct(model, x, y, _draw_seed(seed, j, b)) for j in range(draws)]))
-    return CleanPass(tuple(correct), draws, seed)
+    return CleanPass(tuple(correct), draws, seed, bool(randomised))
 
 
 def score(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -267,8 +268,8 @@ def score(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
     already decided it (None: :func:`is_randomised` on the first batch, once per model): an evaluation decides
     it once per setting rather than once per attack. ``clean``: the :func:`clean_pass` of ``model`` over the
     same batches with the same seed, used instead of computing the clean predictions again (its draws are the
-    scoring passes; ``n_draws`` is then not used). See the module docstring for the rule that decides a
-    sample's success.
+    scoring passes and it knows whether ``model`` is randomised; ``n_draws`` is then not used). See the module
+    docstring for the rule that decides a sample's success.
     """
     _check_draws(n_draws)
     if isinstance(eot, bool) or not isinstance(eot, int) or eot < 1:
@@ -282,7 +283,7 @@ def score(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
     for b, (x, y) in enumerate(batches):
         if b == 0:
             if randomised is None:
-                randomised = is_randomised(model, x[:8])
+                randomised = clean.randomised if clean is not None else is_randomised(model, x[:8])
             if attacked_randomised is None:
                 attacked_randomised = randomised if attacked is model else is_randomised(attacked, x[:8])
             draws = clean.draws if clean is not None else (n_draws if randomised else 1)
@@ -495,13 +496,17 @@ def evaluate_run(run_dir: str | Path, attack_names: Sequence[str] = ("pgd20",),
     test = load_test_set(config, n_images, data_dir)
     dev = _resolve_device(device, 0)
     probe = data.to_float(test.images[:8].to(dev))  # the images that decide whether a model is randomised
+    sources: dict[str, _Source] = {}  # by checkpoint name: loaded once, whichever of ours transfer from it
     rows = []
     for name in checkpoints:
         run = load_run(run_dir, name, dev)
         source = None
         if transfer_from is not None:
             available = [c for c in (name, "last") if (Path(transfer_from) / "checkpoints" / f"{c}.pt").is_file()]
-            source = _transfer_source(transfer_from, available[0] if available else name, probe, dev)
+            source_name = available[0] if available else name
+            if source_name not in sources:
+                sources[source_name] = _transfer_source(transfer_from, source_name, probe, dev)
+            source = sources[source_name]
         info = run.model.hwsim_info  # the network as built: film_dim 0 without FiLM, one BN for base
         for setting in settings:
             scores = _score_setting(run, setting, specs, source, test, batch_size, dev, eot, noise_draws, seed, probe)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -39,8 +39,8 @@ from hwsim.errors import HwsimError
 from hwsim.train import attacks
 from hwsim.train.attacks import attack_context
 from hwsim.train.evaluate import (EOT_DEFAULT, NOISE_DRAWS, CHECKPOINTS, Generator, Score, SettingView, batches,
-                                  clean_setting, knob_context, load_run, load_test_set, robust_setting, score,
-                                  write_csv_atomic)
+                                  clean_pass, clean_setting, knob_context, load_run, load_test_set, robust_setting,
+                                  score, write_csv_atomic)
 from hwsim.train.trainer import _resolve_device, read_run_config
 
 SANITY_COLUMNS = ("check", "values", "verdict", "rule")
@@ -87,11 +87,14 @@ def sanity_checks(model: nn.Module, batches: Batches, settings: SanitySettings,
     """
     st = settings
     k = st.steps
+    # every check scores the same model on the same images and draws: one clean pass (and randomness probe)
+    clean = clean_pass(model, batches(), n_draws=st.n_draws, seed=st.seed)
 
     def run(generators: list[Generator], eot: int = st.eot, attacked: nn.Module | None = None,
             starts_seed: int = 0) -> Score:
         torch.manual_seed(st.seed + starts_seed)  # the attacks' random starts
-        return score(model, batches(), generators, n_draws=st.n_draws, eot=eot, seed=st.seed, attacked=attacked)
+        return score(model, batches(), generators, n_draws=st.n_draws, eot=eot, seed=st.seed, attacked=attacked,
+                     clean=clean)
 
     def pgd(eps: float, step: float, steps: int) -> Generator:
         return lambda x, y, eot: attacks.pgd(model, x, y, eps=eps, step_size=step, steps=steps, eot=eot)
@@ -117,7 +120,9 @@ def sanity_checks(model: nn.Module, batches: Batches, settings: SanitySettings,
         restarted.ra <= base.ra + _tol(n, base, restarted), f"RA({st.restarts} restarts) <= RA(1 start) + tol")
 
     factors = sorted({min(1.0, f * st.eps) for f in EPS_FACTORS})
-    sweep = [run([pgd(e, st.step_size * e / st.eps, k)] if e > 0 else []) for e in factors]
+    # eps = 0 is base's clean accuracy (no attack: RA = CA) and the run's own eps is base itself: reused
+    sweep = [replace(base, ra=base.ca, ra_std=base.ca_std) if e == 0 else base if e == st.eps
+             else run([pgd(e, st.step_size * e / st.eps, k)]) for e in factors]
     monotone = all(b.ra <= a.ra + _tol(n, a, b) for a, b in zip(sweep, sweep[1:]))
     reaches_zero = sweep[-1].ra <= _zero_tol(n)
     add("eps_sweep", "; ".join(_fmt(f"eps={e:.4g}", s) for e, s in zip(factors, sweep)), monotone and reaches_zero,
