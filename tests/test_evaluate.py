@@ -193,6 +193,43 @@ def test_transfer_from_an_identical_model_equals_white_box(tmp_path: Path) -> No
     assert len(pd.read_csv(target / "eval.csv")) == 3  # one row per source
 
 
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary_one(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from hwsim.train import checkpoint
+    from hwsim.train.evaluate import write_csv_atomic
+
+    ckpt, csv = tmp_path / "last.pt", tmp_path / "eval.csv"
+    checkpoint.save_atomic({"format": checkpoint.FORMAT, "epoch": 1}, ckpt)
+    with pytest.raises(Exception):  # torch.save cannot pickle a lambda: it fails after opening the file
+        checkpoint.save_atomic({"format": checkpoint.FORMAT, "epoch": 2, "hook": lambda: 0}, ckpt)
+    assert checkpoint.load(ckpt)["epoch"] == 1
+    write_csv_atomic(pd.DataFrame({"ra": [50.0]}), csv)
+
+    def half_written(self: pd.DataFrame, path: Path, **kwargs: object) -> None:
+        Path(path).write_text("ra\n")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", half_written)
+    with pytest.raises(OSError, match="disk full"):
+        write_csv_atomic(pd.DataFrame({"ra": [40.0]}), csv)
+    monkeypatch.undo()
+    assert pd.read_csv(csv)["ra"].tolist() == [50.0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval.csv", "last.pt"]
+
+
+def test_counts_refuse_zero_bools_and_floats() -> None:
+    from hwsim.train.evaluate import parse_attack
+
+    x, y = torch.rand(2, 1, 2, 2), torch.ones(2, dtype=torch.long)
+    for value in (0, True, 2.0):
+        with pytest.raises(HwsimError, match=f"restarts must be an integer >= 1, got {value!r}"):
+            parse_attack("pgd1", 0.1, 0.1, value)
+        with pytest.raises(HwsimError, match=f"noise draws must be an integer >= 1, got {value!r}"):
+            score(nn.Flatten(), [(x, y)], [], n_draws=value)
+        with pytest.raises(HwsimError, match=r"eot \(noise draws per gradient\) must be an integer >= 1"):
+            attacks.pgd(nn.Flatten(), x, y, eot=value)
+
+
 def test_knob_defaults_are_the_runs_own_and_missing_knobs_are_refused() -> None:
     s_lambda = (0.0, 0.1, 0.2, 0.3, 0.4, 1.0)
     oat = knob_settings("oat", s_lambda, 128, 1.0, None, None, None, (1.0,))

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from torch import nn
 from hwsim.errors import HwsimError
 from hwsim.variants import get_variant
 from hwsim.train import _models, attacks, checkpoint, data, trainer
+from hwsim.train._checks import check_count
 from hwsim.train.attacks import attack_context
 from hwsim.train.config import TrainConfig
 from hwsim.train.trainer import progress, read_run_config, seed_everything, _resolve_device
@@ -105,8 +105,7 @@ def parse_attack(name: str, eps: float, step_size: float, restarts: int = 1) -> 
 
     ``restarts`` applies to pgdK, cwK and art-pgdK (per-sample worst case over R random starts).
     """
-    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
-        raise HwsimError(f"restarts must be an integer >= 1, got {restarts!r}")
+    check_count("restarts", restarts)
     match = re.fullmatch(r"(pgd|cw|art-pgd)(\d+)", name)
     if match and int(match.group(2)) >= 1:
         kind, steps = match.group(1), int(match.group(2))
@@ -219,11 +218,6 @@ def _correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, draw_
         return (model(images).argmax(1) == labels).cpu()
 
 
-def _check_draws(n_draws: int) -> None:
-    if isinstance(n_draws, bool) or not isinstance(n_draws, int) or n_draws < 1:
-        raise HwsimError(f"noise draws must be an integer >= 1, got {n_draws!r}")
-
-
 @dataclass(frozen=True)
 class CleanPass:
     """Which clean images a model classifies correctly: per batch a (draws, batch) bool tensor, one row per
@@ -243,7 +237,7 @@ def clean_pass(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Ten
                n_draws: int = NOISE_DRAWS, seed: int = 0, randomised: bool | None = None) -> CleanPass:
     """The clean predictions :func:`score` makes of ``model`` over ``batches`` with the same ``n_draws``,
     ``seed`` and ``randomised`` (None: :func:`is_randomised` on the first batch), to give to it as ``clean``."""
-    _check_draws(n_draws)
+    check_count("noise draws", n_draws)
     correct = []
     draws = 1
     for b, (x, y) in enumerate(batches):
@@ -271,9 +265,8 @@ def score(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
     scoring passes and it knows whether ``model`` is randomised; ``n_draws`` is then not used). See the module
     docstring for the rule that decides a sample's success.
     """
-    _check_draws(n_draws)
-    if isinstance(eot, bool) or not isinstance(eot, int) or eot < 1:
-        raise HwsimError(f"eot must be an integer >= 1, got {eot!r}")
+    check_count("noise draws", n_draws)
+    check_count("eot", eot)
     if clean is not None and clean.seed != seed:
         raise ValueError(f"the clean pass was drawn with seed {clean.seed}, not {seed}")
     attacked = model if attacked is None else attacked
@@ -440,8 +433,7 @@ def load_test_set(config: TrainConfig, n_images: int | None, data_dir: str | Pat
     test = data.load_split(config.dataset, "test", data_dir if data_dir is not None else config.data_dir,
                            synthetic_size=config.synthetic_size)
     if n_images is not None:
-        if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 1:
-            raise HwsimError(f"n_images must be an integer >= 1, got {n_images!r}")
+        check_count("n_images", n_images)
         test = test.subset(torch.arange(min(n_images, len(test))))
     return test
 
@@ -452,15 +444,6 @@ def batches(test: data.ImageDataset, batch_size: int, device: torch.device,
     loader = torch.utils.data.DataLoader(test, batch_size=batch_size, shuffle=False)
     for images, labels in progress(loader, True, desc=desc):
         yield data.to_float(images.to(device)), labels.to(device)
-
-
-def _check_counts(batch_size: int, eot: int | None, noise_draws: int, restarts: int) -> None:
-    for name, value, low in (("batch_size", batch_size, 1), ("eot", eot, 1), ("noise_draws", noise_draws, 1),
-                             ("restarts", restarts, 1)):
-        if value is None and name == "eot":
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise HwsimError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
 def evaluate_run(run_dir: str | Path, attack_names: Sequence[str] = ("pgd20",),
@@ -485,7 +468,10 @@ def evaluate_run(run_dir: str | Path, attack_names: Sequence[str] = ("pgd20",),
     bad = [c for c in checkpoints if c not in CHECKPOINTS]
     if bad or not checkpoints:
         raise HwsimError(f"unknown checkpoint {bad[0] if bad else ''!r}; valid: {', '.join(CHECKPOINTS)}")
-    _check_counts(batch_size, eot, noise_draws, restarts)
+    for name, value in (("batch_size", batch_size), ("noise_draws", noise_draws), ("restarts", restarts)):
+        check_count(name, value)
+    if eot is not None:  # None: each attack's own default
+        check_count("eot", eot)
     specs = [parse_attack(name, config.eps, config.step_size, restarts) for name in attack_names]
     if not specs:
         raise HwsimError(f"no attacks given; valid: {_ATTACKS_HELP}")
@@ -536,13 +522,8 @@ def evaluate_run(run_dir: str | Path, attack_names: Sequence[str] = ("pgd20",),
 
 
 def write_csv_atomic(table: pd.DataFrame, path: Path) -> None:
-    """Write ``table`` to a temporary file beside ``path`` and rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        table.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write ``table`` to ``path`` as CSV with :func:`hwsim.train.checkpoint.write_atomic`."""
+    checkpoint.write_atomic(path, lambda tmp: table.to_csv(tmp, index=False))
 
 
 @dataclass(frozen=True)

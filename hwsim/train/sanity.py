@@ -37,6 +37,7 @@ from torch import nn
 
 from hwsim.errors import HwsimError
 from hwsim.train import attacks
+from hwsim.train._checks import check_count
 from hwsim.train.attacks import attack_context
 from hwsim.train.evaluate import (EOT_DEFAULT, NOISE_DRAWS, CHECKPOINTS, Generator, Score, SettingView, batches,
                                   clean_pass, clean_setting, knob_context, load_run, load_test_set, robust_setting,
@@ -169,8 +170,7 @@ def sanity_run(run_dir: str | Path, checkpoint_name: str = "last", *, steps: int
         raise HwsimError(f"unknown checkpoint {checkpoint_name!r}; valid: {', '.join(CHECKPOINTS)}")
     for name, value in (("steps", steps), ("restarts", restarts), ("eot", eot), ("noise_draws", noise_draws),
                         ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise HwsimError(f"{name} must be an integer >= 1, got {value!r}")
+        check_count(name, value)
     if transfer_from is not None:
         read_run_config(transfer_from)
     test = load_test_set(config, n_images, data_dir)
