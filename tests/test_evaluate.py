@@ -268,6 +268,43 @@ def test_cli_refuses_a_knob_the_run_lacks(tmp_path: Path, capsys: pytest.Capture
     assert not (run / "eval.csv").exists() and not (run / "sanity.csv").exists()
 
 
+def test_cli_leaves_every_default_to_the_library_and_its_help_states_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    import inspect
+
+    from hwsim.cli.evaluate import eval_command
+    from hwsim.train import evaluate, sanity
+
+    ev = inspect.signature(evaluate.evaluate_run).parameters
+    sa = inspect.signature(sanity.sanity_run).parameters
+    helps = {p.name: " ".join((p.help or "").split()) for p in eval_command.params}
+    for option, default in (("batch_size", ev["batch_size"].default), ("noise_draws", ev["noise_draws"].default),
+                            ("seed", ev["seed"].default), ("device", ev["device"].default),
+                            ("checkpoint", ev["checkpoints"].default[0]), ("attack", ev["attack_names"].default[0]),
+                            ("steps", sa["steps"].default),
+                            ("restarts", f"{ev['restarts'].default}; --sanity: {sa['restarts'].default}"),
+                            ("eot", f"{sa['eot'].default}; autoattack {evaluate.EOT_AUTOATTACK}")):
+        assert f"[default: {default}]" in helps[option], (option, helps[option])
+    for name in ("batch_size", "noise_draws", "seed", "device"):
+        assert sa[name].default == ev[name].default, name
+    assert sa["checkpoint_name"].default == "last" and sa["eot"].default == evaluate.EOT_DEFAULT
+
+    calls = []
+    monkeypatch.setattr(evaluate, "evaluate_run", lambda *a, **kw: calls.append((a, kw)) or pd.DataFrame())
+    monkeypatch.setattr(sanity, "sanity_run", lambda *a, **kw: calls.append((a, kw)) or pd.DataFrame())
+    given = ["--restarts", "2", "--eot", "3", "--noise-draws", "4", "--batch-size", "7", "--seed", "9",
+             "--device", "cpu", "--checkpoint", "best", "--n-images", "6"]
+    for args in (["eval", "RUN"], ["eval", "RUN", "--sanity"], ["eval", "RUN", "--attack", "fgsm,pgd1", *given],
+                 ["eval", "RUN", "--sanity", "--steps", "6", *given]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+    options = {"restarts": 2, "eot": 3, "noise_draws": 4, "batch_size": 7, "seed": 9, "device": "cpu", "n_images": 6}
+    assert calls == [(("RUN",), {"lambda_n": None, "lambda_th": None, "widths": None}),  # no default of its own
+                     (("RUN",), {}),
+                     (("RUN",), {"lambda_n": None, "lambda_th": None, "widths": None, "attack_names": ["fgsm", "pgd1"],
+                                 "checkpoints": ["best"], **options}),
+                     (("RUN",), {"checkpoint_name": "best", "steps": 6, **options})]
+
+
 def test_cli_sanity_writes_the_table(tmp_path: Path) -> None:
     torch.manual_seed(0)
     run = make_run(tmp_path / "float", models.create_model("small_cnn", "float", dataset="cifar10"),

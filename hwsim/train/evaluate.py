@@ -60,6 +60,7 @@ FLOAT_THRESHOLDS = (0.0, 0.5)
 EOT_DEFAULT = 10  # noise draws per attack gradient on randomised settings
 EOT_AUTOATTACK = 20  # AutoAttack's 'rand' version
 NOISE_DRAWS = 5  # scoring passes on randomised settings
+BATCH_SIZE = 256  # images per forward when scoring
 _ATTACKS_HELP = "pgdK, cwK, fgsm, art-pgdK (K >= 1 steps), autoattack"
 
 #: One candidate generator: (clean images, labels, eot) -> adversarial images of the same shape.
@@ -449,7 +450,7 @@ def batches(test: data.ImageDataset, batch_size: int, device: torch.device,
 def evaluate_run(run_dir: str | Path, attack_names: Sequence[str] = ("pgd20",),
                  lambda_n: Sequence[float] | None = None, lambda_th: Sequence[float] | None = None,
                  widths: Sequence[float] | None = None, checkpoints: Sequence[str] = ("last",),
-                 n_images: int | None = None, batch_size: int = 256, device: str = "auto",
+                 n_images: int | None = None, batch_size: int = BATCH_SIZE, device: str = "auto",
                  data_dir: str | Path | None = None, seed: int = 0, write: bool = True, *,
                  restarts: int = 1, eot: int | None = None, noise_draws: int = NOISE_DRAWS,
                  transfer_from: str | Path | None = None) -> pd.DataFrame:

@@ -39,14 +39,16 @@ from hwsim.errors import HwsimError
 from hwsim.train import attacks
 from hwsim.train._checks import check_count
 from hwsim.train.attacks import attack_context
-from hwsim.train.evaluate import (EOT_DEFAULT, NOISE_DRAWS, CHECKPOINTS, Generator, Score, SettingView, batches,
-                                  clean_pass, clean_setting, knob_context, load_run, load_test_set, robust_setting,
-                                  score, write_csv_atomic)
+from hwsim.train.evaluate import (BATCH_SIZE, EOT_DEFAULT, NOISE_DRAWS, CHECKPOINTS, Generator, Score, SettingView,
+                                  batches, clean_pass, clean_setting, knob_context, load_run, load_test_set,
+                                  robust_setting, score, write_csv_atomic)
 from hwsim.train.trainer import _resolve_device, read_run_config
 
 SANITY_COLUMNS = ("check", "values", "verdict", "rule")
 PASS, FAIL, SKIP = "pass", "FAIL", "skip"
 EPS_FACTORS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+STEPS = 20  # K, the PGD steps of the checks (more_steps compares K with 5K)
+RESTARTS = 5  # R, the random starts of the restarts check
 
 Batches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
 
@@ -57,10 +59,10 @@ class SanitySettings:
 
     eps: float
     step_size: float
-    steps: int = 20
-    restarts: int = 5
-    eot: int = 10
-    n_draws: int = 5
+    steps: int = STEPS
+    restarts: int = RESTARTS
+    eot: int = EOT_DEFAULT
+    n_draws: int = NOISE_DRAWS
     seed: int = 0
 
 
@@ -154,9 +156,9 @@ def sanity_checks(model: nn.Module, batches: Batches, settings: SanitySettings,
     return pd.DataFrame(rows, columns=list(SANITY_COLUMNS))
 
 
-def sanity_run(run_dir: str | Path, checkpoint_name: str = "last", *, steps: int = 20, restarts: int = 5,
+def sanity_run(run_dir: str | Path, checkpoint_name: str = "last", *, steps: int = STEPS, restarts: int = RESTARTS,
                eot: int = EOT_DEFAULT, noise_draws: int = NOISE_DRAWS, transfer_from: str | Path | None = None,
-               n_images: int | None = None, batch_size: int = 256, device: str = "auto",
+               n_images: int | None = None, batch_size: int = BATCH_SIZE, device: str = "auto",
                data_dir: str | Path | None = None, seed: int = 0, write: bool = True) -> pd.DataFrame:
     """The checks of :func:`sanity_checks` on a run at its most robust setting; writes ``RUN/sanity.csv``.
 
