@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -17,7 +18,7 @@ from hwsim.cli import cli, main
 from hwsim.errors import HwsimError
 from hwsim.train import attacks, trainer
 from hwsim.train.config import make_config
-from hwsim.train.evaluate import COLUMNS, evaluate_run, knob_settings, score
+from hwsim.train.evaluate import COLUMNS, evaluate_run, knob_settings, parse_attack, score
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -110,14 +111,51 @@ class NoisyLogits(nn.Module):
 def test_restarts_never_raise_ra(noise: float) -> None:
     x, y = _quadrant_data()
     model = NoisyLogits(_trained(0, x, y), noise)
-    pgd = lambda a, b, eot: attacks.pgd(model, a, b, eps=4 / 255, step_size=1 / 255, steps=3, eot=eot)
     ras = []
     for restarts in (1, 2, 4):
+        generators = parse_attack("pgd3", 4 / 255, 1 / 255, restarts).generators(model, noise > 0)
         torch.manual_seed(0)
-        ras.append(score(model, [(x[:80], y[:80]), (x[80:], y[80:])], [pgd] * restarts, n_draws=3, eot=2))
+        ras.append(score(model, [(x[:80], y[:80]), (x[80:], y[80:])], generators, n_draws=3, eot=2))
     assert all(b.ra <= a.ra for a, b in zip(ras, ras[1:])), [s.ra for s in ras]
     assert ras[0].ra < ras[0].ca  # the attack does something
     assert ras[0].n_draws == (3 if noise else 1)
+
+
+@pytest.mark.parametrize("name", ["pgd1", "cw1", "art-pgd1"])
+def test_each_restart_starts_afresh_and_restarts_lower_ra_sample_by_sample(name: str) -> None:
+    x, y = _quadrant_data()
+    model = _trained(0, x, y)
+    single = parse_attack(name, 8 / 255, 2 / 255).generators(model, False)
+    restarts = parse_attack(name, 8 / 255, 2 / 255, restarts=4).generators(model, False)
+    assert len(single) == 1 and len(restarts) == 4
+    torch.manual_seed(0)
+    candidates = [generate(x[:8], y[:8], 1) for generate in restarts]
+    for a, b in itertools.combinations(candidates, 2):  # a restart that reused a start would repeat its candidate
+        assert not torch.equal(a, b)
+    if name.startswith("art"):
+        return  # ART runs on numpy, one call per sample would take seconds: its starts differing is the point
+    lowered = 0
+    for i in range(len(x)):  # each sample on its own, both from the same seed: the first start is shared
+        ras = []
+        for generators in (single, restarts):
+            torch.manual_seed(i)
+            ras.append(score(model, [(x[i:i + 1], y[i:i + 1])], generators).ra)
+        assert ras[1] <= ras[0], i
+        lowered += ras[1] < ras[0]
+    assert lowered >= 3  # samples that survive one start but not four (4 of 160 on this seeded case)
+
+
+def test_evaluate_runs_every_restart_from_its_own_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    run = make_run(tmp_path / "base", models.create_model("small_cnn", "base", dataset="cifar10"),
+                   step_size="1/255000")  # a step too small to break anything: every correct sample stays robust
+    candidates = []
+    real = attacks.pgd
+    monkeypatch.setattr(attacks, "pgd", lambda *a, **kw: candidates.append(real(*a, **kw)) or candidates[-1])
+    table = evaluate_run(run, ["pgd1"], n_images=64, device="cpu", restarts=3, write=False)
+    assert table["ra"].iloc[0] == table["ca"].iloc[0] > 0 and table["restarts"].iloc[0] == 3
+    assert len(candidates) == 3  # one batch, three starts, each on the still robust samples
+    assert all(not torch.equal(a, b) for a, b in itertools.combinations(candidates, 2))
 
 
 def test_sanity_checks_flag_a_masked_model_and_pass_a_plain_one() -> None:
@@ -177,20 +215,47 @@ def test_old_eval_csv_merges_with_new_columns(tmp_path: Path) -> None:
     assert math.isnan(merged["n_draws"].iloc[0]) and merged["n_draws"].iloc[1] == 1
 
 
-def test_transfer_from_an_identical_model_equals_white_box(tmp_path: Path) -> None:
+def test_transfer_attacks_come_from_the_source_not_the_target(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = models.create_model("small_cnn", "base", dataset="cifar10")
-    target = make_run(tmp_path / "target", model)
+    target = make_run(tmp_path / "target", model, synthetic_size=512)  # 128 test images
     twin = make_run(tmp_path / "twin", model)
-    torch.manual_seed(1)
-    stranger = make_run(tmp_path / "stranger", models.create_model("small_cnn", "base", dataset="cifar10"))
-    white = evaluate_run(target, ["pgd3"], n_images=32, device="cpu")
-    same = evaluate_run(target, ["pgd3"], n_images=32, device="cpu", transfer_from=twin)
-    far = evaluate_run(target, ["pgd3"], n_images=32, device="cpu", transfer_from=stranger)
+    blind_model = models.create_model("small_cnn", "base", dataset="cifar10")
+    with torch.no_grad():
+        for p in blind_model.parameters():
+            p.zero_()  # constant logits: zero input gradient, so PGD on it never leaves its random start
+    blind = make_run(tmp_path / "blind", blind_model)
+    white = evaluate_run(target, ["pgd3"], device="cpu")
+    same = evaluate_run(target, ["pgd3"], device="cpu", transfer_from=twin)
+    far = evaluate_run(target, ["pgd3"], device="cpu", transfer_from=blind)
+    assert white["n_images"].iloc[0] == 128 and white["ra"].iloc[0] < white["ca"].iloc[0]
     assert same["ra"].iloc[0] == white["ra"].iloc[0] and same["source"].iloc[0] == "twin"
-    assert far["ra"].iloc[0] >= white["ra"].iloc[0] and far["source"].iloc[0] == "stranger"
-    assert white["ra"].iloc[0] < white["ca"].iloc[0]
+    # noise in the eps ball breaks none of the images that white-box PGD breaks: the source made the attack
+    assert far["ra"].iloc[0] == far["ca"].iloc[0] > white["ra"].iloc[0] and far["source"].iloc[0] == "blind"
     assert len(pd.read_csv(target / "eval.csv")) == 3  # one row per source
+
+
+def test_a_transfer_source_runs_at_its_most_robust_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hwsim.train import evaluate
+
+    torch.manual_seed(0)
+    target = make_run(tmp_path / "target", models.create_model("small_cnn", "base", dataset="cifar10"))
+    source = make_run(tmp_path / "float", models.create_model("small_cnn", "float", dataset="cifar10"),
+                      variant="float", algorithm="float")
+    knobs_seen = []
+    real = evaluate.load_run
+
+    def load(run_dir: Path, name: str, device: torch.device) -> evaluate.LoadedRun:
+        loaded = real(run_dir, name, device)
+        if Path(run_dir).name == "float":
+            state = loaded.model.hwsim_knobs
+            loaded.model.register_forward_pre_hook(lambda m, i: knobs_seen.append((state.lambda_n, state.lambda_th)))
+        return loaded
+
+    monkeypatch.setattr(evaluate, "load_run", load)
+    table = evaluate_run(target, ["pgd2"], n_images=8, device="cpu", eot=3, transfer_from=source, write=False)
+    assert knobs_seen and set(knobs_seen) == {(1.0, 0.0)}  # FLOAT's robust setting: lambda_n 1 at lambda_th 0
+    assert (table["eot"].iloc[0], table["n_draws"].iloc[0]) == (3, 1)  # a noisy source, a deterministic target
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary_one(tmp_path: Path,
