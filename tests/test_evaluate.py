@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -17,7 +18,7 @@ from hwsim.cli import cli, main
 from hwsim.errors import HwsimError
 from hwsim.train import attacks, trainer
 from hwsim.train.config import make_config
-from hwsim.train.evaluate import COLUMNS, evaluate_run, knob_settings, score
+from hwsim.train.evaluate import COLUMNS, evaluate_run, knob_settings, parse_attack, score
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -57,6 +58,23 @@ def test_success_is_decided_on_the_draws_that_score_it() -> None:
     assert (det.n_draws, det.eot, det.ca_std, det.ra_std) == (1, 0, 0.0, 0.0)
 
 
+def test_eot_says_what_the_attack_did_and_is_0_only_for_a_deterministic_attacked_model(tmp_path: Path) -> None:
+    x, y = torch.rand(10, 1, 2, 2), torch.ones(10, dtype=torch.long)
+    identity = lambda a, b, eot: a.clone()
+    one_pass = score(CoinNet(), [(x, y)], [identity], n_draws=1, eot=1)
+    assert (one_pass.n_draws, one_pass.eot) == (1, 1)  # randomised, attacked with one draw per gradient: not 0
+    assert score(CoinNet(), [(x, y)], [identity], n_draws=1, eot=4).eot == 4
+    assert score(nn.Flatten(), [(x, y)], [identity], n_draws=5, eot=4).eot == 0
+    transfer = score(CoinNet(), [(x, y)], [identity], n_draws=3, eot=4, attacked=nn.Flatten())
+    assert (transfer.n_draws, transfer.eot) == (3, 0)  # scored over draws, but the attack drew no noise
+    torch.manual_seed(0)
+    run = make_run(tmp_path / "float", models.create_model("small_cnn", "float", dataset="cifar10"),
+                   variant="float", algorithm="float")
+    table = evaluate_run(run, ["pgd1"], lambda_n=[0, 1], lambda_th=[0], n_images=8, device="cpu", noise_draws=1,
+                         eot=1, write=False)
+    assert list(table["n_draws"]) == [1, 1] and list(table["eot"]) == [0, 1]
+
+
 def _quadrant_data(n: int = 160, seed: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     y = torch.randint(0, 4, (n,), generator=g)
@@ -93,14 +111,51 @@ class NoisyLogits(nn.Module):
 def test_restarts_never_raise_ra(noise: float) -> None:
     x, y = _quadrant_data()
     model = NoisyLogits(_trained(0, x, y), noise)
-    pgd = lambda a, b, eot: attacks.pgd(model, a, b, eps=4 / 255, step_size=1 / 255, steps=3, eot=eot)
     ras = []
     for restarts in (1, 2, 4):
+        generators = parse_attack("pgd3", 4 / 255, 1 / 255, restarts).generators(model, noise > 0)
         torch.manual_seed(0)
-        ras.append(score(model, [(x[:80], y[:80]), (x[80:], y[80:])], [pgd] * restarts, n_draws=3, eot=2))
+        ras.append(score(model, [(x[:80], y[:80]), (x[80:], y[80:])], generators, n_draws=3, eot=2))
     assert all(b.ra <= a.ra for a, b in zip(ras, ras[1:])), [s.ra for s in ras]
     assert ras[0].ra < ras[0].ca  # the attack does something
     assert ras[0].n_draws == (3 if noise else 1)
+
+
+@pytest.mark.parametrize("name", ["pgd1", "cw1", "art-pgd1"])
+def test_each_restart_starts_afresh_and_restarts_lower_ra_sample_by_sample(name: str) -> None:
+    x, y = _quadrant_data()
+    model = _trained(0, x, y)
+    single = parse_attack(name, 8 / 255, 2 / 255).generators(model, False)
+    restarts = parse_attack(name, 8 / 255, 2 / 255, restarts=4).generators(model, False)
+    assert len(single) == 1 and len(restarts) == 4
+    torch.manual_seed(0)
+    candidates = [generate(x[:8], y[:8], 1) for generate in restarts]
+    for a, b in itertools.combinations(candidates, 2):  # a restart that reused a start would repeat its candidate
+        assert not torch.equal(a, b)
+    if name.startswith("art"):
+        return  # ART runs on numpy, one call per sample would take seconds: its starts differing is the point
+    lowered = 0
+    for i in range(len(x)):  # each sample on its own, both from the same seed: the first start is shared
+        ras = []
+        for generators in (single, restarts):
+            torch.manual_seed(i)
+            ras.append(score(model, [(x[i:i + 1], y[i:i + 1])], generators).ra)
+        assert ras[1] <= ras[0], i
+        lowered += ras[1] < ras[0]
+    assert lowered >= 3  # samples that survive one start but not four (4 of 160 on this seeded case)
+
+
+def test_evaluate_runs_every_restart_from_its_own_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    run = make_run(tmp_path / "base", models.create_model("small_cnn", "base", dataset="cifar10"),
+                   step_size="1/255000")  # a step too small to break anything: every correct sample stays robust
+    candidates = []
+    real = attacks.pgd
+    monkeypatch.setattr(attacks, "pgd", lambda *a, **kw: candidates.append(real(*a, **kw)) or candidates[-1])
+    table = evaluate_run(run, ["pgd1"], n_images=64, device="cpu", restarts=3, write=False)
+    assert table["ra"].iloc[0] == table["ca"].iloc[0] > 0 and table["restarts"].iloc[0] == 3
+    assert len(candidates) == 3  # one batch, three starts, each on the still robust samples
+    assert all(not torch.equal(a, b) for a, b in itertools.combinations(candidates, 2))
 
 
 def test_sanity_checks_flag_a_masked_model_and_pass_a_plain_one() -> None:
@@ -160,20 +215,84 @@ def test_old_eval_csv_merges_with_new_columns(tmp_path: Path) -> None:
     assert math.isnan(merged["n_draws"].iloc[0]) and merged["n_draws"].iloc[1] == 1
 
 
-def test_transfer_from_an_identical_model_equals_white_box(tmp_path: Path) -> None:
+def test_transfer_attacks_come_from_the_source_not_the_target(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = models.create_model("small_cnn", "base", dataset="cifar10")
-    target = make_run(tmp_path / "target", model)
+    target = make_run(tmp_path / "target", model, synthetic_size=512)  # 128 test images
     twin = make_run(tmp_path / "twin", model)
-    torch.manual_seed(1)
-    stranger = make_run(tmp_path / "stranger", models.create_model("small_cnn", "base", dataset="cifar10"))
-    white = evaluate_run(target, ["pgd3"], n_images=32, device="cpu")
-    same = evaluate_run(target, ["pgd3"], n_images=32, device="cpu", transfer_from=twin)
-    far = evaluate_run(target, ["pgd3"], n_images=32, device="cpu", transfer_from=stranger)
+    blind_model = models.create_model("small_cnn", "base", dataset="cifar10")
+    with torch.no_grad():
+        for p in blind_model.parameters():
+            p.zero_()  # constant logits: zero input gradient, so PGD on it never leaves its random start
+    blind = make_run(tmp_path / "blind", blind_model)
+    white = evaluate_run(target, ["pgd3"], device="cpu")
+    same = evaluate_run(target, ["pgd3"], device="cpu", transfer_from=twin)
+    far = evaluate_run(target, ["pgd3"], device="cpu", transfer_from=blind)
+    assert white["n_images"].iloc[0] == 128 and white["ra"].iloc[0] < white["ca"].iloc[0]
     assert same["ra"].iloc[0] == white["ra"].iloc[0] and same["source"].iloc[0] == "twin"
-    assert far["ra"].iloc[0] >= white["ra"].iloc[0] and far["source"].iloc[0] == "stranger"
-    assert white["ra"].iloc[0] < white["ca"].iloc[0]
+    # noise in the eps ball breaks none of the images that white-box PGD breaks: the source made the attack
+    assert far["ra"].iloc[0] == far["ca"].iloc[0] > white["ra"].iloc[0] and far["source"].iloc[0] == "blind"
     assert len(pd.read_csv(target / "eval.csv")) == 3  # one row per source
+
+
+def test_a_transfer_source_runs_at_its_most_robust_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hwsim.train import evaluate
+
+    torch.manual_seed(0)
+    target = make_run(tmp_path / "target", models.create_model("small_cnn", "base", dataset="cifar10"))
+    source = make_run(tmp_path / "float", models.create_model("small_cnn", "float", dataset="cifar10"),
+                      variant="float", algorithm="float")
+    knobs_seen = []
+    real = evaluate.load_run
+
+    def load(run_dir: Path, name: str, device: torch.device) -> evaluate.LoadedRun:
+        loaded = real(run_dir, name, device)
+        if Path(run_dir).name == "float":
+            state = loaded.model.hwsim_knobs
+            loaded.model.register_forward_pre_hook(lambda m, i: knobs_seen.append((state.lambda_n, state.lambda_th)))
+        return loaded
+
+    monkeypatch.setattr(evaluate, "load_run", load)
+    table = evaluate_run(target, ["pgd2"], n_images=8, device="cpu", eot=3, transfer_from=source, write=False)
+    assert knobs_seen and set(knobs_seen) == {(1.0, 0.0)}  # FLOAT's robust setting: lambda_n 1 at lambda_th 0
+    assert (table["eot"].iloc[0], table["n_draws"].iloc[0]) == (3, 1)  # a noisy source, a deterministic target
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary_one(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from hwsim.train import checkpoint
+    from hwsim.train.evaluate import write_csv_atomic
+
+    ckpt, csv = tmp_path / "last.pt", tmp_path / "eval.csv"
+    checkpoint.save_atomic({"format": checkpoint.FORMAT, "epoch": 1}, ckpt)
+    with pytest.raises(Exception):  # torch.save cannot pickle a lambda: it fails after opening the file
+        checkpoint.save_atomic({"format": checkpoint.FORMAT, "epoch": 2, "hook": lambda: 0}, ckpt)
+    assert checkpoint.load(ckpt)["epoch"] == 1
+    write_csv_atomic(pd.DataFrame({"ra": [50.0]}), csv)
+
+    def half_written(self: pd.DataFrame, path: Path, **kwargs: object) -> None:
+        Path(path).write_text("ra\n")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", half_written)
+    with pytest.raises(OSError, match="disk full"):
+        write_csv_atomic(pd.DataFrame({"ra": [40.0]}), csv)
+    monkeypatch.undo()
+    assert pd.read_csv(csv)["ra"].tolist() == [50.0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval.csv", "last.pt"]
+
+
+def test_counts_refuse_zero_bools_and_floats() -> None:
+    from hwsim.train.evaluate import parse_attack
+
+    x, y = torch.rand(2, 1, 2, 2), torch.ones(2, dtype=torch.long)
+    for value in (0, True, 2.0):
+        with pytest.raises(HwsimError, match=f"restarts must be an integer >= 1, got {value!r}"):
+            parse_attack("pgd1", 0.1, 0.1, value)
+        with pytest.raises(HwsimError, match=f"noise draws must be an integer >= 1, got {value!r}"):
+            score(nn.Flatten(), [(x, y)], [], n_draws=value)
+        with pytest.raises(HwsimError, match=r"eot \(noise draws per gradient\) must be an integer >= 1"):
+            attacks.pgd(nn.Flatten(), x, y, eot=value)
 
 
 def test_knob_defaults_are_the_runs_own_and_missing_knobs_are_refused() -> None:
@@ -212,6 +331,43 @@ def test_cli_refuses_a_knob_the_run_lacks(tmp_path: Path, capsys: pytest.Capture
         err = capsys.readouterr().err
         assert exc.value.code == 2 and err.count("\n") == 1 and message in err, err
     assert not (run / "eval.csv").exists() and not (run / "sanity.csv").exists()
+
+
+def test_cli_leaves_every_default_to_the_library_and_its_help_states_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    import inspect
+
+    from hwsim.cli.evaluate import eval_command
+    from hwsim.train import evaluate, sanity
+
+    ev = inspect.signature(evaluate.evaluate_run).parameters
+    sa = inspect.signature(sanity.sanity_run).parameters
+    helps = {p.name: " ".join((p.help or "").split()) for p in eval_command.params}
+    for option, default in (("batch_size", ev["batch_size"].default), ("noise_draws", ev["noise_draws"].default),
+                            ("seed", ev["seed"].default), ("device", ev["device"].default),
+                            ("checkpoint", ev["checkpoints"].default[0]), ("attack", ev["attack_names"].default[0]),
+                            ("steps", sa["steps"].default),
+                            ("restarts", f"{ev['restarts'].default}; --sanity: {sa['restarts'].default}"),
+                            ("eot", f"{sa['eot'].default}; autoattack {evaluate.EOT_AUTOATTACK}")):
+        assert f"[default: {default}]" in helps[option], (option, helps[option])
+    for name in ("batch_size", "noise_draws", "seed", "device"):
+        assert sa[name].default == ev[name].default, name
+    assert sa["checkpoint_name"].default == "last" and sa["eot"].default == evaluate.EOT_DEFAULT
+
+    calls = []
+    monkeypatch.setattr(evaluate, "evaluate_run", lambda *a, **kw: calls.append((a, kw)) or pd.DataFrame())
+    monkeypatch.setattr(sanity, "sanity_run", lambda *a, **kw: calls.append((a, kw)) or pd.DataFrame())
+    given = ["--restarts", "2", "--eot", "3", "--noise-draws", "4", "--batch-size", "7", "--seed", "9",
+             "--device", "cpu", "--checkpoint", "best", "--n-images", "6"]
+    for args in (["eval", "RUN"], ["eval", "RUN", "--sanity"], ["eval", "RUN", "--attack", "fgsm,pgd1", *given],
+                 ["eval", "RUN", "--sanity", "--steps", "6", *given]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+    options = {"restarts": 2, "eot": 3, "noise_draws": 4, "batch_size": 7, "seed": 9, "device": "cpu", "n_images": 6}
+    assert calls == [(("RUN",), {"lambda_n": None, "lambda_th": None, "widths": None}),  # no default of its own
+                     (("RUN",), {}),
+                     (("RUN",), {"lambda_n": None, "lambda_th": None, "widths": None, "attack_names": ["fgsm", "pgd1"],
+                                 "checkpoints": ["best"], **options}),
+                     (("RUN",), {"checkpoint_name": "best", "steps": 6, **options})]
 
 
 def test_cli_sanity_writes_the_table(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hwsim.errors import HwsimError
+from hwsim.train._checks import check_count
 
 LossName = Literal["ce", "cw", "dlr"]
 _LOSSES = ("ce", "cw", "dlr")
@@ -108,8 +109,7 @@ def _check(eps: float, step_size: float, steps: int, loss: str, eot: int = 1) ->
         raise HwsimError(f"attack steps must be >= 0, got {steps}")
     if loss not in _LOSSES:
         raise HwsimError(f"unknown attack loss {loss!r}; valid: {', '.join(_LOSSES)}")
-    if isinstance(eot, bool) or not isinstance(eot, int) or eot < 1:
-        raise HwsimError(f"eot (noise draws per gradient) must be an integer >= 1, got {eot!r}")
+    check_count("eot (noise draws per gradient)", eot)
 
 
 def pgd(

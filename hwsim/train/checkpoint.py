@@ -1,4 +1,5 @@
-"""Checkpoints that ``torch.load(path, weights_only=True)`` can read, written atomically.
+"""Checkpoints that ``torch.load(path, weights_only=True)`` can read, written atomically (:func:`write_atomic`,
+which the evaluation's tables use too).
 
 A checkpoint is a dict of tensors and plain containers: model / optimiser / scheduler / grad-scaler state,
 the RNG states of torch (CPU and CUDA), numpy and python ``random`` (converted to tensors and lists), the
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +51,21 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(tmp)`` to a temporary file beside ``path``, then ``os.replace`` it onto ``path``: readers see the
+    old file or the new one, never a half-written one. If ``write`` fails, ``path`` is left as it was and the
+    temporary file is removed."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def save_atomic(obj: dict[str, Any], path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then ``os.replace`` (never a half-written file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` ``obj`` to ``path`` with :func:`write_atomic`."""
+    write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def load(path: Path, other: str | None = None) -> dict[str, Any]:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from torch import nn
 from hwsim.errors import HwsimError
 from hwsim.variants import get_variant
 from hwsim.train import _models, attacks, checkpoint, data, trainer
+from hwsim.train._checks import check_count
 from hwsim.train.attacks import attack_context
 from hwsim.train.config import TrainConfig
 from hwsim.train.trainer import progress, read_run_config, seed_everything, _resolve_device
@@ -60,6 +60,7 @@ FLOAT_THRESHOLDS = (0.0, 0.5)
 EOT_DEFAULT = 10  # noise draws per attack gradient on randomised settings
 EOT_AUTOATTACK = 20  # AutoAttack's 'rand' version
 NOISE_DRAWS = 5  # scoring passes on randomised settings
+BATCH_SIZE = 256  # images per forward when scoring
 _ATTACKS_HELP = "pgdK, cwK, fgsm, art-pgdK (K >= 1 steps), autoattack"
 
 #: One candidate generator: (clean images, labels, eot) -> adversarial images of the same shape.
@@ -105,8 +106,7 @@ def parse_attack(name: str, eps: float, step_size: float, restarts: int = 1) -> 
 
     ``restarts`` applies to pgdK, cwK and art-pgdK (per-sample worst case over R random starts).
     """
-    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
-        raise HwsimError(f"restarts must be an integer >= 1, got {restarts!r}")
+    check_count("restarts", restarts)
     match = re.fullmatch(r"(pgd|cw|art-pgd)(\d+)", name)
     if match and int(match.group(2)) >= 1:
         kind, steps = match.group(1), int(match.group(2))
@@ -186,7 +186,7 @@ class Score:
     ra: float
     ra_std: float
     n_draws: int
-    eot: int  # noise draws per attack gradient; 0 when the attacked model is deterministic
+    eot: int  # noise draws per attack gradient (1: no EOT); 0 exactly when the attacked model is deterministic
     n_images: int
 
 
@@ -213,50 +213,100 @@ def is_randomised(model: nn.Module, x: torch.Tensor) -> bool:
     return any(not torch.equal(outputs[0], out) for out in outputs[1:])
 
 
+def _correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, draw_seed: int) -> torch.Tensor:
+    """Whether ``model`` classifies each image correctly under the noise draw of ``draw_seed`` (on the CPU)."""
+    with torch.no_grad(), _fixed_draw(draw_seed, images.device):
+        return (model(images).argmax(1) == labels).cpu()
+
+
+@dataclass(frozen=True)
+class CleanPass:
+    """Which clean images a model classifies correctly: per batch a (draws, batch) bool tensor, one row per
+    scoring pass under that pass's noise draw (:func:`clean_pass`).
+
+    Every attack on one setting scores the same batches under the same per-draw seeds, so their clean
+    predictions are the same: an evaluation computes them once and gives them to :func:`score` for each attack.
+    """
+
+    correct: tuple[torch.Tensor, ...]
+    draws: int
+    seed: int
+    randomised: bool
+
+
+def clean_pass(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], *,
+               n_draws: int = NOISE_DRAWS, seed: int = 0, randomised: bool | None = None) -> CleanPass:
+    """The clean predictions :func:`score` makes of ``model`` over ``batches`` with the same ``n_draws``,
+    ``seed`` and ``randomised`` (None: :func:`is_randomised` on the first batch), to give to it as ``clean``."""
+    check_count("noise draws", n_draws)
+    correct = []
+    draws = 1
+    for b, (x, y) in enumerate(batches):
+        if b == 0:
+            if randomised is None:
+                randomised = is_randomised(model, x[:8])
+            draws = n_draws if randomised else 1
+        correct.append(torch.stack([_correct(model, x, y, _draw_seed(seed, j, b)) for j in range(draws)]))
+    return CleanPass(tuple(correct), draws, seed, bool(randomised))
+
+
 def score(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
           generators: Sequence[Generator], *, n_draws: int = NOISE_DRAWS, eot: int = EOT_DEFAULT,
-          seed: int = 0, attacked: nn.Module | None = None) -> Score:
+          seed: int = 0, attacked: nn.Module | None = None, randomised: bool | None = None,
+          attacked_randomised: bool | None = None, clean: CleanPass | None = None) -> Score:
     """CA and RA of ``model`` (mode and knobs as the caller set them) over ``batches`` of (images, labels).
 
     ``generators`` produce candidate adversarial images (none: RA = CA); ``attacked`` is the model they
     attack (default ``model``; another model for a transfer attack), which decides whether EOT is used.
-    ``n_draws`` and ``eot`` apply only when the respective model is randomised (else 1 pass, no EOT). See the
-    module docstring for the rule that decides a sample's success.
+    ``n_draws`` and ``eot`` apply only when the respective model is randomised (else 1 pass, no EOT).
+    ``randomised`` / ``attacked_randomised`` say whether ``model`` / ``attacked`` are, when the caller has
+    already decided it (None: :func:`is_randomised` on the first batch, once per model): an evaluation decides
+    it once per setting rather than once per attack. ``clean``: the :func:`clean_pass` of ``model`` over the
+    same batches with the same seed, used instead of computing the clean predictions again (its draws are the
+    scoring passes and it knows whether ``model`` is randomised; ``n_draws`` is then not used). See the module
+    docstring for the rule that decides a sample's success.
     """
-    if isinstance(n_draws, bool) or not isinstance(n_draws, int) or n_draws < 1:
-        raise HwsimError(f"noise draws must be an integer >= 1, got {n_draws!r}")
-    if isinstance(eot, bool) or not isinstance(eot, int) or eot < 1:
-        raise HwsimError(f"eot must be an integer >= 1, got {eot!r}")
+    check_count("noise draws", n_draws)
+    check_count("eot", eot)
+    if clean is not None and clean.seed != seed:
+        raise ValueError(f"the clean pass was drawn with seed {clean.seed}, not {seed}")
     attacked = model if attacked is None else attacked
     clean_counts = adv_counts = None
-    total = 0
+    total = batch_count = 0
     draws = attack_eot = 1
     for b, (x, y) in enumerate(batches):
         if b == 0:
-            draws = n_draws if is_randomised(model, x[:8]) else 1
-            attack_eot = eot if is_randomised(attacked, x[:8]) else 1
+            if randomised is None:
+                randomised = clean.randomised if clean is not None else is_randomised(model, x[:8])
+            if attacked_randomised is None:
+                attacked_randomised = randomised if attacked is model else is_randomised(attacked, x[:8])
+            draws = clean.draws if clean is not None else (n_draws if randomised else 1)
+            attack_eot = eot if attacked_randomised else 1
             clean_counts = torch.zeros(draws, dtype=torch.long)
             adv_counts = torch.zeros(draws, dtype=torch.long)
         seeds = [_draw_seed(seed, j, b) for j in range(draws)]
-
-        def correct(images: torch.Tensor, labels: torch.Tensor, j: int) -> torch.Tensor:
-            with torch.no_grad(), _fixed_draw(seeds[j], images.device):
-                return (model(images).argmax(1) == labels).cpu()
-
-        clean = torch.stack([correct(x, y, j) for j in range(draws)])  # (draws, batch)
-        robust = clean.clone()
+        if clean is None:
+            correct = torch.stack([_correct(model, x, y, seeds[j]) for j in range(draws)])  # (draws, batch)
+        elif b < len(clean.correct) and clean.correct[b].shape[1] == len(y):
+            correct = clean.correct[b]
+        else:
+            raise ValueError("the clean pass was computed over other batches")
+        robust = correct.clone()
         for generate in generators:
             index = robust.any(0).nonzero().squeeze(1)
             if index.numel() == 0:
                 break
             x_adv = generate(x[index.to(x.device)], y[index.to(y.device)], attack_eot).detach()
             for j in range(draws):
-                robust[j, index] &= correct(x_adv, y[index.to(y.device)], j)
-        clean_counts += clean.sum(1)
+                robust[j, index] &= _correct(model, x_adv, y[index.to(y.device)], seeds[j])
+        clean_counts += correct.sum(1)
         adv_counts += robust.sum(1)
         total += len(y)
+        batch_count += 1
     if not total:
         raise HwsimError("no images to evaluate")
+    if clean is not None and batch_count != len(clean.correct):
+        raise ValueError("the clean pass was computed over other batches")
     ca = 100.0 * clean_counts.double() / total
     ra = 100.0 * adv_counts.double() / total
 
@@ -264,7 +314,7 @@ def score(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
         return float(values.std()) if len(values) > 1 else 0.0
 
     return Score(float(ca.mean()), spread(ca), float(ra.mean()), spread(ra), draws,
-                 attack_eot if attack_eot > 1 or draws > 1 else 0, total)
+                 attack_eot if attacked_randomised else 0, total)
 
 
 # ------------------------------------------------------------------------------------------------ knobs
@@ -384,8 +434,7 @@ def load_test_set(config: TrainConfig, n_images: int | None, data_dir: str | Pat
     test = data.load_split(config.dataset, "test", data_dir if data_dir is not None else config.data_dir,
                            synthetic_size=config.synthetic_size)
     if n_images is not None:
-        if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 1:
-            raise HwsimError(f"n_images must be an integer >= 1, got {n_images!r}")
+        check_count("n_images", n_images)
         test = test.subset(torch.arange(min(n_images, len(test))))
     return test
 
@@ -398,19 +447,10 @@ def batches(test: data.ImageDataset, batch_size: int, device: torch.device,
         yield data.to_float(images.to(device)), labels.to(device)
 
 
-def _check_counts(batch_size: int, eot: int | None, noise_draws: int, restarts: int) -> None:
-    for name, value, low in (("batch_size", batch_size, 1), ("eot", eot, 1), ("noise_draws", noise_draws, 1),
-                             ("restarts", restarts, 1)):
-        if value is None and name == "eot":
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise HwsimError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
 def evaluate_run(run_dir: str | Path, attack_names: Sequence[str] = ("pgd20",),
                  lambda_n: Sequence[float] | None = None, lambda_th: Sequence[float] | None = None,
                  widths: Sequence[float] | None = None, checkpoints: Sequence[str] = ("last",),
-                 n_images: int | None = None, batch_size: int = 256, device: str = "auto",
+                 n_images: int | None = None, batch_size: int = BATCH_SIZE, device: str = "auto",
                  data_dir: str | Path | None = None, seed: int = 0, write: bool = True, *,
                  restarts: int = 1, eot: int | None = None, noise_draws: int = NOISE_DRAWS,
                  transfer_from: str | Path | None = None) -> pd.DataFrame:
@@ -429,7 +469,10 @@ def evaluate_run(run_dir: str | Path, attack_names: Sequence[str] = ("pgd20",),
     bad = [c for c in checkpoints if c not in CHECKPOINTS]
     if bad or not checkpoints:
         raise HwsimError(f"unknown checkpoint {bad[0] if bad else ''!r}; valid: {', '.join(CHECKPOINTS)}")
-    _check_counts(batch_size, eot, noise_draws, restarts)
+    for name, value in (("batch_size", batch_size), ("noise_draws", noise_draws), ("restarts", restarts)):
+        check_count(name, value)
+    if eot is not None:  # None: each attack's own default
+        check_count("eot", eot)
     specs = [parse_attack(name, config.eps, config.step_size, restarts) for name in attack_names]
     if not specs:
         raise HwsimError(f"no attacks given; valid: {_ATTACKS_HELP}")
@@ -439,18 +482,22 @@ def evaluate_run(run_dir: str | Path, attack_names: Sequence[str] = ("pgd20",),
         read_run_config(transfer_from)  # a bad source fails before any work
     test = load_test_set(config, n_images, data_dir)
     dev = _resolve_device(device, 0)
+    probe = data.to_float(test.images[:8].to(dev))  # the images that decide whether a model is randomised
+    sources: dict[str, _Source] = {}  # by checkpoint name: loaded once, whichever of ours transfer from it
     rows = []
     for name in checkpoints:
         run = load_run(run_dir, name, dev)
         source = None
         if transfer_from is not None:
             available = [c for c in (name, "last") if (Path(transfer_from) / "checkpoints" / f"{c}.pt").is_file()]
-            source = load_run(transfer_from, available[0] if available else name, dev)
+            source_name = available[0] if available else name
+            if source_name not in sources:
+                sources[source_name] = _transfer_source(transfer_from, source_name, probe, dev)
+            source = sources[source_name]
         info = run.model.hwsim_info  # the network as built: film_dim 0 without FiLM, one BN for base
         for setting in settings:
-            for spec in specs:
-                seed_everything(seed)
-                result = _score_setting(run, setting, spec, source, test, batch_size, dev, eot, noise_draws, seed)
+            scores = _score_setting(run, setting, specs, source, test, batch_size, dev, eot, noise_draws, seed, probe)
+            for spec, result in zip(specs, scores):
                 rows.append({"run": str(run_dir), "checkpoint": name, "model": config.model,
                              "variant": config.variant, "dataset": config.dataset, "film_dim": info["film_dim"],
                              "bn": info["bn"], "algorithm": config.algorithm, "density": config.density,
@@ -459,7 +506,7 @@ def evaluate_run(run_dir: str | Path, attack_names: Sequence[str] = ("pgd20",),
                              "step_size": spec.step_size, "steps": spec.steps, "n_images": result.n_images,
                              "ca": result.ca, "ra": result.ra, "restarts": spec.restarts, "eot": result.eot,
                              "n_draws": result.n_draws, "ca_std": result.ca_std, "ra_std": result.ra_std,
-                             "source": source.path.name if source is not None else ""})
+                             "source": source.run.path.name if source is not None else ""})
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     if write:
         path = run_dir / "eval.csv"
@@ -476,31 +523,59 @@ def evaluate_run(run_dir: str | Path, attack_names: Sequence[str] = ("pgd20",),
 
 
 def write_csv_atomic(table: pd.DataFrame, path: Path) -> None:
-    """Write ``table`` to a temporary file beside ``path`` and rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        table.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write ``table`` to ``path`` as CSV with :func:`hwsim.train.checkpoint.write_atomic`."""
+    checkpoint.write_atomic(path, lambda tmp: table.to_csv(tmp, index=False))
 
 
-def _score_setting(run: LoadedRun, setting: dict[str, float], spec: AttackSpec, source: LoadedRun | None,
+@dataclass(frozen=True)
+class _Source:
+    """The source of a transfer attack: its run, its model at its most robust setting (what the attacks are
+    generated on) and whether that model is randomised."""
+
+    run: LoadedRun
+    model: SettingView
+    randomised: bool
+
+
+def _transfer_source(run_dir: str | Path, checkpoint_name: str, probe: torch.Tensor,
+                     device: torch.device) -> _Source:
+    """Load a transfer source and decide once whether it is randomised (its setting never changes)."""
+    run = load_run(run_dir, checkpoint_name, device)
+    view = SettingView(run)
+    with attack_context(run.model, "eval"):
+        return _Source(run, view, is_randomised(view, probe))
+
+
+def _score_setting(run: LoadedRun, setting: dict[str, float], specs: Sequence[AttackSpec], source: _Source | None,
                    test: data.ImageDataset, batch_size: int, device: torch.device, eot: int | None,
-                   noise_draws: int, seed: int) -> Score:
-    attacked = SettingView(source) if source is not None else run.model
+                   noise_draws: int, seed: int, probe: torch.Tensor) -> list[Score]:
+    """The score of each attack of ``specs`` on ``run`` at ``setting``, each from the same seeds.
+
+    What does not depend on the attack is computed once here for all of them: whether the setting is randomised
+    (on ``probe``) and the clean predictions, so CA is the same number in every attack's row.
+    """
     with contextlib.ExitStack() as stack:
         stack.enter_context(attack_context(run.model, "eval"))
         stack.enter_context(knob_context(run.model, run.config.variant, setting))
         if source is not None:
-            stack.enter_context(attack_context(source.model, "eval"))
-        randomised = is_randomised(attacked, data.to_float(test.images[:8].to(device)))
-        if randomised and spec.kind == "art-pgd":  # ART's PGD cannot average noise draws: no EOT
-            raise HwsimError(f"{spec.name} has no EOT, so it cannot attack the randomised setting "
+            stack.enter_context(attack_context(source.run.model, "eval"))
+        randomised = is_randomised(run.model, probe)
+        attacked, attacked_randomised = ((source.model, source.randomised) if source is not None
+                                         else (run.model, randomised))
+        art = [spec.name for spec in specs if spec.kind == "art-pgd"]
+        if attacked_randomised and art:  # ART's PGD cannot average noise draws: no EOT
+            raise HwsimError(f"{art[0]} has no EOT, so it cannot attack the randomised setting "
                              f"lambda_n={setting['lambda_n']:g} of this run; use pgdK (with --eot) or autoattack")
-        return score(run.model, batches(test, batch_size, device, desc=f"eval {spec.name}"),
-                     spec.generators(attacked, randomised, seed=seed), n_draws=noise_draws,
-                     eot=eot if eot is not None else spec.default_eot(), seed=seed, attacked=attacked)
+        clean = clean_pass(run.model, batches(test, batch_size, device, desc="eval clean"), n_draws=noise_draws,
+                           seed=seed, randomised=randomised)
+        scores = []
+        for spec in specs:
+            seed_everything(seed)
+            scores.append(score(run.model, batches(test, batch_size, device, desc=f"eval {spec.name}"),
+                                spec.generators(attacked, attacked_randomised, seed=seed), n_draws=noise_draws,
+                                eot=eot if eot is not None else spec.default_eot(), seed=seed, attacked=attacked,
+                                randomised=randomised, attacked_randomised=attacked_randomised, clean=clean))
+        return scores
 
 
 class SettingView(nn.Module):

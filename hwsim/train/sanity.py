@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -37,15 +37,18 @@ from torch import nn
 
 from hwsim.errors import HwsimError
 from hwsim.train import attacks
+from hwsim.train._checks import check_count
 from hwsim.train.attacks import attack_context
-from hwsim.train.evaluate import (EOT_DEFAULT, NOISE_DRAWS, CHECKPOINTS, Generator, Score, SettingView, batches,
-                                  clean_setting, knob_context, load_run, load_test_set, robust_setting, score,
-                                  write_csv_atomic)
+from hwsim.train.evaluate import (BATCH_SIZE, EOT_DEFAULT, NOISE_DRAWS, CHECKPOINTS, Generator, Score, SettingView,
+                                  batches, clean_pass, clean_setting, knob_context, load_run, load_test_set,
+                                  robust_setting, score, write_csv_atomic)
 from hwsim.train.trainer import _resolve_device, read_run_config
 
 SANITY_COLUMNS = ("check", "values", "verdict", "rule")
 PASS, FAIL, SKIP = "pass", "FAIL", "skip"
 EPS_FACTORS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+STEPS = 20  # K, the PGD steps of the checks (more_steps compares K with 5K)
+RESTARTS = 5  # R, the random starts of the restarts check
 
 Batches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
 
@@ -56,10 +59,10 @@ class SanitySettings:
 
     eps: float
     step_size: float
-    steps: int = 20
-    restarts: int = 5
-    eot: int = 10
-    n_draws: int = 5
+    steps: int = STEPS
+    restarts: int = RESTARTS
+    eot: int = EOT_DEFAULT
+    n_draws: int = NOISE_DRAWS
     seed: int = 0
 
 
@@ -87,11 +90,14 @@ def sanity_checks(model: nn.Module, batches: Batches, settings: SanitySettings,
     """
     st = settings
     k = st.steps
+    # every check scores the same model on the same images and draws: one clean pass (and randomness probe)
+    clean = clean_pass(model, batches(), n_draws=st.n_draws, seed=st.seed)
 
     def run(generators: list[Generator], eot: int = st.eot, attacked: nn.Module | None = None,
             starts_seed: int = 0) -> Score:
         torch.manual_seed(st.seed + starts_seed)  # the attacks' random starts
-        return score(model, batches(), generators, n_draws=st.n_draws, eot=eot, seed=st.seed, attacked=attacked)
+        return score(model, batches(), generators, n_draws=st.n_draws, eot=eot, seed=st.seed, attacked=attacked,
+                     clean=clean)
 
     def pgd(eps: float, step: float, steps: int) -> Generator:
         return lambda x, y, eot: attacks.pgd(model, x, y, eps=eps, step_size=step, steps=steps, eot=eot)
@@ -117,7 +123,9 @@ def sanity_checks(model: nn.Module, batches: Batches, settings: SanitySettings,
         restarted.ra <= base.ra + _tol(n, base, restarted), f"RA({st.restarts} restarts) <= RA(1 start) + tol")
 
     factors = sorted({min(1.0, f * st.eps) for f in EPS_FACTORS})
-    sweep = [run([pgd(e, st.step_size * e / st.eps, k)] if e > 0 else []) for e in factors]
+    # eps = 0 is base's clean accuracy (no attack: RA = CA) and the run's own eps is base itself: reused
+    sweep = [replace(base, ra=base.ca, ra_std=base.ca_std) if e == 0 else base if e == st.eps
+             else run([pgd(e, st.step_size * e / st.eps, k)]) for e in factors]
     monotone = all(b.ra <= a.ra + _tol(n, a, b) for a, b in zip(sweep, sweep[1:]))
     reaches_zero = sweep[-1].ra <= _zero_tol(n)
     add("eps_sweep", "; ".join(_fmt(f"eps={e:.4g}", s) for e, s in zip(factors, sweep)), monotone and reaches_zero,
@@ -148,9 +156,9 @@ def sanity_checks(model: nn.Module, batches: Batches, settings: SanitySettings,
     return pd.DataFrame(rows, columns=list(SANITY_COLUMNS))
 
 
-def sanity_run(run_dir: str | Path, checkpoint_name: str = "last", *, steps: int = 20, restarts: int = 5,
+def sanity_run(run_dir: str | Path, checkpoint_name: str = "last", *, steps: int = STEPS, restarts: int = RESTARTS,
                eot: int = EOT_DEFAULT, noise_draws: int = NOISE_DRAWS, transfer_from: str | Path | None = None,
-               n_images: int | None = None, batch_size: int = 256, device: str = "auto",
+               n_images: int | None = None, batch_size: int = BATCH_SIZE, device: str = "auto",
                data_dir: str | Path | None = None, seed: int = 0, write: bool = True) -> pd.DataFrame:
     """The checks of :func:`sanity_checks` on a run at its most robust setting; writes ``RUN/sanity.csv``.
 
@@ -164,8 +172,7 @@ def sanity_run(run_dir: str | Path, checkpoint_name: str = "last", *, steps: int
         raise HwsimError(f"unknown checkpoint {checkpoint_name!r}; valid: {', '.join(CHECKPOINTS)}")
     for name, value in (("steps", steps), ("restarts", restarts), ("eot", eot), ("noise_draws", noise_draws),
                         ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise HwsimError(f"{name} must be an integer >= 1, got {value!r}")
+        check_count(name, value)
     if transfer_from is not None:
         read_run_config(transfer_from)
     test = load_test_set(config, n_images, data_dir)
