@@ -458,5 +458,8 @@ def test_art_pgd_is_refused_on_a_randomised_setting_it_cannot_attack_with_eot(tm
                              "variant": "float", "algorithm": "float"}), tmp_path / "float")
     rows = evaluate_run(run, ["art-pgd2"], lambda_n=[0.0], lambda_th=[0.0], n_images=16, device="cpu")
     assert list(rows["eot"]) == [0]  # noise off: deterministic, ART's PGD is fine
-    with pytest.raises(HwsimError, match="art-pgd2 has no EOT"):
+    with pytest.raises(HwsimError, match="art-pgd2 has no EOT, so it cannot attack the randomised setting lambda_n=1"):
         evaluate_run(run, ["art-pgd2"], lambda_n=[1.0], lambda_th=[0.0], n_images=16, device="cpu")
+    with pytest.raises(HwsimError, match="cannot attack the transfer source .*randomised at its most robust"):
+        evaluate_run(run, ["art-pgd2"], lambda_n=[0.0], lambda_th=[0.0], n_images=16, device="cpu",
+                     transfer_from=run)  # our setting is deterministic; the source (at lambda_n 1) is not

@@ -564,8 +564,9 @@ def _score_setting(run: LoadedRun, setting: dict[str, float], specs: Sequence[At
                                          else (run.model, randomised))
         art = [spec.name for spec in specs if spec.kind == "art-pgd"]
         if attacked_randomised and art:  # ART's PGD cannot average noise draws: no EOT
-            raise HwsimError(f"{art[0]} has no EOT, so it cannot attack the randomised setting "
-                             f"lambda_n={setting['lambda_n']:g} of this run; use pgdK (with --eot) or autoattack")
+            target = (f"the transfer source {str(source.run.path)!r}, randomised at its most robust setting"
+                      if source is not None else f"the randomised setting lambda_n={setting['lambda_n']:g} of this run")
+            raise HwsimError(f"{art[0]} has no EOT, so it cannot attack {target}; use pgdK (with --eot) or autoattack")
         clean = clean_pass(run.model, batches(test, batch_size, device, desc="eval clean"), n_draws=noise_draws,
                            seed=seed, randomised=randomised)
         scores = []
