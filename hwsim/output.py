@@ -170,16 +170,10 @@ def emit(text: str, output: str | Path | None) -> None:
     if output is None:
         click.echo(text)
         return
-    path = Path(output)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text + "\n", encoding="utf-8")
-        tmp.replace(path)
-    except OSError as exc:
-        from hwsim.errors import HwsimError
+    from hwsim.files import written
 
-        tmp.unlink(missing_ok=True)
-        raise HwsimError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+    with written(output) as tmp:
+        tmp.write_text(text + "\n", encoding="utf-8")
 
 
 # ------------------------------------------------------------------------------------------------ delay

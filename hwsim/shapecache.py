@@ -255,20 +255,15 @@ def _check(entry: dict[str, Any]) -> None:
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
-    """Write an entry atomically: through a temporary file of its own (unique across processes and threads)
-    that replaces ``path``, so a reader never sees half an entry."""
-    import tempfile
+    """Write an entry atomically (:func:`hwsim.files.replacing`): a reader never sees half an entry."""
+    from hwsim.files import replacing
 
-    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(data, separators=(",", ":")))
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            tmp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
     except OSError:  # a cache that cannot be written is no error: the next run traces again
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+        pass
 
 
 def lookup(setting) -> dict[str, Any] | None:

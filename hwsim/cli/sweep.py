@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import click
 
 from hwsim.cli.common import hardware_options, output_options
 from hwsim.errors import HwsimError
+from hwsim.files import written
 from hwsim.cli.modelopts import make_setting, model_options
 from hwsim.output import FORMATS, emit
 
@@ -69,7 +67,7 @@ def sweep_command(model: str, variant: str, dataset: str, input_size: str | None
         _stream(lambda write: write_csv(sweep, write, flat=flat, hw_size=pareto, progress=progress), output)
         return
     if fmt == "parquet":
-        with _replacing(output) as tmp:
+        with written(output) as tmp:
             write_parquet(sweep, tmp, flat=flat, hw_size=pareto, metadata={"hwsim": to_json(about)},
                           progress=progress)
         return
@@ -102,23 +100,5 @@ def _stream(produce, output: str | None) -> None:
     if output is None:
         produce(sys.stdout.write)
         return
-    with _replacing(output) as tmp, tmp.open("w", encoding="utf-8", newline="") as handle:
+    with written(output) as tmp, tmp.open("w", encoding="utf-8", newline="") as handle:
         produce(handle.write)
-
-
-@contextmanager
-def _replacing(output: str) -> Iterator[Path]:
-    """A temporary path beside ``output`` that replaces it when the block succeeds. On any failure (a full
-    disk, an interrupt) the temporary file is removed and ``output`` is left as it was: a long sweep never
-    leaves a partial file behind."""
-    path = Path(output)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        yield tmp
-        tmp.replace(path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise HwsimError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

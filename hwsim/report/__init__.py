@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from hwsim.report._files import staged_dir
+from hwsim.files import staged_dir
 from hwsim.report.join import check_cost_axis, read_sanity, select_points, series_costs
 from hwsim.report.join import join as join_table
 from hwsim.report.markdown import render_report

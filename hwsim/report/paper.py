@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from hwsim.errors import HwsimError
-from hwsim.report._files import staged_dir
+from hwsim.files import staged_dir
 from hwsim.report.join import attach_costs
 from hwsim.report.markdown import markdown_table
 

@@ -8,7 +8,6 @@ number of completed epochs and the best validation metric so far.
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from hwsim.errors import HwsimError
+from hwsim.files import replacing
 
 FORMAT = 2  # 2: the step protocol's hook states ('hooks') are saved
 READABLE = (1, 2)  # format 1 (before the step protocol) still loads: its algorithms kept no state
@@ -55,12 +55,8 @@ def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     """``write(tmp)`` to a temporary file beside ``path``, then ``os.replace`` it onto ``path``: readers see the
     old file or the new one, never a half-written one. If ``write`` fails, ``path`` is left as it was and the
     temporary file is removed."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with replacing(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def save_atomic(obj: dict[str, Any], path: Path) -> None:
