@@ -122,8 +122,13 @@ def load_masks(model, checkpoint: str) -> None:
 
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as exc:
-        raise HwsimError(f"cannot read masks from checkpoint {checkpoint!r}: {exc}") from None
+    except Exception as exc:  # a user's file: OSError, RuntimeError (not a zip), UnpicklingError, EOFError, ...
+        reason = (f"not a file of tensors torch loads with weights_only=True ({type(exc).__name__})"
+                  if "weights_only" in str(exc) else str(exc).splitlines()[0])
+        raise HwsimError(f"cannot read masks from checkpoint {checkpoint!r}: {reason}") from None
+    trained = state.get("config") if isinstance(state, dict) else None
+    if isinstance(trained, dict):  # an hwsim checkpoint says what it was trained as (another model: see below)
+        _check_trained_as(checkpoint, trained, model.hwsim_info)
     weights = state.get("model", state) if isinstance(state, dict) else None
     masks = {k: v for k, v in (weights or {}).items() if k.endswith("weight_mask")}
     own = {k for k in model.state_dict() if k.endswith("weight_mask")}
@@ -131,6 +136,22 @@ def load_masks(model, checkpoint: str) -> None:
         raise HwsimError(f"checkpoint {checkpoint!r} holds {len(masks)} weight masks, the model has {len(own)}; "
                          "it was not trained as this model and variant")
     model.load_state_dict(masks, strict=False)
+
+
+def _check_trained_as(checkpoint: str, trained: dict, info: dict) -> None:
+    """Refuse masks trained as another variant, or for another input (dataset geometry), than the network
+    they are costed on: the mask names can match while the network, and so its cost, differs."""
+    from hwsim.train.data import DATA_SOURCES
+
+    if trained.get("variant", info["variant"]) != info["variant"]:
+        raise HwsimError(f"checkpoint {checkpoint!r} holds the masks of a {trained['variant']!r} run; cost it as "
+                         f"--variant {trained['variant']}, not {info['variant']}")
+    dataset = trained.get("dataset")
+    source = DATA_SOURCES.get(dataset)
+    built_for = source.model_dataset if source is not None else dataset
+    if dataset is not None and built_for != info["dataset"]:
+        raise HwsimError(f"checkpoint {checkpoint!r} was trained on {dataset} (a {built_for} network), not costed "
+                         f"as {info['dataset']}: pass --dataset {built_for}")
 
 
 def plain_shapes(trace: Trace) -> list[LayerShape]:

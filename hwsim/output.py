@@ -55,8 +55,9 @@ def _is_missing(value: Any) -> bool:
 class _Column:
     """One column's values and the dtype pandas would infer for them: bool, int, float, str or object."""
 
-    def __init__(self, kind: str, values: list[Any]) -> None:
+    def __init__(self, kind: str, values: list[Any], integral: bool = False) -> None:
         self.kind, self.values = kind, values
+        self.integral = integral  # a float column only for its missing cells: its numbers are ints
 
     def text(self, i: int) -> str:  # DataFrame.to_string(float_format=_number)
         v = self.values[i]
@@ -67,10 +68,12 @@ class _Column:
         s = str(v)
         return s.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r") if isinstance(v, str) else s
 
-    def csv(self, i: int) -> str:  # DataFrame.to_csv
+    def csv(self, i: int) -> str:  # DataFrame.to_csv, with ints kept ints beside blank cells (pandas "Int64")
         v = self.values[i]
         if _is_missing(v):
             return ""
+        if self.integral:
+            return str(int(v))
         return repr(v) if self.kind == "float" else str(v)
 
     def markdown(self, i: int) -> Any:  # DataFrame.map(_number on floats).to_markdown(disable_numparse=True)
@@ -99,9 +102,10 @@ def _column(values: list[Any]) -> _Column:
     if all(isinstance(v, bool) for v in present):
         return _Column("bool" if complete else "object", values)
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
-        if complete and all(isinstance(v, int) for v in present):
+        integral = all(isinstance(v, int) for v in present)
+        if complete and integral:
             return _Column("int", values)
-        return _Column("float", [math.nan if _is_missing(v) else float(v) for v in values])
+        return _Column("float", [math.nan if _is_missing(v) else float(v) for v in values], integral)
     if all(isinstance(v, str) for v in present):
         return _Column("str", [_MISSING if _is_missing(v) else v for v in values])
     return _Column("object", values)

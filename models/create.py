@@ -52,13 +52,20 @@ def _check_lambdas(lambdas: object) -> tuple[float, ...]:
 
 
 def _check_widths(widths: object) -> tuple[float, ...]:
+    """S_f of a slimmable variant: at least two distinct numbers in (0, 1], returned sorted. (With one width the
+    layers are built plain, not switchable; a repeated width would name one BN twice.)"""
     try:
-        values = tuple(sorted({float(w) for w in widths}))  # type: ignore[union-attr]
+        values = [float(w) for w in widths]  # type: ignore[union-attr]
     except (TypeError, ValueError):
         raise HwsimError(f"widths must be a sequence of numbers in (0, 1], got {widths!r}") from None
     if not values or any(not 0.0 < w <= 1.0 for w in values):
         raise HwsimError(f"widths must be numbers in (0, 1], got {widths!r}")
-    return values
+    if len(set(values)) != len(values):
+        raise HwsimError(f"widths must be distinct, got {', '.join(f'{w:g}' for w in values)}")
+    if len(values) < 2:
+        raise HwsimError(f"a slimmable variant needs at least two widths, got {values[0]:g} (for one network at "
+                         "one width, cost or train the variant without -slim)")
+    return tuple(sorted(values))
 
 
 def _check_fraction(name: str, value: object) -> float:

@@ -51,6 +51,9 @@ def prune_(model: nn.Module, density: float, granularity: str = "irregular") -> 
     total = sum(m.weight.numel() for m in convs)
     if granularity == "irregular":
         keep = int(round(density * total))
+        if keep == 0:
+            raise HwsimError(f"density {density:g} keeps none of the {total:,} prunable weights (at least "
+                             f"{0.5 / total:.3g} keeps one)")
         if keep >= total:
             for m in convs:
                 m.weight_mask.fill_(1.0)
@@ -83,6 +86,10 @@ def prune_(model: nn.Module, density: float, granularity: str = "irregular") -> 
     order = torch.argsort(torch.cat(scores), descending=True)
     cum = torch.cumsum(torch.cat(sizes)[order], 0)
     kept = order[cum <= density * total + 1e-6]
+    if kept.numel() == 0:
+        smallest = int(torch.cat(sizes).min())
+        raise HwsimError(f"density {density:g} keeps no whole input channel of the {total:,} prunable weights "
+                         f"(the smallest channel holds {smallest:,} weights: density >= {smallest / total:.3g})")
     for m in convs:
         m.weight_mask.zero_()
     for idx in kept.tolist():

@@ -108,6 +108,16 @@ def test_sweep_agrees_with_delay():
         (["count", "missing/file.py:make"], "model factory file 'missing/file.py' does not exist"),
         (["delay", "resnet34", "--variant", "oat", "--film-dim", "3"], "film_dim must be 1"),
         (["count", "resnet34", "--variant", "oat", "--film-dim", "100000"], "an integer in [6, 4096]"),
+        (["count", "resnet34", "--variant", "float-slim", "--widths", "0.5,0.5"], "widths must be distinct"),
+        (["count", "resnet34", "--variant", "float-slim", "--widths", "0.5"], "needs at least two widths"),
+        (["count", "resnet34", "--variant", "floats-i", "--density", "1e-30"],
+         "density 1e-30 keeps none of the 21,258,240 prunable weights"),
+        (["count", "small_cnn", "--variant", "floats-c", "--density", "1e-9"], "keeps no whole input channel"),
+        (["count", "resnet34", "--bn", "dual"], "--bn applies only to variants float"),
+        (["delay", "--layer", "k=3,cin=4,cout=4,hout=8,wout=8", "--dataset", "svhn"],
+         "--dataset applies to a MODEL, not to --layer shapes"),
+        (["delay", "--layer", "k=3,cin=4,cout=4,hout=8,wout=8", "--input-size", "3,64,64"],
+         "--input-size applies to a MODEL"),
         (["compare", "resnet34", "--variants", "base,bogus"], "unknown variant 'bogus'"),
         (["sweep", "resnet34", "--grid", "n_mult=0,8"], "n_mult=0 must be an integer in [1, 4294967296]"),
         (["count", "resnet34", "--input-size", "3,x,3"], "--input-size '3,x,3'"),
@@ -118,6 +128,22 @@ def test_bad_input_exits_2_with_one_line(capsys, args, fragment):
         main(args)
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.count("\n") == 1 and fragment in err
+
+
+def test_unreadable_masks_and_a_model_that_cannot_take_its_input_exit_2(capsys, tmp_path):
+    script = tmp_path / "run.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    net = tmp_path / "net.py"
+    net.write_text("import torch.nn as nn\n\ndef make():\n    return nn.Sequential(nn.Conv2d(5, 8, 3), nn.Flatten())\n")
+    for args, fragment in (
+            (["count", "small_cnn", "--variant", "floats-i", "--masks", str(script)],
+             "not a file of tensors torch loads with weights_only=True"),
+            (["count", f"{net}:make", "--no-cache"], "expected input[1, 3, 32, 32] to have 5 channels"),
+            (["count", f"{net}:make", "--no-cache", "--input-size", "3,200,200"], "to have 5 channels")):  # meta
+        with pytest.raises(SystemExit) as exc:
+            main(args)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err.count("\n") == 1 and fragment in err, err
 
 
 def test_a_factory_that_raises(capsys, tmp_path):

@@ -16,10 +16,15 @@ from hwsim.output import _number, render_rows
 
 def pandas_render(rows, fmt, columns=None):
     """The renderer of hwsim <= 0.1.0, kept here as the reference."""
-    frame = pd.DataFrame(list(rows), columns=list(columns) if columns else None)
+    rows = list(rows)
+    frame = pd.DataFrame(rows, columns=list(columns) if columns else None)
     if fmt == "table" and frame.empty:  # where pandas printed "Empty DataFrame ...", hwsim says so in words
         return "(no rows to show)"
-    if fmt == "csv":
+    if fmt == "csv":  # since 0.1.0: a column of ints with blank cells stays ints (k = 3, not 3.0)
+        for column in frame.columns:
+            present = [v for v in (row.get(column) for row in rows) if v is not None and v == v]
+            if present and frame[column].dtype.kind == "f" and all(type(v) is int for v in present):
+                frame[column] = frame[column].astype("Int64")
         return frame.to_csv(index=False).rstrip("\n")
     if fmt == "markdown":
         align = ["right" if pd.api.types.is_numeric_dtype(frame[c]) else "left" for c in frame.columns]

@@ -162,17 +162,32 @@ def test_count_and_delay_of_a_trained_run_use_its_final_masks(tmp_path: Path, ca
 
     def count(*extra: str) -> dict:
         with pytest.raises(SystemExit) as exc:
-            main(["count", "small_cnn", "--variant", "floats-c", "--density", "0.4", "--format", "json", *extra])
+            main(["count", "small_cnn", "--variant", "floats-c", "--format", "json", *extra])
         assert exc.value.code == 0
-        return json.loads(capsys.readouterr().out)["totals"]
+        return json.loads(capsys.readouterr().out)
 
-    trained, built = count("--masks", str(run)), count()
+    trained, built = count("--masks", str(run)), count("--density", "0.4")
+    assert trained["setting"]["density"] == 0.4  # the run's, read from its config
+    trained, built = trained["totals"], built["totals"]
     prunable = sum(m.numel() for m in masks.values())
     assert trained["params_nonzero"] == trained["params"] - prunable + sum(int(m.sum()) for m in masks.values())
     assert trained["params_nonzero"] != built["params_nonzero"] or trained["macs"] != built["macs"]
-    with pytest.raises(SystemExit) as exc:
-        main(["delay", "small_cnn", "--variant", "float", "--masks", str(run)])
-    assert exc.value.code == 2 and "--masks applies only to masked variants" in capsys.readouterr().err
+    bare = tmp_path / "bare.pt"  # a checkpoint without its run directory around it
+    bare.write_bytes((run / "checkpoints" / "last.pt").read_bytes())
+    for args, message in (
+            (["delay", "small_cnn", "--variant", "float", "--masks", str(run)], "--masks applies only to masked"),
+            (["count", "small_cnn", "--variant", "floats-c", "--density", "0.4", "--masks", str(run)],
+             "--density does not apply with --masks"),
+            (["count", "small_cnn", "--variant", "floats-i", "--masks", str(run)],
+             "holds the masks of a 'floats-c' run; cost it as --variant floats-c"),
+            (["count", "small_cnn", "--variant", "floats-i", "--masks", str(bare)],
+             "holds the masks of a 'floats-c' run"),  # the checkpoint itself says what it was trained as
+            (["count", "small_cnn", "--variant", "floats-c", "--dataset", "mnist", "--masks", str(run)],
+             "was trained on synthetic (a cifar10 network), not costed as mnist: pass --dataset cifar10")):
+        with pytest.raises(SystemExit) as exc:
+            main(args)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err.count("\n") == 1 and message in err, (args, err)
 
 
 def test_a_step_amp_skipped_leaves_the_growth_momentum_alone() -> None:

@@ -18,7 +18,7 @@ from hwsim.output import emit
 @hardware_options
 @output_options
 def compare_command(model: str, dataset: str | None, input_size: str | None, width: float | None,
-                    widths: str | None, density: float | None, film_dim: int | None, bn: str,
+                    widths: str | None, density: float | None, film_dim: int | None, bn: str | None,
                     variants: str | None, hw_spec: str, overrides: tuple[str, ...], fmt: str,
                     output: str | None) -> None:
     """Params, memory, MACs and delay of every variant, with delay normalised to the base model.
@@ -33,7 +33,7 @@ def compare_command(model: str, dataset: str | None, input_size: str | None, wid
     Examples:
       hwsim compare resnet34
       hwsim compare wrn16_8 --dataset svhn --variants base,float,oat --format markdown
-      hwsim compare examples/my_net.py:make --width 0.5
+      hwsim compare examples/my_net.py:build --width 0.5
     """
     from hwsim.cost import compare
     from hwsim.shapecache import analyze

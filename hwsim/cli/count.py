@@ -19,7 +19,7 @@ from hwsim.output import emit
 @hardware_options
 @output_options
 def count_command(model: str, variant: str, dataset: str | None, input_size: str | None,
-                  width: float | None, widths: str | None, density: float | None, film_dim: int | None, bn: str,
+                  width: float | None, widths: str | None, density: float | None, film_dim: int | None, bn: str | None,
                   masks: str | None,
                   ops: str, include_bn: bool, hw_spec: str, overrides: tuple[str, ...], fmt: str,
                   output: str | None) -> None:
@@ -43,7 +43,8 @@ def count_command(model: str, variant: str, dataset: str | None, input_size: str
     if masks is not None:
         import dataclasses
 
-        setting = dataclasses.replace(setting, masks=resolve_masks(masks, variant))
+        path, trained_density = resolve_masks(masks, variant, density)
+        setting = dataclasses.replace(setting, masks=path, density=trained_density or setting.density)
     analysis = analyze(setting, hw, include_bn=include_bn)
     document = analysis_document(analysis, ops_all=ops == "all")
     emit(render_analysis(document, fmt, command="count"), output)

@@ -64,7 +64,7 @@ def parse_layer(text: str, index: int, *, variant: str, film_dim: int):
 @output_options
 def delay_command(model: str | None, layers: tuple[str, ...], variant: str, dataset: str | None,
                   input_size: str | None, width: float | None, widths: str | None, density: float | None,
-                  film_dim: int | None, bn: str, masks: str | None, hw_spec: str,
+                  film_dim: int | None, bn: str | None, masks: str | None, hw_spec: str,
                   overrides: tuple[str, ...], fmt: str, output: str | None) -> None:
     """Analytical ASIC delay (ns) per layer and in total, FLOAT paper Eq. 7 (plain), 8 (FLOAT), 9 (OAT).
 
@@ -92,8 +92,10 @@ def delay_command(model: str | None, layers: tuple[str, ...], variant: str, data
 
         if not layers:
             raise HwsimError("give a MODEL (see `hwsim models`) or at least one --layer SPEC")
-        if masks is not None:
-            raise HwsimError("--masks applies to a MODEL, not to --layer shapes")
+        for flag, value in (("--masks", masks), ("--dataset", dataset), ("--input-size", input_size),
+                            ("--bn", bn)):
+            if value is not None:  # a layer shape carries its own output size and has no BN
+                raise HwsimError(f"{flag} applies to a MODEL, not to --layer shapes")
         if variant not in SHAPE_VARIANTS:
             raise HwsimError(f"unknown variant {variant!r} for --layer shapes; valid: {', '.join(SHAPE_VARIANTS)}")
         given = {"film_dim": ("--film-dim", film_dim), "density": ("--density", density),
@@ -114,6 +116,7 @@ def delay_command(model: str | None, layers: tuple[str, ...], variant: str, data
     if masks is not None:
         import dataclasses
 
-        setting = dataclasses.replace(setting, masks=resolve_masks(masks, variant))
+        path, trained_density = resolve_masks(masks, variant, density)
+        setting = dataclasses.replace(setting, masks=path, density=trained_density or setting.density)
     document = analysis_document(analyze(setting, hw))
     emit(render_analysis(document, fmt, command="delay"), output)

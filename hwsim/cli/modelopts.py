@@ -51,8 +51,9 @@ def model_options(variant: bool = True) -> Callable[[Callable], Callable]:
 
     def decorate(func: Callable) -> Callable:
         options = [
-            click.option("--bn", default="single", show_default=True, metavar="single|dual",
-                         help="BN of conditional variants; single is the paper's cost convention."),
+            click.option("--bn", default=None, metavar="single|dual",
+                         help="BN of conditional variants (every variant but base): single (default, the paper's "
+                              "cost convention) or dual (BN_C / BN_A, as OAT and FLOAT train)."),
             click.option("--film-dim", type=int, default=None,
                          help="oat*: d of the FiLM lambda encoding: 1 (the paper's 2C + 4C^2; default) or 128 "
                               "(OAT training)."),
@@ -80,18 +81,18 @@ def model_options(variant: bool = True) -> Callable[[Callable], Callable]:
 
 
 def make_setting(model: str, variant: str, dataset: str | None, input_size: str | None, width: float | None,
-                 widths: str | None, density: float | None, film_dim: int | None, bn: str, *,
+                 widths: str | None, density: float | None, film_dim: int | None, bn: str | None, *,
                  default_density: float = 1.0, variants: tuple[str, ...] | None = None):
     """Resolve CLI values into a :class:`hwsim.cost.ModelSetting` (validated when the model is built).
 
     ``variants``: every variant the setting will be costed as (compare); default ``(variant,)``. An option
     given explicitly that none of them uses is refused (SPEC 4.1), naming the variants it applies to.
     """
-    from hwsim.cost import COST_FILM_DIM, ModelSetting
+    from hwsim.cost import COST_BN, COST_FILM_DIM, ModelSetting
     from models import check_options, get_dataset
 
     given = {"density": ("--density", density), "width": ("--width", width), "widths": ("--widths", widths),
-             "film_dim": ("--film-dim", film_dim)}
+             "film_dim": ("--film-dim", film_dim), "bn": ("--bn", bn)}
     check_options(variants or (variant,), {k: flag for k, (flag, value) in given.items() if value is not None})
     data = get_dataset(dataset or "cifar10")
     if density is not None and not 0.0 < density <= 1.0:
@@ -102,7 +103,7 @@ def make_setting(model: str, variant: str, dataset: str | None, input_size: str 
     size = parse_input_size(input_size, data.in_channels)
     name = "custom" if size is not None and dataset is None else data.name
     return ModelSetting(model=model, variant=variant, dataset=name, input_size=size,
-                        film_dim=COST_FILM_DIM if film_dim is None else film_dim, bn=bn, widths=width_set,
+                        film_dim=COST_FILM_DIM if film_dim is None else film_dim, bn=bn or COST_BN, widths=width_set,
                         width=width, density=default_density if density is None else density)
 
 
@@ -113,11 +114,14 @@ def masks_option(func: Callable) -> Callable:
                              "checkpoint file, instead of the masks drawn at build time.")(func)
 
 
-def resolve_masks(path: str | None, variant: str) -> str | None:
-    """The checkpoint file ``--masks`` names (a run directory means its ``checkpoints/last.pt``); refused for
-    a variant without masks, and for a path that is neither."""
+def resolve_masks(path: str | None, variant: str, density: float | None = None) -> tuple[str | None, float | None]:
+    """The checkpoint file ``--masks`` names (a run directory means its ``checkpoints/last.pt``) and the density
+    its run trained at (from the run's ``config.json``; None when the file has no run around it). Refused: a
+    variant without masks, ``--density`` (the masks are the run's), a run trained as another variant, and a
+    path that is neither a run nor a checkpoint."""
     if path is None:
-        return None
+        return None, None
+    import json
     from pathlib import Path
 
     from hwsim.variants import VARIANT_RECORDS, get_variant
@@ -125,9 +129,22 @@ def resolve_masks(path: str | None, variant: str) -> str | None:
     if not get_variant(variant).masked:
         masked = ", ".join(v.name for v in VARIANT_RECORDS.values() if v.masked)
         raise HwsimError(f"--masks applies only to masked variants ({masked}), not {variant!r}")
+    if density is not None:
+        raise HwsimError("--density does not apply with --masks: the masks, and so the density, are the run's")
     target = Path(path)
     if target.is_dir():
         target = target / "checkpoints" / "last.pt"
     if not target.is_file():
         raise HwsimError(f"--masks {path!r}: no checkpoint there (give a run directory or a .pt file)")
-    return str(target)
+    config = target.parent.parent / "config.json"
+    if target.parent.name != "checkpoints" or not config.is_file():
+        return str(target), None
+    try:
+        trained = json.loads(config.read_text(encoding="utf-8"))
+        run_variant, run_density = trained["variant"], float(trained["density"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise HwsimError(f"--masks {path!r}: cannot read the run's config {str(config)!r}: {exc}") from None
+    if run_variant != variant:
+        raise HwsimError(f"--masks {path!r} holds the masks of a {run_variant!r} run; cost it as --variant "
+                         f"{run_variant}, not {variant}")
+    return str(target), run_density

@@ -25,7 +25,7 @@ from hwsim.output import FORMATS, emit
 @hardware_options
 @output_options(formats=(*FORMATS, "parquet"))
 def sweep_command(model: str, variant: str, dataset: str, input_size: str | None, width: float | None,
-                  widths: str, density: float | None, film_dim: int, bn: str, axes: tuple[str, ...], pareto: bool,
+                  widths: str, density: float | None, film_dim: int, bn: str | None, axes: tuple[str, ...], pareto: bool,
                   hw_spec: str, overrides: tuple[str, ...], fmt: str, output: str | None) -> None:
     """Total delay of MODEL (as --variant) and of its plain network over a hardware grid.
 

@@ -92,13 +92,14 @@ def conv_output_shape(func, args, kwargs) -> tuple[int, ...] | None:
     if func not in _SHAPE_ONLY_CONV_OPS:
         return None
     names = ("input", "weight", "bias", "stride", "padding", "dilation")
-    if func is aten.convolution.default:
-        names += ("transposed", "output_padding", "groups")
+    names += ("transposed", "output_padding", "groups") if func is aten.convolution.default else ("groups",)
     values = dict(zip(names, args))
     values.update(kwargs)
     x, weight = values["input"], values["weight"]
     if x.dim() != 4 or weight.dim() != 4 or values.get("transposed", False):
         return None
+    if x.shape[1] != weight.shape[1] * values.get("groups", 1):
+        return None  # channels that do not fit the weight: PyTorch raises its own error, as a real forward would
     stride, dilation = _pair(values.get("stride", 1)), _pair(values.get("dilation", 1))
     padding = values.get("padding", 0)
     if padding == "valid":
