@@ -200,13 +200,13 @@ def load_factory(spec: str) -> Callable[[], nn.Module]:
         sys.modules[mod_name] = module
         try:
             module_spec.loader.exec_module(module)
-        except Exception as exc:  # user code: any failure is a user error
+        except (Exception, SystemExit) as exc:  # user code: any failure (a sys.exit too) is a user error
             sys.modules.pop(mod_name, None)
             raise HwsimError(f"importing {where!r} failed: {type(exc).__name__}: {exc}") from exc
     else:
         try:
             module = importlib.import_module(where)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             raise HwsimError(f"cannot import module {where!r}: {type(exc).__name__}: {exc}") from exc
     factory = getattr(module, attr, None)
     if factory is None:
@@ -217,7 +217,7 @@ def load_factory(spec: str) -> Callable[[], nn.Module]:
     def checked() -> nn.Module:
         try:
             model = factory()
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             raise HwsimError(f"model factory {spec!r} raised {type(exc).__name__}: {exc}") from exc
         if not isinstance(model, nn.Module):
             raise HwsimError(f"model factory {spec!r} returned {type(model).__name__}, not a torch.nn.Module")

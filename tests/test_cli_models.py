@@ -114,6 +114,12 @@ def test_sweep_agrees_with_delay():
          "density 1e-30 keeps none of the 21,258,240 prunable weights"),
         (["count", "small_cnn", "--variant", "floats-c", "--density", "1e-9"], "keeps no whole input channel"),
         (["count", "resnet34", "--bn", "dual"], "--bn applies only to variants float"),
+        (["count", "resnet34", "--dataset", ""], "--dataset is empty"),
+        (["count", "resnet34", "--variant", "float-slim", "--widths", " "], "--widths is empty"),
+        (["compare", "resnet34", "--variants", "base,base"], "must name distinct variants, each once"),
+        (["compare", "resnet34", "--variants", ""], "must name distinct variants"),
+        (["count", "resnet34", "-o", ""], "'--output' / '-o': is empty"),
+        (["sweep", "resnet34", "--grid", "n_mult=1,2", "--set", "n_mult=5"], "--set n_mult conflicts with --grid"),
         (["delay", "--layer", "k=3,cin=4,cout=4,hout=8,wout=8", "--dataset", "svhn"],
          "--dataset applies to a MODEL, not to --layer shapes"),
         (["delay", "--layer", "k=3,cin=4,cout=4,hout=8,wout=8", "--input-size", "3,64,64"],
@@ -144,6 +150,19 @@ def test_unreadable_masks_and_a_model_that_cannot_take_its_input_exit_2(capsys, 
             main(args)
         err = capsys.readouterr().err
         assert exc.value.code == 2 and err.count("\n") == 1 and fragment in err, err
+
+
+def test_bare_hwsim_prints_its_help_and_a_user_file_that_exits_is_an_error(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        main([])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith("Usage: hwsim [OPTIONS] COMMAND") and "\n  count " in err
+    quits = tmp_path / "quits.py"
+    quits.write_text("import sys\nsys.exit(0)\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["count", f"{quits}:make"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "failed: SystemExit: 0" in err and err.count("\n") == 1
 
 
 def test_a_factory_that_raises(capsys, tmp_path):

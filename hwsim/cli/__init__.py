@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("hwsim: aborted", err=True)
         sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as exc:  # `hwsim` (or a group) alone: its help, as written
+        click.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message(), err=True)
+        sys.exit(2)
     except click.ClickException as exc:
         message = " ".join(exc.format_message().split())
         click.echo(f"hwsim: error: {message}", err=True)

@@ -18,6 +18,12 @@ def _no_cache(ctx: click.Context, param: click.Parameter, value: bool) -> None:
         ctx.call_on_close(lambda: shapecache._enabled.reset(token))
 
 
+def _not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise click.BadParameter("is empty; give a file name, or leave it out for stdout")
+    return value
+
+
 def hardware_options(func: Callable) -> Callable:
     """``--hw PRESET|FILE.toml``, repeatable ``--set KEY=VALUE`` and ``--no-cache``."""
     func = click.option(
@@ -47,7 +53,8 @@ def output_options(func: Callable | None = None, *, formats: Sequence[str] = FOR
     if func is None:
         return functools.partial(output_options, formats=formats)
     func = click.option(
-        "--output", "-o", type=click.Path(dir_okay=False), default=None, help="Write to FILE instead of stdout."
+        "--output", "-o", type=click.Path(dir_okay=False), default=None, callback=_not_empty,
+        help="Write to FILE instead of stdout."
     )(func)
     return click.option(
         "--format", "fmt", type=click.Choice(formats), default="table", show_default=True, help="Output format."

@@ -42,7 +42,10 @@ def compare_command(model: str, dataset: str | None, input_size: str | None, wid
     from hwsim.variants import VARIANTS
 
     hw = load_hardware(hw_spec, overrides)
-    chosen = tuple(v.strip() for v in variants.split(",")) if variants else VARIANTS
+    chosen = VARIANTS if variants is None else tuple(v.strip() for v in variants.split(","))
+    if not all(chosen) or len(set(chosen)) != len(chosen):
+        raise HwsimError(f"--variants {variants!r} must name distinct variants, each once; valid: "
+                         f"{', '.join(VARIANTS)}")
     setting = make_setting(model, "base", dataset, input_size, width, widths, density, film_dim, bn,
                            default_density=0.5, variants=chosen)
     results = compare(setting, chosen, hw, only_applicable=variants is None, using=analyze)

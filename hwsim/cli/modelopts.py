@@ -94,6 +94,9 @@ def make_setting(model: str, variant: str, dataset: str | None, input_size: str 
     given = {"density": ("--density", density), "width": ("--width", width), "widths": ("--widths", widths),
              "film_dim": ("--film-dim", film_dim), "bn": ("--bn", bn)}
     check_options(variants or (variant,), {k: flag for k, (flag, value) in given.items() if value is not None})
+    for flag, value in (("--dataset", dataset), ("--widths", widths), ("--input-size", input_size)):
+        if value is not None and not value.strip():  # an empty value is a mistake, not the default
+            raise HwsimError(f"{flag} is empty; leave it out for the default")
     data = get_dataset(dataset or "cifar10")
     if density is not None and not 0.0 < density <= 1.0:
         raise HwsimError(f"--density {density!r} must lie in (0, 1]")

@@ -55,6 +55,9 @@ def sweep_command(model: str, variant: str, dataset: str, input_size: str | None
         require_pyarrow()
     hw = load_hardware(hw_spec, overrides)
     grid_axes = parse_grid(axes)
+    fixed = sorted({text.split("=", 1)[0].strip() for text in overrides} & set(grid_axes))
+    if fixed:  # the grid would win: say so instead of ignoring --set
+        raise HwsimError(f"--set {fixed[0]} conflicts with --grid {fixed[0]}: a swept field takes the grid's values")
     grid = hardware_grid(hw, sparse=True, **grid_axes)
     setting = make_setting(model, variant, dataset, input_size, width, widths, density, film_dim, bn)
     shapes, plain = model_shapes(setting)
