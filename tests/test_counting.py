@@ -256,6 +256,9 @@ def test_unknown_ops_are_listed_not_counted_as_zero():
     assert trace.ops["norm"] == 8 * 14 * 14 and trace.ops["activation"] == 8 * 14 * 14  # GroupNorm, Softplus
     out = CliRunner().invoke(cli, ["count", "torch.nn:Identity"])  # a package.module:factory spec
     assert out.exit_code == 0 and "params" in out.output
+    lazy = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Flatten(), torch.nn.LazyLinear(10))
+    trace = trace_model(lazy, (3, 16, 16))  # its first forward draws the linear weights: no compute, no op
+    assert trace.unsupported == {} and trace.layers[1].params == 8 * 14 * 14 * 10 + 10
 
 
 def test_a_film_at_a_slim_width_counts_its_active_channels_in_params_and_delay_alike():

@@ -69,6 +69,8 @@ FREE_OPS = {aten.view.default, aten._unsafe_view.default, aten.reshape.default, 
             aten.native_dropout.default, aten.argsort.default, aten.sort.default, aten.nonzero.default,
             aten.arange.start, aten.arange.default, aten.scalar_tensor.default, aten.rand.default,
             aten.randn.default, aten.randn_like.default, aten.rand_like.default, aten._local_scalar_dense.default,
+            # a lazy module (nn.LazyLinear) draws and installs its weights in its first forward
+            aten.uniform_.default, aten.normal_.default, aten._has_compatible_shallow_copy_type.default,
             aten.abs.default, aten.argmin.default, aten.lt.Scalar, aten.gt.Scalar, aten.gt.Tensor, aten.eq.Scalar,
             aten.all.default, aten.any.default, aten.std.correction, aten.std.default, aten.sum.default}
 
