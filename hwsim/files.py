@@ -1,11 +1,17 @@
 """Files and directories written all at once: built beside their destination, then moved into place, so that a
 reader sees the old version or the new one, never half of one, and a failure (an error, a full disk, an
-interrupt) leaves the destination as it was and nothing beside it."""
+interrupt) leaves the destination as it was and nothing beside it.
+
+A file's symbolic link is followed (the file it names is replaced, the link stays), a pipe or a device is
+written to, a directory is refused.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,8 +23,32 @@ from hwsim.errors import HwsimError
 @contextmanager
 def replacing(path: str | Path) -> Iterator[Path]:
     """Yield a new temporary file beside ``path`` (named uniquely: concurrent writers do not share one); when
-    the block succeeds it replaces ``path``, on any failure it is removed."""
+    the block succeeds it replaces ``path``, on any failure it is removed.
+
+    A symbolic link is followed: the temporary is made beside the file it finally names, which it replaces (the
+    link stays a link). An existing ``path`` that is not a regular file (a pipe, a terminal, a device, a socket)
+    is yielded itself and written in place: no temporary, nothing replaced.
+
+    Raises:
+        IsADirectoryError: ``path`` is a directory (or a link to one), before anything is written
+            (:func:`written` reports it as a HwsimError).
+    """
     path = Path(path)
+    try:
+        mode = path.stat().st_mode  # follows links
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "it is a directory", str(path))
+    if mode is not None and not stat.S_ISREG(mode):
+        yield path  # a pipe or a device: what is written must reach it, not replace it
+        return
+    if path.is_symlink():
+        target = Path(os.path.realpath(path))
+        if mode is not None and not _same_file(target, path):
+            yield path  # a link we cannot follow by name (/proc/self/fd/N of a deleted file): write through it
+            return
+        path = target  # replace the file the link names (or create it, for a dangling link)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(name)
@@ -28,6 +58,13 @@ def replacing(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 @contextmanager
