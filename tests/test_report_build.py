@@ -136,6 +136,37 @@ def test_cli_unknown_cost_axis(tmp_path: Path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_cli_reference_with_a_non_numeric_value(tmp_path: Path, capsys, fake_cost):
+    runs = [str(p) for p in standard_runs(tmp_path / "runs")]
+    bad = tmp_path / "ref.csv"
+    bad.write_text("label,variant,ca,ra,source\nA,float,90,40,paper\nB,float,abc,41,paper\n")
+    err = _cli_error(capsys, ["report", *runs, "--out", str(tmp_path / "out"), "--reference", str(bad)])
+    assert f"reference file {bad}, row 2, column ca: 'abc' is not a finite number" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ref.csv", "runs"]
+
+
+@pytest.mark.parametrize("column, value", [("ra", "~40"), ("width", "wide"), ("memory_bytes", "1 MB"),
+                                           ("eps", "8/255"), ("ca", "inf")])
+def test_reference_values_are_checked_when_read(tmp_path: Path, column, value):
+    bad = tmp_path / "ref.csv"
+    rows = pd.DataFrame({"label": ["A", "B"], "variant": ["float", "oat"], "ca": ["90", "91"], "ra": ["40", "41"],
+                         "source": ["paper", "paper"], "model": ["small_cnn"] * 2, "dataset": ["mnist"] * 2})
+    rows.loc[1, column] = value
+    rows.to_csv(bad, index=False)
+    with pytest.raises(HwsimError, match=rf"^reference file .*ref.csv, row 2, column {column}: '{value}' is not "
+                                         r"a finite number$"):
+        build_report(standard_runs(tmp_path / "runs"), tmp_path / "out", reference=bad, cost_fn=FakeCostFn())
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_reference_cells_are_unknown_not_errors(tmp_path: Path):
+    ref = tmp_path / "ref.csv"
+    ref.write_text("label,variant,ca,ra,source,model,dataset,width\nA,float,90,,paper,small_cnn,mnist,\n")
+    result = build_report(standard_runs(tmp_path / "runs"), tmp_path / "out", reference=ref, cost_fn=FakeCostFn())
+    row = result.points[result.points["origin"] == "reference"].iloc[0]
+    assert row["ca"] == 90.0 and pd.isna(row["ra"]) and row["memory_bytes"] == 1010  # width defaults to 1.0
+
+
 def _tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 

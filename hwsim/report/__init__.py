@@ -98,8 +98,9 @@ def build_report(runs: Sequence[str | Path], out: str | Path, hw: Any = None, re
         command: the regenerating command to print in report.md (default: rebuilt from the arguments).
 
     Raises:
-        HwsimError: unknown cost axis, a run without eval.csv, a reference CSV without its required columns,
-            ``out`` being an existing file or a directory that may not be replaced (nothing is changed).
+        HwsimError: unknown cost axis, a run without eval.csv, a reference CSV without its required columns or
+            with a bad value, ``out`` being an existing file or a directory that may not be replaced (nothing
+            is changed).
     """
     check_cost_axis(cost)
     check_output_dir(out, keep=runs)  # before the costs are computed: a refusal costs nothing
