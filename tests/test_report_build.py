@@ -1,4 +1,6 @@
-"""build_report and `hwsim report`: every file written, PNGs real, bad input -> one line, exit 2, no --out."""
+"""build_report and `hwsim report`: every file written, PNGs real, bad input -> one line, exit 2, no --out; an
+--out that is not a report hwsim wrote (a run, a folder of runs, any other directory, the current directory) is
+refused and left as it was."""
 
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ def test_build_report_writes_every_file(tmp_path: Path):
                       points=[(0.0, 96.0, 15.0), (1.0, 88.0, 52.0)], epoch_times=(3.0,))]
     out = tmp_path / "report"
     result = build_report(runs, out, cost_fn=FakeCostFn())
-    expected = {"report.md", "points.csv", "frontier.csv"} | {
+    expected = {".hwsim-report", "report.md", "points.csv", "frontier.csv"} | {
         f"figures/{stem}.{ext}" for stem in FIGURES for ext in ("png", "svg")}
     assert set(result.files) == expected
     assert {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()} == expected
@@ -132,3 +134,135 @@ def test_cli_unknown_cost_axis(tmp_path: Path, capsys):
     err = _cli_error(capsys, ["report", *runs, "--out", str(tmp_path / "out"), "--cost", "energy"])
     assert "unknown cost axis 'energy'; valid: params, nonzero_params, memory_bytes, macs, delay_ns" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_reference_with_a_non_numeric_value(tmp_path: Path, capsys, fake_cost):
+    runs = [str(p) for p in standard_runs(tmp_path / "runs")]
+    bad = tmp_path / "ref.csv"
+    bad.write_text("label,variant,ca,ra,source\nA,float,90,40,paper\nB,float,abc,41,paper\n")
+    err = _cli_error(capsys, ["report", *runs, "--out", str(tmp_path / "out"), "--reference", str(bad)])
+    assert f"reference file {bad}, row 2, column ca: 'abc' is not a finite number" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ref.csv", "runs"]
+
+
+@pytest.mark.parametrize("column, value", [("ra", "~40"), ("width", "wide"), ("memory_bytes", "1 MB"),
+                                           ("eps", "8/255"), ("ca", "inf")])
+def test_reference_values_are_checked_when_read(tmp_path: Path, column, value):
+    bad = tmp_path / "ref.csv"
+    rows = pd.DataFrame({"label": ["A", "B"], "variant": ["float", "oat"], "ca": ["90", "91"], "ra": ["40", "41"],
+                         "source": ["paper", "paper"], "model": ["small_cnn"] * 2, "dataset": ["mnist"] * 2})
+    rows.loc[1, column] = value
+    rows.to_csv(bad, index=False)
+    with pytest.raises(HwsimError, match=rf"^reference file .*ref.csv, row 2, column {column}: '{value}' is not "
+                                         r"a finite number$"):
+        build_report(standard_runs(tmp_path / "runs"), tmp_path / "out", reference=bad, cost_fn=FakeCostFn())
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_reference_cells_are_unknown_not_errors(tmp_path: Path):
+    ref = tmp_path / "ref.csv"
+    ref.write_text("label,variant,ca,ra,source,model,dataset,width\nA,float,90,,paper,small_cnn,mnist,\n")
+    result = build_report(standard_runs(tmp_path / "runs"), tmp_path / "out", reference=ref, cost_fn=FakeCostFn())
+    row = result.points[result.points["origin"] == "reference"].iloc[0]
+    assert row["ca"] == 90.0 and pd.isna(row["ra"]) and row["memory_bytes"] == 1010  # width defaults to 1.0
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_cli_refuses_an_out_that_is_holds_or_lies_in_a_run(tmp_path: Path, capsys, fake_cost):
+    runs = standard_runs(tmp_path / "runs")
+    (runs[0] / "checkpoints").mkdir()
+    (runs[0] / "checkpoints" / "last.pt").write_bytes(b"weights")
+    before = _tree(tmp_path)
+    for out, why in ((runs[0], "is the run directory"), (tmp_path / "runs", "contains the run directory"),
+                     (tmp_path, "contains the run directory"), (runs[1] / "report", "is inside the run directory"),
+                     (tmp_path / "runs" / ".." / "runs" / runs[2].name, "is the run directory")):
+        err = _cli_error(capsys, ["report", *map(str, runs), "--out", str(out)])
+        assert f"output directory {str(out)!r} {why} " in err and "nothing was changed" in err
+        assert _tree(tmp_path) == before
+    assert fake_cost.calls == []  # refused before any cost was computed
+
+
+def test_cli_refuses_an_existing_directory_hwsim_did_not_write(tmp_path: Path, capsys, fake_cost):
+    runs = [str(p) for p in standard_runs(tmp_path / "runs")]
+    mine = tmp_path / "mine"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "notes.txt").write_text("my notes\n")
+    (mine / "sub" / "data.csv").write_text("a,b\n1,2\n")
+    before = _tree(tmp_path)
+    err = _cli_error(capsys, ["report", *runs, "--out", str(mine)])
+    assert (f"output directory {str(mine)!r} exists and is not a report hwsim wrote (it has files and no "
+            f".hwsim-report); nothing was changed") in err
+    assert _tree(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["mine", "runs"]
+    hidden = tmp_path / "hidden"  # a dot file is a file: the directory is not empty
+    hidden.mkdir()
+    (hidden / ".config").write_text("x\n")
+    assert "is not a report hwsim wrote" in _cli_error(capsys, ["report", *runs, "--out", str(hidden)])
+    assert (hidden / ".config").read_text() == "x\n"
+    afile = tmp_path / "file.txt"
+    afile.write_text("text\n")
+    assert "exists and is not a directory" in _cli_error(capsys, ["report", *runs, "--out", str(afile)])
+    assert afile.read_text() == "text\n"
+    assert "cannot write output directory" in _cli_error(capsys, ["report", *runs, "--out", str(afile / "rep")])
+    assert fake_cost.calls == []
+
+
+def test_cli_refuses_the_current_directory_and_its_parents(tmp_path: Path, capsys, monkeypatch, fake_cost):
+    runs = [str(p) for p in standard_runs(tmp_path / "runs")]
+    work = tmp_path / "a" / "work"
+    work.mkdir(parents=True)
+    (work / "keep.txt").write_text("keep\n")
+    monkeypatch.chdir(work)
+    before = _tree(tmp_path)
+    for out, why in (("", "is the current directory"), (".", "is the current directory"),
+                     ("./", "is the current directory"), ("sub/..", "is the current directory"),
+                     ("..", "contains the current directory"), (str(tmp_path / "a"), "contains the current directory")):
+        err = _cli_error(capsys, ["report", *runs, "--out", out])
+        assert f"output directory {out!r} {why}; refusing to replace it (nothing was changed)" in err
+        assert _tree(tmp_path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "runs"]
+    assert fake_cost.calls == []
+
+
+def test_a_filesystem_root_is_refused():
+    from hwsim.files import check_output_dir  # checked without writing anything: nothing is built for "/"
+
+    with pytest.raises(HwsimError, match=r"^output directory '/' is a filesystem root; refusing to replace it "):
+        check_output_dir("/")
+
+
+def test_reports_carry_the_marker_and_replace_only_reports_or_empty_directories(tmp_path: Path):
+    from hwsim.files import DIR_MARKER
+
+    runs = standard_runs(tmp_path / "runs")
+    out = tmp_path / "rep"
+    build_report(runs, out, cost_fn=FakeCostFn())
+    assert (out / DIR_MARKER).is_file()
+    build_report(runs, out, cost_fn=FakeCostFn(), cost="macs")  # a report is replaced
+    assert "--cost macs" in (out / "report.md").read_text()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    build_report(runs, empty, cost_fn=FakeCostFn())  # so is an empty directory
+    assert (empty / "report.md").is_file()
+    (empty / DIR_MARKER).unlink()  # a report whose marker was removed is kept
+    with pytest.raises(HwsimError, match="is not a report hwsim wrote"):
+        build_report(runs, empty, cost_fn=FakeCostFn())
+    assert (empty / "report.md").is_file()
+    link = tmp_path / "latest"  # a link to a report: the report is replaced, the link stays
+    link.symlink_to(out)
+    build_report(runs, link, cost_fn=FakeCostFn(), cost="params")
+    assert link.is_symlink() and "--cost params" in (out / "report.md").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "latest", "rep", "runs"]
+
+
+def test_the_committed_reports_carry_the_marker():
+    """`python -m hwsim.report.paper --out reports/paper` and `python examples/cpu_demo.py` (--out reports/demo)
+    replace these directories: without the marker they would refuse to."""
+    from hwsim.files import DIR_MARKER, check_output_dir
+
+    root = Path(__file__).resolve().parents[1]
+    for name in ("paper", "demo"):
+        assert (root / "reports" / name / DIR_MARKER).is_file(), name
+        check_output_dir(root / "reports" / name)  # reads only: raises when a rebuild would be refused

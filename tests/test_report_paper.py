@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from report_helpers import FakeCostFn
 
+from hwsim.errors import HwsimError
 from hwsim.report.paper import COMMAND, paper_comparison, paper_costs, paper_values, write_paper_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,3 +39,21 @@ def test_committed_paper_report_is_current(tmp_path: Path):
         assert fresh == committed, f"reports/paper/{name} is out of date; regenerate: {COMMAND}"
     readme = (COMMITTED / "README.md").read_text()
     assert COMMAND in readme.split("\n## ")[0]  # the regenerating command comes first
+
+
+def test_paper_report_refuses_a_directory_it_did_not_write(tmp_path: Path, capsys):
+    from hwsim.report.paper import main
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.md").write_text("mine\n")
+    fake = FakeCostFn()
+    with pytest.raises(HwsimError, match="is not a report hwsim wrote"):
+        write_paper_report(mine, cost_fn=fake)
+    assert fake.calls == []  # refused before any cost was computed
+    assert main(["--out", str(mine)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"hwsim: error: output directory {str(mine)!r} exists and is not a report hwsim wrote")
+    assert err.count("\n") == 1
+    assert [p.name for p in mine.iterdir()] == ["notes.md"] and (mine / "notes.md").read_text() == "mine\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]

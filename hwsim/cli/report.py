@@ -13,7 +13,10 @@ _PRINTED = ("series", "lambda_label", "run_name", "checkpoint", "width", "densit
 
 @click.command("report")
 @click.argument("runs", nargs=-1, required=True, metavar="RUN...")
-@click.option("--out", required=True, metavar="DIR", help="Report directory (replaced when it exists).")
+@click.option("--out", required=True, metavar="DIR",
+              help="Report directory: created, or replaced when it is empty or an earlier report (it holds "
+                   ".hwsim-report); any other existing directory, and one that holds a RUN or lies inside one, "
+                   "is refused.")
 @hardware_options
 @click.option("--reference", default=None, metavar="FILE.csv",
               help="Published points to draw next to the runs (columns label, variant, ca, ra, source), e.g. "

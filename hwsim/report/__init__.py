@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from hwsim.files import staged_dir
+from hwsim.files import check_output_dir, staged_dir
 from hwsim.report.join import check_cost_axis, read_sanity, select_points, series_costs
 from hwsim.report.join import join as join_table
 from hwsim.report.markdown import render_report
@@ -81,13 +81,15 @@ def build_report(runs: Sequence[str | Path], out: str | Path, hw: Any = None, re
 
     Writes ``points.csv`` (the joined table, every row), ``frontier.csv`` (the joint CA/RA/cost frontier),
     ``sanity.csv`` (every run's gradient-masking checks, when a run has them), ``report.md`` and
-    ``figures/*.png`` + ``figures/*.svg`` (:data:`FIGURES`). Everything is written into a temporary directory
-    next to ``out`` and moved into place at the end: on error ``out`` is left as it was (absent, or the
-    previous report).
+    ``figures/*.png`` + ``figures/*.svg`` (:data:`FIGURES`), and the marker ``.hwsim-report``
+    (:data:`hwsim.files.DIR_MARKER`). Everything is written into a temporary directory next to ``out`` and moved
+    into place at the end: on error ``out`` is left as it was (absent, or the previous report). An existing
+    ``out`` is replaced only when it is empty or a report (it has the marker); never a run directory, one that
+    holds a run or lies inside one, the current directory or a filesystem root.
 
     Args:
         runs: run directories (eval.csv required; config.json, metrics.jsonl optional).
-        out: the report directory (replaced when it exists).
+        out: the report directory (a previous report there is replaced; see above).
         hw: ``HardwareConfig`` for the delay columns; None: the ``asic65`` preset.
         reference: optional CSV of published points (``hwsim/data/float_paper_reference.csv`` ships some).
         cost: the frontier's cost axis, one of :data:`hwsim.report.join.COST_AXES`.
@@ -96,11 +98,13 @@ def build_report(runs: Sequence[str | Path], out: str | Path, hw: Any = None, re
         command: the regenerating command to print in report.md (default: rebuilt from the arguments).
 
     Raises:
-        HwsimError: unknown cost axis, a run without eval.csv, a reference CSV without its required columns,
-            ``out`` being an existing file.
+        HwsimError: unknown cost axis, a run without eval.csv, a reference CSV without its required columns or
+            with a bad value, ``out`` being an existing file or a directory that may not be replaced (nothing
+            is changed).
     """
     check_cost_axis(cost)
-    out = Path(out)
+    check_output_dir(out, keep=runs)  # before the costs are computed: a refusal costs nothing
+    given, out = out, Path(out)
     if hw is None:
         from hwsim.hardware import get_preset
 
@@ -117,7 +121,7 @@ def build_report(runs: Sequence[str | Path], out: str | Path, hw: Any = None, re
     attack_used = selected["attack_label"].iloc[0] if not selected.empty else "(none)"
     checkpoint_used = (checkpoint or "best where a run has it, else last") if not selected.empty else "(none)"
 
-    with staged_dir(out) as tmp:
+    with staged_dir(given, keep=runs) as tmp:
         from hwsim.report import plots  # matplotlib only when a report is written
 
         fig_dir = tmp / "figures"

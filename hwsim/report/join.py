@@ -51,7 +51,8 @@ from hwsim.variants import VARIANT_RECORDS
 
 __all__ = [
     "EVAL_COLUMNS", "EVAL_OPTIONAL", "SANITY_REQUIRED", "read_sanity", "COST_FIELDS", "COST_AXES",
-    "REFERENCE_REQUIRED", "CostKey", "read_run", "read_runs", "read_reference", "attach_costs", "join", "select_points", "series_costs", "check_cost_axis",
+    "REFERENCE_REQUIRED", "REFERENCE_NUMERIC", "CostKey", "read_run", "read_runs", "read_reference", "attach_costs",
+    "join", "select_points", "series_costs", "check_cost_axis",
 ]
 
 #: The columns of a run's eval.csv (the interface contract).
@@ -76,6 +77,11 @@ COST_AXES: tuple[str, ...] = (*COST_FIELDS, "norm_memory", "norm_memory_max")
 
 #: Columns a reference CSV must have.
 REFERENCE_REQUIRED: tuple[str, ...] = ("label", "variant", "ca", "ra", "source")
+
+#: Columns of a reference CSV that hold numbers when present (an empty cell means unknown).
+REFERENCE_NUMERIC: tuple[str, ...] = (
+    "ca", "ra", "film_dim", "density", "width", "lambda_n", "lambda_th", "eps", "step_size", "steps", "n_images",
+    "restarts", "eot", "n_draws", "ca_std", "ra_std", "epoch_time_s", *COST_FIELDS)
 
 _SERIES_NAMES = {name: record.label for name, record in VARIANT_RECORDS.items()}
 
@@ -115,6 +121,26 @@ def _require_columns(df: pd.DataFrame, required: Iterable[str], path: Path, what
     if missing:
         raise HwsimError(f"{what} {path} lacks column(s) {', '.join(missing)}; "
                          f"required: {', '.join(required)}")
+
+
+def _require_numbers(df: pd.DataFrame, columns: Iterable[str], path: Path, what: str) -> pd.DataFrame:
+    """``df`` with ``columns`` (those present) numeric (a column pandas read as text becomes floats); HwsimError
+    naming the row and column of the first cell that is neither empty nor a finite number. Rows count from 1
+    after the header."""
+    df = df.copy()
+    for column in columns:
+        if column not in df.columns:
+            continue
+        raw = df[column]
+        values = pd.to_numeric(raw, errors="coerce").astype(float)
+        bad = (raw.notna() & ~np.isfinite(values)).to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise HwsimError(f"{what} {path}, row {row + 1}, column {column}: {_one_line(raw.iloc[row])!r} is not "
+                             f"a finite number")
+        if not pd.api.types.is_numeric_dtype(raw):
+            df[column] = values
+    return df
 
 
 def _read_csv(path: Path, what: str) -> pd.DataFrame:
@@ -231,14 +257,16 @@ def read_reference(path: str | Path) -> pd.DataFrame:
     hwsim's cost for their setting in :func:`join` wherever the CSV leaves a cost column empty.
 
     Raises:
-        HwsimError: the file is missing or unreadable, or lacks a required column (names the file and them).
+        HwsimError: the file is missing or unreadable, lacks a required column (names the file and them), or
+            has a value that is neither empty nor a finite number in a column of :data:`REFERENCE_NUMERIC`
+            (names the file, the row and the column).
     """
     path = Path(path)
     if not path.is_file():
         raise HwsimError(f"reference file {path} does not exist")
     df = _read_csv(path, "reference file")
     _require_columns(df, REFERENCE_REQUIRED, path, "reference file")
-    df = df.copy()
+    df = _require_numbers(df, REFERENCE_NUMERIC, path, "reference file")
     df["origin"] = "reference"
     df["run_dir"] = ""
     if "run" not in df.columns:

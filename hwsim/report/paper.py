@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from hwsim.errors import HwsimError
-from hwsim.files import staged_dir
+from hwsim.files import check_output_dir, staged_dir
 from hwsim.report.join import attach_costs
 from hwsim.report.markdown import markdown_table
 
@@ -180,7 +180,8 @@ def _readme(costs: pd.DataFrame, storage: pd.DataFrame, comparison: pd.DataFrame
 def write_paper_report(out: str | Path, hw: Any = None, cost_fn: Callable[..., Any] | None = None) -> list[str]:
     """Write README.md, costs.csv, storage.csv, comparison.csv and the two figures into ``out``.
 
-    Written into a temporary directory next to ``out`` and moved into place at the end.
+    Written into a temporary directory next to ``out`` and moved into place at the end, with the marker
+    ``.hwsim-report``; an existing ``out`` is replaced only when it is empty or has that marker (a report).
 
     Returns:
         The file names written, sorted.
@@ -189,6 +190,7 @@ def write_paper_report(out: str | Path, hw: Any = None, cost_fn: Callable[..., A
         from hwsim.hardware import get_preset
 
         hw = get_preset("asic65")
+    check_output_dir(out)  # before the costs are computed: a refusal costs nothing
     out = Path(out)
     costs = paper_costs(hw, cost_fn)
     storage = _storage(costs)
