@@ -47,6 +47,10 @@ def run_demo(out: Path, runs_dir: Path, quick: bool = False) -> list[Path]:
     from hwsim.train.sanity import sanity_run
     from hwsim.train.trainer import train_from_options
 
+    from hwsim.files import check_output_dir
+
+    check_output_dir(out, keep=[runs_dir])  # refused now, not after the training the report waits for
+
     common = {"model": "small_cnn", "device": "cpu", "seed": 0, "lr": 0.05}
     if quick:  # a few batches of synthetic data: checks the plumbing, not the accuracy
         common |= {"dataset": "synthetic", "synthetic_size": 128, "val_size": 32, "epochs": 1, "batch_size": 64,
@@ -91,11 +95,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few batches of synthetic data (smoke test)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    if args.runs is not None:
-        run_demo(args.out, args.runs, args.quick)
-    else:
-        with tempfile.TemporaryDirectory(prefix="hwsim-demo-") as tmp:
-            run_demo(args.out, Path(tmp), args.quick)
+    from hwsim.errors import HwsimError
+
+    try:
+        if args.runs is not None:
+            run_demo(args.out, args.runs, args.quick)
+        else:
+            with tempfile.TemporaryDirectory(prefix="hwsim-demo-") as tmp:
+                run_demo(args.out, Path(tmp), args.quick)
+    except HwsimError as exc:
+        print(f"cpu_demo: error: {exc}", file=sys.stderr)
+        return 2
     print(f"wrote {args.out}/report.md in {time.perf_counter() - started:.0f} s")
     return 0
 
