@@ -145,6 +145,17 @@ def test_cli_reference_with_a_non_numeric_value(tmp_path: Path, capsys, fake_cos
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ref.csv", "runs"]
 
 
+def test_cli_eval_csv_with_a_non_numeric_value(tmp_path: Path, capsys, fake_cost):
+    runs = standard_runs(tmp_path / "runs")
+    table = pd.read_csv(runs[0] / "eval.csv")
+    table["ra"] = table["ra"].astype(object)
+    table.loc[1, "ra"] = "n.a."
+    table.to_csv(runs[0] / "eval.csv", index=False)
+    err = _cli_error(capsys, ["report", *map(str, runs), "--out", str(tmp_path / "out")])
+    assert f"evaluation table {runs[0] / 'eval.csv'}, row 2, column ra: 'n.a.' is not a finite number" in err
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("column, value", [("ra", "~40"), ("width", "wide"), ("memory_bytes", "1 MB"),
                                            ("eps", "8/255"), ("ca", "inf")])
 def test_reference_values_are_checked_when_read(tmp_path: Path, column, value):

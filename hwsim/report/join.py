@@ -83,6 +83,9 @@ REFERENCE_NUMERIC: tuple[str, ...] = (
     "ca", "ra", "film_dim", "density", "width", "lambda_n", "lambda_th", "eps", "step_size", "steps", "n_images",
     "restarts", "eot", "n_draws", "ca_std", "ra_std", "epoch_time_s", *COST_FIELDS)
 
+#: The numeric columns of a run's eval.csv (each cell empty or a finite number).
+EVAL_NUMERIC: tuple[str, ...] = tuple(c for c in REFERENCE_NUMERIC if c in (*EVAL_COLUMNS, *EVAL_OPTIONAL))
+
 _SERIES_NAMES = {name: record.label for name, record in VARIANT_RECORDS.items()}
 
 CostFn = Callable[..., Any]
@@ -184,6 +187,7 @@ def read_run(run_dir: str | Path) -> pd.DataFrame:
         raise HwsimError(f"run directory {run_dir} has no eval.csv (evaluate it first: hwsim eval {run_dir})")
     df = _read_csv(eval_path, "evaluation table")
     _require_columns(df, EVAL_COLUMNS, eval_path, "evaluation table")
+    df = _require_numbers(df, EVAL_NUMERIC, eval_path, "evaluation table")
     config: dict[str, Any] = {}
     config_path = run_dir / "config.json"
     if config_path.is_file():
