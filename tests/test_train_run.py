@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +128,21 @@ def test_nan_loss_names_epoch_and_step(tmp_path: Path) -> None:
     (["train", "--algorithm", "bogus", "--out", "X"], "unknown; valid: fast, float, free, mart, oat, pgd-at, trades"),
     (["train", "--model", "small_cnn"], "--out RUN is required"),
     (["eval", "NO_SUCH_RUN"], "is not a run directory"),
+    # values that overflowed, hung or crashed in torch: refused with their range
+    (["train", "--model", "small_cnn", "--dataset", "synthetic", "--out", "X", "--eps", "1e309"], "eps '1e309' is beyond the range of a float"),
+    (["train", "--model", "small_cnn", "--dataset", "synthetic", "--out", "X", "--lr", "nan"], "lr must be a number or a fraction like 8/255, got 'nan'"),
+    (["train", "--model", "small_cnn", "--dataset", "synthetic", "--out", "X", "--weight-decay", "-1"], "weight_decay must be a finite number >= 0, got -1.0"),
+    (["train", "--model", "small_cnn", "--dataset", "synthetic", "--out", "X", "--momentum", "5"], "momentum must be a number in [0, 1), got 5.0"),
+    (["train", "--model", "small_cnn", "--dataset", "synthetic", "--out", "X", "--seed", str(10**20)], "seed must be an integer in [0, 2**63 - 1]"),
+    (["train", "--model", "small_cnn", "--dataset", "synthetic", "--out", "X", "--synthetic-size", str(10**20)], "synthetic_size must be an integer in [1, 1,000,000]"),
+    (["train", "--model", "small_cnn", "--dataset", "synthetic", "--out", "X", "--epochs", str(10**30)], "epochs must be an integer in [1, 100,000]"),
+    (["train", "--model", "small_cnn", "--dataset", "synthetic", "--out", "X", "--attack-steps", str(10**20)], "attack_steps must be an integer in [1, 10,000]"),
+    (["train", "--model", "small_cnn", "--dataset", "synthetic", "--out", "X", "--bullettrain", "--bt-steps", "0,1000000000000000000000,1"], "bt_steps must be in [0, 10,000]"),
+    # options the variant does not use: refused, not ignored
+    (["train", "--model", "small_cnn", "--dataset", "synthetic", "--out", "X", "--widths", "0.5,1"], "widths applies only to variants float-slim, oat-slim, floats-slim, not 'base'"),
+    (["train", "--model", "small_cnn", "--dataset", "synthetic", "--out", "X", "--film-dim", "64"], "film_dim applies only to variants oat, oat-slim, not 'base'"),
+    (["train", "--model", "small_cnn", "--dataset", "synthetic", "--out", "X", "--alpha-weight-decay"], "alpha_weight_decay applies only to variants float,"),
+    (["train", "--model", "small_cnn", "--dataset", "synthetic", "--out", "X", "--bn", "single"], "bn applies only to variants float, oat"),
 ])
 def test_bad_cli_input_exits_2_with_one_line(args: list[str], message: str, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
@@ -136,6 +152,37 @@ def test_bad_cli_input_exits_2_with_one_line(args: list[str], message: str, tmp_
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+
+
+def test_config_file_values_are_checked_like_options(tmp_path: Path) -> None:
+    from hwsim.train.config import load_config_file
+    from hwsim.train.evaluate import check_transfer_source, parse_attack
+    from hwsim.train.trainer import _resolve_device
+
+    def refused(values: dict, message: str) -> None:
+        with pytest.raises(HwsimError, match=message):
+            make_config({**TINY, **values}, source="run.toml")
+
+    refused({"lr": math.nan}, r"run.toml: lr must be a finite number > 0, got nan")  # it trained with lr NaN
+    refused({"milestones": [5]}, "milestones apply only to schedule multistep, not cosine")
+    refused({"schedule": "multistep", "epochs": 10, "milestones": [-5, 10**21]},
+            r"milestones must be increasing epochs in \[1, 10\]")
+    refused({"film_dim": 64}, "film_dim applies only to variants oat")
+    make_config({**TINY, "schedule": "multistep", "epochs": 10, "milestones": [3, 7]})
+    binary = tmp_path / "utf.toml"
+    binary.write_bytes(b"epochs = 3\n# \xff\xfe\n")
+    with pytest.raises(HwsimError, match=f"config file {binary} is not valid TOML"):
+        load_config_file(binary)
+    with pytest.raises(HwsimError, match="device 'tpu' unknown; valid: auto, cpu, cuda, cuda:N"):
+        _resolve_device("tpu", 0)
+    with pytest.raises(HwsimError, match=r"the steps K of pgd10000000000 must be an integer in \[1, 10,000\]"):
+        parse_attack("pgd10000000000", 8 / 255, 2 / 255)
+    source = tmp_path / "digits"
+    source.mkdir()
+    (source / "config.json").write_text(json.dumps({**make_config({**TINY, "dataset": "mnist"}).to_dict()}))
+    with pytest.raises(HwsimError, match="was trained on mnist \\(mnist inputs\\), this run on synthetic "
+                                         "\\(cifar10 inputs\\): attacks do not transfer"):
+        check_transfer_source(make_config(TINY), source)
 
 
 def test_config_file_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

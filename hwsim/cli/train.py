@@ -86,7 +86,8 @@ def _interrupt_hint(run: Path) -> Iterator[None]:
 @click.option("--resume", type=click.Path(file_okay=False), help="Continue this run directory exactly.")
 @click.option("--stop-after", type=int, help="Stop this invocation after N more epochs (resume later).")
 @click.option("--resume-from", type=click.Choice(["last", "best"]), default=None,
-              help="With --resume: the checkpoint to continue from (default last; best if last is unreadable).")
+              help="With --resume: the checkpoint to continue from (default last; an unreadable last.pt stops "
+                   "with a hint to continue from best).")
 @click.pass_context
 def train_command(ctx: click.Context, **options: Any) -> None:
     """Adversarially train a model (PGD-AT, FLOAT, OAT, Fast, Free, TRADES, MART) into a run directory.

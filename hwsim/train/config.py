@@ -7,6 +7,7 @@ Defaults follow the FLOAT paper's supplement (and OAT's reference): SGD, lr 0.1,
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass
 from fractions import Fraction
@@ -94,6 +95,8 @@ def parse_fraction(value: str | float | int, name: str) -> float:
         return float(Fraction(str(value).strip()))
     except (ValueError, ZeroDivisionError):
         raise HwsimError(f"{name} must be a number or a fraction like 8/255, got {value!r}") from None
+    except OverflowError:  # "1e400": beyond any float
+        raise HwsimError(f"{name} {value!r} is beyond the range of a float") from None
 
 
 #: Options that only some algorithms use (refused elsewhere instead of being silently ignored).
@@ -101,6 +104,15 @@ _ALGORITHM_OPTIONS = {"beta": ("trades", "mart"), "replays": ("free",), "fast_st
                       "early_stop": ("fast",), "bullettrain": ("pgd-at", "float", "oat", "trades", "mart"),
                       "pgd_lambda": ("pgd-at",), "noise_lambda": ("pgd-at",), "oat_lambdas": ("oat",)}
 _BULLETTRAIN_OPTIONS = ("bt_steps", "bt_p", "bt_gamma")
+#: Options that only some variants use -> the hwsim.variants.Variant field that says whether one does.
+_VARIANT_OPTIONS = {"widths": "slim", "film_dim": "film", "bn": "conditional", "alpha_weight_decay": "noise"}
+#: Upper bounds of the counts: generous, finite (a typo of 10**20 steps would run forever).
+_COUNT_LIMITS = {"epochs": 100_000, "batch_size": 2**20, "attack_steps": 10_000, "val_size": 10_000_000,
+                 "synthetic_size": 1_000_000, "replays": 1_000, "workers": 256}
+#: Float options and their allowed ranges: (low, high, low_open, high_open).
+_FLOAT_RANGES = {"lr": (0.0, math.inf, True, True), "weight_decay": (0.0, math.inf, False, True),
+                 "momentum": (0.0, 1.0, False, True), "beta": (0.0, math.inf, False, True),
+                 "fast_step": (0.0, math.inf, True, True)}
 #: The per-model dropout default of OAT's reference for the WRNs it trains.
 _DROPOUT = {"wrn16_8": 0.3, "wrn40_2": 0.3}
 
@@ -151,10 +163,12 @@ def _coerce(name: str, value: Any) -> Any:
     return value
 
 
-def make_config(values: dict[str, Any], source: str = "options") -> TrainConfig:
+def make_config(values: dict[str, Any], source: str = "options", *, given: bool = False) -> TrainConfig:
     """Build and validate a TrainConfig from ``values`` (unknown keys and every bad value in one error).
 
-    ``source`` names where the values came from (a file path) for the message. ``step_size = "oat"`` selects
+    ``source`` names where the values came from (a file path) for the message. ``given``: every key of
+    ``values`` was given by the user (options, a config file), so an option the variant does not use is
+    refused whatever its value; otherwise (a run's saved config) only one that differs from the default. ``step_size = "oat"`` selects
     OAT's step ``min(1.25 eps, eps + 4/255) / attack_steps``.
     """
     unknown = sorted(set(values) - set(FIELDS))
@@ -166,6 +180,15 @@ def make_config(values: dict[str, Any], source: str = "options") -> TrainConfig:
     problems = [f"{key} applies only to --algorithm {' or '.join(algos)}, not {config.algorithm}"
                 for key, algos in _ALGORITHM_OPTIONS.items()
                 if key in values and config.algorithm not in algos and clean[key] != FIELDS[key].default]
+    record = VARIANT_RECORDS.get(config.variant)  # (unknown names are reported by models)
+    for key, needs in _VARIANT_OPTIONS.items():
+        if key in values and record is not None and not getattr(record, needs) and (
+                given or clean[key] != FIELDS[key].default):
+            users = ", ".join(v.name for v in VARIANT_RECORDS.values() if getattr(v, needs))
+            problems.append(f"{key} applies only to variants {users}, not {config.variant!r}")
+    if "milestones" in values and config.schedule != "multistep" and clean["milestones"] != FIELDS[
+            "milestones"].default:
+        problems.append(f"milestones apply only to schedule multistep, not {config.schedule}")
     problems += [f"{key} applies only with bullettrain" for key in _BULLETTRAIN_OPTIONS
                  if key in values and not config.bullettrain and clean[key] != FIELDS[key].default]
     if problems:
@@ -214,17 +237,25 @@ def validate(config: TrainConfig) -> list[str]:
         problems.append(f"attack_mode {config.attack_mode!r} unknown; valid: eval, train")
     if config.bn not in ("single", "dual"):
         problems.append(f"bn {config.bn!r} unknown; valid: single, dual")
-    for name in ("epochs", "batch_size", "attack_steps", "val_size", "synthetic_size"):
-        if getattr(config, name) < 1:
-            problems.append(f"{name} must be >= 1, got {getattr(config, name)}")
-    if config.replays < 1:
-        problems.append(f"replays must be >= 1, got {config.replays}")
-    if config.beta < 0:
-        problems.append(f"beta must be >= 0, got {config.beta}")
-    if config.fast_step <= 0:
-        problems.append(f"fast_step must be > 0 (a multiple of eps), got {config.fast_step}")
-    if config.bt_steps is not None and min(config.bt_steps) < 0:
-        problems.append(f"bt_steps must be >= 0, got {list(config.bt_steps)}")
+    for name, high in _COUNT_LIMITS.items():
+        low = 0 if name == "workers" else 1
+        if not low <= getattr(config, name) <= high:
+            problems.append(f"{name} must be an integer in [{low}, {high:,}], got {getattr(config, name)}")
+    for name, (low, high, low_open, high_open) in _FLOAT_RANGES.items():
+        value = getattr(config, name)
+        if not (math.isfinite(value) and (low < value if low_open else low <= value)
+                and (value < high if high_open else value <= high)):
+            allowed = (f"a finite number {'>' if low_open else '>='} {low:g}" if high == math.inf else
+                       f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}")
+            problems.append(f"{name} must be {allowed}, got {value}")
+    if not 0 <= config.seed < 2**63:
+        problems.append(f"seed must be an integer in [0, 2**63 - 1], got {config.seed}")
+    if config.bt_steps is not None and not all(0 <= n <= _COUNT_LIMITS["attack_steps"] for n in config.bt_steps):
+        problems.append(f"bt_steps must be in [0, {_COUNT_LIMITS['attack_steps']:,}], got {list(config.bt_steps)}")
+    if config.schedule == "multistep" and (
+            any(not 1 <= m <= config.epochs for m in config.milestones)
+            or list(config.milestones) != sorted(set(config.milestones))):
+        problems.append(f"milestones must be increasing epochs in [1, {config.epochs}], got {list(config.milestones)}")
     if not 0 <= config.bt_p < 1 or not 0 < config.bt_gamma <= 1:
         problems.append(f"bt_p must be in [0, 1) and bt_gamma in (0, 1], got {config.bt_p}, {config.bt_gamma}")
     if config.dropout is not None and not 0 <= config.dropout < 1:
@@ -233,10 +264,6 @@ def validate(config: TrainConfig) -> list[str]:
         problems.append("free does not train slimmable variants (its replays own the optimizer steps)")
     if config.algorithm == "float" and config.batch_size < 2:
         problems.append("float needs batch_size >= 2 (half clean, half adversarial)")
-    if config.workers < 0:
-        problems.append(f"workers must be >= 0, got {config.workers}")
-    if config.lr <= 0:
-        problems.append(f"lr must be > 0, got {config.lr}")
     if not 0 <= config.eps <= 1:
         problems.append(f"eps must be in [0, 1] (fraction of 1, e.g. 8/255), got {config.eps}")
     if not 0 <= config.step_size <= 1:
@@ -270,5 +297,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except FileNotFoundError:
         raise HwsimError(f"config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise HwsimError(f"config file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise HwsimError(f"config file {path} cannot be read: {exc.strerror or exc}") from None

@@ -41,7 +41,7 @@ from torch import nn
 from hwsim.errors import HwsimError
 from hwsim.variants import get_variant
 from hwsim.train import _models, attacks, checkpoint, data, trainer
-from hwsim.train._checks import check_count
+from hwsim.train._checks import COUNT_LIMITS, check_count, check_seed
 from hwsim.train.attacks import attack_context
 from hwsim.train.config import TrainConfig
 from hwsim.train.trainer import progress, read_run_config, seed_everything, _resolve_device
@@ -110,6 +110,7 @@ def parse_attack(name: str, eps: float, step_size: float, restarts: int = 1) -> 
     match = re.fullmatch(r"(pgd|cw|art-pgd)(\d+)", name)
     if match and int(match.group(2)) >= 1:
         kind, steps = match.group(1), int(match.group(2))
+        check_count(f"the steps K of {name}", steps, COUNT_LIMITS["steps"])
         if kind == "art-pgd":
             _require_art(name)
         return AttackSpec(name, kind, eps, step_size, steps, restarts)
@@ -473,13 +474,14 @@ def evaluate_run(run_dir: str | Path, attack_names: Sequence[str] = ("pgd20",),
         check_count(name, value)
     if eot is not None:  # None: each attack's own default
         check_count("eot", eot)
+    check_seed(seed)
     specs = [parse_attack(name, config.eps, config.step_size, restarts) for name in attack_names]
     if not specs:
         raise HwsimError(f"no attacks given; valid: {_ATTACKS_HELP}")
     settings = knob_settings(config.variant, config.oat_lambdas, config.film_dim, config.pgd_lambda, lambda_n,
                              lambda_th, widths, config.widths)
     if transfer_from is not None:
-        read_run_config(transfer_from)  # a bad source fails before any work
+        check_transfer_source(config, transfer_from)  # a bad source fails before any work
     test = load_test_set(config, n_images, data_dir)
     dev = _resolve_device(device, 0)
     probe = data.to_float(test.images[:8].to(dev))  # the images that decide whether a model is randomised
@@ -520,6 +522,17 @@ def evaluate_run(run_dir: str | Path, attack_names: Sequence[str] = ("pgd20",),
             merged = pd.concat([old, table]).drop_duplicates(subset=_KEY, keep="last")
         write_csv_atomic(merged, path)
     return table
+
+
+def check_transfer_source(config: TrainConfig, transfer_from: str | Path) -> TrainConfig:
+    """The config of a transfer attack's source run, refused (naming both) when its inputs differ from the
+    attacked run's: its adversarial images would not be images of this run's test set."""
+    source = read_run_config(transfer_from)
+    ours, theirs = (data.get_source(c.dataset).model_dataset for c in (config, source))
+    if ours != theirs:
+        raise HwsimError(f"transfer source {str(transfer_from)!r} was trained on {source.dataset} ({theirs} "
+                         f"inputs), this run on {config.dataset} ({ours} inputs): attacks do not transfer between them")
+    return source
 
 
 def write_csv_atomic(table: pd.DataFrame, path: Path) -> None:

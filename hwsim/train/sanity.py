@@ -37,11 +37,11 @@ from torch import nn
 
 from hwsim.errors import HwsimError
 from hwsim.train import attacks
-from hwsim.train._checks import check_count
+from hwsim.train._checks import check_count, check_seed
 from hwsim.train.attacks import attack_context
 from hwsim.train.evaluate import (BATCH_SIZE, EOT_DEFAULT, NOISE_DRAWS, CHECKPOINTS, Generator, Score, SettingView,
                                   batches, clean_pass, clean_setting, knob_context, load_run, load_test_set,
-                                  robust_setting, score, write_csv_atomic)
+                                  robust_setting, score, write_csv_atomic, check_transfer_source)
 from hwsim.train.trainer import _resolve_device, read_run_config
 
 SANITY_COLUMNS = ("check", "values", "verdict", "rule")
@@ -173,8 +173,9 @@ def sanity_run(run_dir: str | Path, checkpoint_name: str = "last", *, steps: int
     for name, value in (("steps", steps), ("restarts", restarts), ("eot", eot), ("noise_draws", noise_draws),
                         ("batch_size", batch_size)):
         check_count(name, value)
+    check_seed(seed)
     if transfer_from is not None:
-        read_run_config(transfer_from)
+        check_transfer_source(config, transfer_from)
     test = load_test_set(config, n_images, data_dir)
     dev = _resolve_device(device, 0)
     run = load_run(run_dir, checkpoint_name, dev)

@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import platform
 import random
 import subprocess
@@ -65,6 +66,8 @@ class Dist:
 
 
 def _resolve_device(name: str, local_rank: int) -> torch.device:
+    if not isinstance(name, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
+        raise HwsimError(f"device {name!r} unknown; valid: auto, cpu, cuda, cuda:N")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -554,5 +557,5 @@ def train_from_options(values: dict[str, Any], out: str | Path, *, config_file: 
         merged.update(load_config_file(config_file))
         source = str(config_file)
     merged.update(values)
-    config = make_config(merged, source=source)
+    config = make_config(merged, source=source, given=True)
     return train(config, out, resume=resume, stop_after=stop_after)
