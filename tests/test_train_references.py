@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hwsim.train.algorithms import AttackSettings, create_algorithm, probe_pgd
+from hwsim.train.config import make_config
 from hwsim.train.bullettrain import BOUNDARY, OUTLIER, ROBUST, BulletTrain, classify
 from hwsim.train.protocol import StepContext
 from hwsim.train.sparse import prune_count
@@ -120,7 +121,7 @@ def test_trades_and_mart_step_matches_the_reference_attack_first(name, reference
     loss = loss.detach()
     assert ours.training  # the attack's eval mode is undone
     torch.testing.assert_close(seen[0], ref_adv, rtol=0, atol=1e-7)
-    assert float(loss) == pytest.approx(float(ref_loss), rel=1e-6)
+    assert float(loss) == pytest.approx(float(ref_loss.detach()), rel=1e-6)
     for got, want in zip(_grads(ours), _grads(theirs)):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     if name == "mart":  # the same train-mode forwards in the same order: x, then x'
@@ -372,3 +373,20 @@ def test_bullettrain_at_zero_robust_fraction_classes_nothing_robust() -> None:
     assert classify(logits, torch.zeros(3, dtype=torch.long), 0.0).tolist() == [BOUNDARY, BOUNDARY, OUTLIER]
     # above zero the percentile rule holds: F_R = 0.5 over SVar (v0 > v1 > -v2): threshold = median = v1
     assert classify(logits, torch.zeros(3, dtype=torch.long), 0.5).tolist() == [ROBUST, ROBUST, OUTLIER]
+
+
+# -- defaults from the papers ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("algorithm", ["trades", "mart"])
+def test_trades_and_mart_default_to_their_papers_attack(algorithm) -> None:
+    """yaodongyu/TRADES ``train_trades_cifar10.py`` and YisenWang/MART ``train_wideresnet.py``: --epsilon 0.031,
+    --num-steps 10, --step-size 0.007 (the TRADES and MART papers' CIFAR-10 setting)."""
+    config = make_config({"algorithm": algorithm})
+    assert (config.eps, config.step_size, config.attack_steps) == (0.031, 0.007, 10)
+    assert make_config({"algorithm": algorithm, "bullettrain": True}).bt_steps == (0, 10, 1)  # N_B = the paper's k
+    given = make_config({"algorithm": algorithm, "eps": "8/255", "attack_steps": 7, "step_size": "2/255"})
+    assert (given.eps, given.step_size, given.attack_steps) == (8 / 255, 2 / 255, 7)
+    oat = make_config({"algorithm": algorithm, "step_size": "oat"})  # OAT's rule over the paper's eps and k
+    assert oat.step_size == pytest.approx(min(1.25 * 0.031, 0.031 + 4 / 255) / 10)
+    plain = make_config({"algorithm": "pgd-at"})  # the others keep FLOAT's PGD-7 at 8/255, step 2/255
+    assert (plain.eps, plain.step_size, plain.attack_steps) == (8 / 255, 2 / 255, 7)
