@@ -44,7 +44,7 @@ def signed_prediction_variance(logits: torch.Tensor, y: torch.Tensor) -> torch.T
 def classify(logits: torch.Tensor, y: torch.Tensor, f_r: float) -> torch.Tensor:
     """Eq. 6: OUTLIER (0), BOUNDARY (1) or ROBUST (2) per sample, given the estimated robust fraction F_R.
 
-    F_R is the estimated fraction of robust samples (Sec. 3.2: it starts at zero, and gamma scales it down "to
+    F_R is the estimated fraction of robust samples (it starts at zero, Algorithm 2; gamma scales it down "to
     make conservative predictions for robust examples"), so at F_R = 0 no sample is robust: every correctly
     classified sample is a boundary one and gets N_B steps. Read literally, Eq. 6 at F_R = 0 would compare with
     Percentile(SVar, 1), the batch maximum, and class that sample and every sample tied with it as robust
