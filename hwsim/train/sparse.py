@@ -12,11 +12,11 @@ masks (``weight_mask`` buffers), so it composes with every training algorithm:
   so Eq. 5 (active weights <= d P) holds after every step and a checkpoint's weights are zero where its mask
   is. The growth statistic is updated first: the momentum SGD keeps for active weights, and for inactive
   ones the momentum SGD *would* have (``mu m + grad``; the mask gates a weight's value, not its gradient).
-- **end of every epoch but the last**: each layer loses ``ceil(p a_l)`` (float product, as the reference) of its ``a_l`` active units with
-  the smallest magnitude; the same number of weights is regrown, spread over layers in proportion to each
-  layer's mean momentum magnitude over its active weights (before pruning), each layer's part regrown where
-  the momentum magnitude of its inactive units is largest (capped at what the layer has inactive); what the
-  rounding leaves over goes to the largest inactive momenta anywhere. The prune rate ``p`` follows a cosine
+- **end of every epoch but the last**: each layer loses ``ceil(p a_l)`` (:func:`prune_count`) of its ``a_l``
+  active units with the smallest magnitude; the same number of weights is regrown, spread over layers in
+  proportion to each layer's mean momentum magnitude over its active weights (before pruning), each layer's
+  part regrown where the momentum magnitude of its inactive units is largest (capped at what the layer has
+  inactive); what the rounding leaves over goes to the largest inactive momenta anywhere. The prune rate ``p`` follows a cosine
   decay from ``p0`` (0.5): ``p(e) = p0 (1 + cos(pi (e - 1) / E)) / 2`` after epoch ``e`` of ``E``.
   Regrown weights start at zero (a weight pruned and regrown in the same step keeps its value: it never
   left). No prune/regrow follows the last epoch, so the final model is trained.
@@ -25,6 +25,8 @@ Units are single weights for irregular masks (floats-i, floats-slim) and input c
 (floats-c: unit ``c`` of a layer is ``theta[:, c]``, its magnitude the squared F-norm ``f_c`` and its
 momentum score the F-norm of its momentum), so channel masks are always all-or-nothing per input channel.
 Ties are broken by position (the lower index first), so every rank of a DDP run computes the same masks.
+Where this differs from the sparse momentum reference (TimDettmers/sparse_learning) on purpose is listed in
+the README (training, "Deliberate differences from the reference code").
 """
 
 from __future__ import annotations
