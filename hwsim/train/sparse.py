@@ -16,10 +16,10 @@ masks (``weight_mask`` buffers), so it composes with every training algorithm:
   active units with the smallest magnitude; the same number of weights is regrown, spread over layers in
   proportion to each layer's mean momentum magnitude over its active weights (before pruning), each layer's
   part regrown where the momentum magnitude of its inactive units is largest (capped at what the layer has
-  inactive); what the rounding leaves over goes to the largest inactive momenta anywhere. The prune rate ``p`` follows a cosine
-  decay from ``p0`` (0.5): ``p(e) = p0 (1 + cos(pi (e - 1) / E)) / 2`` after epoch ``e`` of ``E``.
-  Regrown weights start at zero (a weight pruned and regrown in the same step keeps its value: it never
-  left). No prune/regrow follows the last epoch, so the final model is trained.
+  inactive); what the rounding leaves over goes to the largest inactive momenta anywhere. The prune rate
+  ``p`` follows a cosine decay from ``p0`` (0.5): ``p(e) = p0 (1 + cos(pi (e - 1) / E)) / 2`` after epoch
+  ``e`` of ``E``. Regrown weights start at zero, with zero momentum (a weight pruned and regrown in the same
+  step keeps its value: it never left). No prune/regrow follows the last epoch, so the final model is trained.
 
 Units are single weights for irregular masks (floats-i, floats-slim) and input channels for channel masks
 (floats-c: unit ``c`` of a layer is ``theta[:, c]``, its magnitude the squared F-norm ``f_c`` and its
