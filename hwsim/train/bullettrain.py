@@ -63,7 +63,7 @@ def theoretical_speedup(f_o: float, f_b: float, f_r: float, n: int, n_o: int, n_
     """BulletTrain Eq. 7: ``(N + 1) / (F_B N_B + F_R N_R + F_O N_O + 1)``.
 
     >>> theoretical_speedup(0.2, 0.3, 0.5, 10, 0, 10, 1)
-    3.1428571428571432
+    2.4444444444444446
     """
     return (n + 1) / (f_b * n_b + f_r * n_r + f_o * n_o + 1)
 
