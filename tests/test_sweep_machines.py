@@ -146,3 +146,10 @@ def test_cli_systolic_sweep_json(capsys):
     assert row["cycles"] == model_delay(shapes, SA32).cycles
     assert row["energy_pj"] == model_energy(shapes, SA32).energy_pj
     assert round(row["norm_energy"], 4) == 1.2791 and doc["hardware"]["arch"] == "systolic"
+
+
+def test_the_von_neumann_grid_refuses_a_systolic_base():
+    from hwsim.errors import HwsimError
+
+    with pytest.raises(HwsimError, match="'systolic32' is a systolic array"):
+        hardware_grid(SA32, n_mult=[1])
