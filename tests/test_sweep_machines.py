@@ -153,3 +153,14 @@ def test_the_von_neumann_grid_refuses_a_systolic_base():
 
     with pytest.raises(HwsimError, match="'systolic32' is a systolic array"):
         hardware_grid(SA32, n_mult=[1])
+
+
+def test_systolic_energy_pareto_is_the_smallest_arrays():
+    # energy does not depend on the array (each MAC once, each weight read once): every configuration of the
+    # smallest arrays is on the front, nothing larger is
+    axes = {"array_rows": [8, 4, 16], "array_cols": [2, 8], "t_cycle_ns": [1.0, 3.0]}
+    sweep = SystolicSweep(SA32, axes, LAYERS, PLAIN, energy=True)
+    c = sweep.columns(np.arange(len(sweep)), hw_size=True)
+    front = sweep.pareto("energy").tolist()
+    assert front == brute_front(c["hw_size"], c["energy_pj"], len(sweep))
+    assert sorted(c["hw_size"][front].tolist()) == [8, 8]  # 4 x 2 at both clocks
