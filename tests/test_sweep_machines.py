@@ -124,6 +124,7 @@ def run_cli(capsys, *args):
 @pytest.mark.parametrize(("args", "fragment"), [
     (["--hw", "systolic32", "--grid", "n_mult=1,2"], "--grid n_mult does not apply to arch 'systolic'"),
     (["--grid", "array_rows=8,16"], "--grid array_rows does not apply to arch 'von-neumann'"),
+    (["--hw", "systolic32", "--grid", "b_w=4,8"], "--grid b_w cannot be swept on arch 'systolic'"),
     (["--hw", "systolic32", "--grid", "array_rows=0,8"], "array_rows=0 must be an integer in [1, 65536]"),
     (["--grid", "n_mult=1,2", "--pareto-by", "energy"], "--pareto-by applies with --pareto only"),
     (["--grid", "n_mult=1,2", "--energy", "--set", "e_read_pj=-1"], "e_read_pj=-1.0 must be a number"),
