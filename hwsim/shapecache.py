@@ -41,7 +41,7 @@ from typing import Any
 from hwsim.delay import LayerShape, model_delay
 from hwsim.errors import HwsimError
 
-FORMAT = 2  # of the entry files; a change of it invalidates every entry (2: memory as count.memory_terms)
+FORMAT = 3  # of the entry files; a change of it invalidates every entry (3: per-axis geometry, params by identity)
 SHIPPED = Path(__file__).resolve().parent / "data" / "shapes"
 _ROOT = Path(__file__).resolve().parent.parent  # holds hwsim/ and models/
 # hwsim's code that a trace depends on: everything but the CLI, the reports, the trainer and the formatting
