@@ -39,7 +39,21 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
+import numbers
+
+
+class _LazyNumpy:
+    """numpy, imported on first use: the cached cost commands build layer shapes and take the scalar path
+    (:func:`layer_delay`) without paying numpy's import (about half of a cached ``hwsim count``)."""
+
+    def __getattr__(self, name: str):
+        import numpy
+
+        globals()["np"] = numpy
+        return getattr(numpy, name)
+
+
+np = _LazyNumpy()
 
 from hwsim.errors import HwsimError
 from hwsim.hardware import HardwareConfig, field_problem
@@ -78,7 +92,7 @@ class LayerShape:
 
     name: str
     kind: str
-    k: int = 0  # side of a square kernel (0 for a non-square one: read kh, kw)
+    k: int = 0  # side of a square kernel (0 for a non-square one: read kh, kw); where kh == kw, k decides
     c_in: int = 0
     c_out: int = 0
     h_out: int = 1
@@ -104,11 +118,11 @@ class LayerShape:
         square = ("k",) if self.kh == self.kw else ()
         for name in (*square, "kh", "kw", "kd", "c_in", "c_out", "h_out", "w_out", "d_out", "groups"):
             value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
                 problems.append(f"{name}={value!r} must be an integer >= 1")
         for name in ("film_dim", "film_channels", "film_total"):
             value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
                 problems.append(f"{name}={value!r} must be an integer >= 0")
         if self.formula not in FORMULAS:
             problems.append(f"formula={self.formula!r} must be one of {', '.join(FORMULAS)}")
@@ -136,15 +150,15 @@ class LayerShape:
         """Fill ``kh`` / ``kw`` from ``k`` (a square kernel) or ``k`` from equal ``kh`` / ``kw``; a problem
         when they disagree."""
         k, kh, kw = self.k, self.kh, self.kw
-        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (k, kh, kw)):
+        if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (k, kh, kw)):
             return f"k={k!r}, kh={kh!r}, kw={kw!r} must be integers"
-        if kh == 0 and kw == 0:
+        if (kh == 0 and kw == 0) or (k != 0 and kh == kw):  # square: k decides (dataclasses.replace(k=...))
             object.__setattr__(self, "kh", k)
             object.__setattr__(self, "kw", k)
         elif k == 0 and kh == kw:
             object.__setattr__(self, "k", kh)
-        elif k != 0 and (kh, kw) != (k, k):
-            return f"k={k} with kh={kh}, kw={kw}: k is the side of a square kernel; give kh and kw alone"
+        elif k != 0:
+            return f"k={k} with kh={kh}, kw={kw}: k is the side of a square kernel; give kh and kw alone (k=0)"
         return None
 
     @property

@@ -605,3 +605,19 @@ def test_a_projection_shortcut_as_deep_as_the_body_gets_no_film():
     and would get a FiLM under oat."""
     flow = trace_model(OneConvBlock(), (3, 8, 8)).flow
     assert flow.shortcut_norms == ("proj_bn",)
+
+
+def test_layer_shape_per_axis_fields_keep_k_for_square_kernels():
+    import dataclasses
+
+    from hwsim.errors import HwsimError
+
+    square = LayerShape("a", "conv", 3, 4, 8, 5, 5)  # positional, as before kh / kw existed
+    assert (square.kh, square.kw, square.weights, square.positions) == (3, 3, 288, 25)
+    assert dataclasses.replace(square, k=5).weights == 25 * 32  # replace(k=...) still resizes a square kernel
+    thin = LayerShape("b", "conv", kh=1, kw=7, c_in=4, c_out=8, h_out=5, w_out=5)
+    assert (thin.k, thin.weights, thin.macs) == (0, 224, 224 * 25)
+    cube = LayerShape("c", "conv", kd=3, kh=3, kw=3, c_in=2, c_out=2, d_out=4, h_out=5, w_out=6)
+    assert (cube.k, cube.weights, cube.positions) == (3, 108, 120)
+    with pytest.raises(HwsimError, match="k is the side of a square kernel"):
+        LayerShape("d", "conv", k=3, kh=1, kw=7, c_in=4, c_out=8)
