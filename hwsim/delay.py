@@ -92,7 +92,7 @@ class LayerShape:
 
     name: str
     kind: str
-    k: int = 0  # side of a square kernel (0 for a non-square one: read kh, kw); where kh == kw, k decides
+    k: int = 0  # side of a square 2-D kernel (0 for any other: read kh, kw, kd); where kh == kw, k decides
     c_in: int = 0
     c_out: int = 0
     h_out: int = 1
@@ -115,7 +115,7 @@ class LayerShape:
         kernel_problem = self._settle_kernel()
         if kernel_problem:
             problems.append(kernel_problem)
-        square = ("k",) if self.kh == self.kw else ()
+        square = ("k",) if self.kh == self.kw and self.kd == 1 else ()
         for name in (*square, "kh", "kw", "kd", "c_in", "c_out", "h_out", "w_out", "d_out", "groups"):
             value = getattr(self, name)
             if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
@@ -155,7 +155,7 @@ class LayerShape:
         if (kh == 0 and kw == 0) or (k != 0 and kh == kw):  # square: k decides (dataclasses.replace(k=...))
             object.__setattr__(self, "kh", k)
             object.__setattr__(self, "kw", k)
-        elif k == 0 and kh == kw:
+        elif k == 0 and kh == kw and self.kd == 1:  # (a 3-D kernel keeps k = 0: it is no square)
             object.__setattr__(self, "k", kh)
         elif k != 0:
             return f"k={k} with kh={kh}, kw={kw}: k is the side of a square kernel; give kh and kw alone (k=0)"
