@@ -620,3 +620,19 @@ def test_layer_shape_per_axis_fields_keep_k_for_square_kernels():
     assert (cube.k, cube.weights, cube.positions) == (0, 108, 120)  # a 3-D kernel is no square: k = 0
     with pytest.raises(HwsimError, match="k is the side of a square kernel"):
         LayerShape("d", "conv", k=3, kh=1, kw=7, c_in=4, c_out=8)
+
+
+def test_meta_device_counts_like_real_tensors_on_an_encoder_block():
+    block = EncoderBlock()
+    real, meta = trace_model(block, (17, 64)), trace_model(block, (17, 64), device="meta")
+    a, b = count(block, real, ASIC65), count(block, meta, ASIC65)
+    assert (a.macs, a.params, a.memory_bytes) == (b.macs, b.params, b.memory_bytes)
+
+
+def test_compare_leaves_out_a_refused_variant_with_the_models_reason(capsys, tmp_path):
+    path = tmp_path / "nobn.py"
+    path.write_text("from torch import nn\n\ndef make():\n    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), "
+                    "nn.Conv2d(4, 4, 3), nn.Flatten(), nn.LazyLinear(10))\n")
+    code, out, err = _cli(capsys, "compare", f"{path}:make", "--no-cache", "--format", "json")
+    assert code == 0, err
+    assert "left out: oat" in err and "hwsim: note: variant 'oat' puts a FiLM after every BatchNorm2d" in err
