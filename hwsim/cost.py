@@ -295,11 +295,12 @@ def compare(setting: ModelSetting, variants: Sequence[str], hw: HardwareConfig |
             *, include_bn: bool = False, only_applicable: bool = False,
             using=None, left_out: dict[str, str] | None = None) -> list[tuple[ModelSetting, Analysis]]:
     """Analyse every variant of ``setting.model`` at the same knob setting (width and density apply to the
-    variants they mean something for). ``only_applicable``: leave out the variants the model cannot be
-    built as (:class:`~hwsim.variants.VariantNotApplicable`, e.g. ``oat`` on a model without BN) instead of
-    raising; ``left_out`` (a dict) then receives each such variant with the model's reason. ``using``: the
-    analyse function (default :func:`analyze`; the CLI passes the cached one)."""
-    from hwsim.variants import VariantNotApplicable, get_variant
+    variants they mean something for). ``only_applicable``: leave out the variants the model refuses
+    (:class:`~hwsim.variants.VariantNotApplicable`, e.g. ``oat`` on a model without BN, or any
+    :class:`HwsimError` building or tracing that variant) instead of failing the whole comparison;
+    ``left_out`` (a dict) then receives each such variant with the model's reason. ``using``: the analyse
+    function (default :func:`analyze`; the CLI passes the cached one)."""
+    from hwsim.variants import get_variant
 
     results = []
     build = SharedBuilds()
@@ -309,7 +310,7 @@ def compare(setting: ModelSetting, variants: Sequence[str], hw: HardwareConfig |
                                   density=setting.density if record.masked else 1.0)
         try:
             results.append((one, (using or analyze)(one, hw, include_bn=include_bn, build=build)))
-        except VariantNotApplicable as exc:
+        except HwsimError as exc:  # VariantNotApplicable, or a refusal while tracing the transformed model
             if not only_applicable:
                 raise
             if left_out is not None:

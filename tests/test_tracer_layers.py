@@ -636,3 +636,26 @@ def test_compare_leaves_out_a_refused_variant_with_the_models_reason(capsys, tmp
     code, out, err = _cli(capsys, "compare", f"{path}:make", "--no-cache", "--format", "json")
     assert code == 0, err
     assert "left out: oat" in err and "hwsim: note: variant 'oat' puts a FiLM after every BatchNorm2d" in err
+
+
+def test_compare_leaves_out_a_variant_whose_trace_is_refused(capsys, tmp_path, monkeypatch):
+    """A variant that fails while it is traced (not only one surgery refuses) is left out with its reason,
+    instead of taking the whole comparison down (old: DenseNet-121 under oat exited 2 and compare with it)."""
+    import hwsim.cost as cost
+    from hwsim.errors import HwsimError
+
+    real = cost.analyze
+
+    def failing_oat(setting, *args, **kwargs):
+        if setting.variant == "oat":
+            raise HwsimError("tracing Net failed in layer 'x': a refusal")
+        return real(setting, *args, **kwargs)
+
+    monkeypatch.setattr("hwsim.shapecache.analyze", failing_oat)
+    code, out, err = _cli(capsys, "compare", "small_cnn", "--dataset", "mnist", "--variants", "base,oat",
+                          "--format", "json")
+    assert code == 2 and "a refusal" in err  # named explicitly with --variants: refused, exit 2
+    code, out, err = _cli(capsys, "compare", "small_cnn", "--dataset", "mnist", "--format", "json")
+    assert code == 0, err
+    assert "left out: oat" in err and "hwsim: note: tracing Net failed in layer 'x': a refusal" in err
+    assert '"oat"' not in out and '"float"' in out
