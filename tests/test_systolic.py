@@ -221,7 +221,7 @@ def test_bad_systolic_input_is_one_line_exit_2(capsys, hw, override, fragment):
 
 
 def test_delay_json_has_cycles_per_layer(capsys):
-    code, out, _ = run_cli(capsys, "delay", "--layer", LAYER, "--layer", "k=1,cin=512,cout=10,kind=linear",
+    code, out, _ = run_cli(capsys, "delay", "--layer", LAYER, "--layer", "cin=512,cout=10,kind=linear",
                            "--variant", "float", "--hw", "systolic32", "--format", "json")
     assert code is None or code == 0
     doc = json.loads(out)
