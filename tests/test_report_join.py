@@ -103,7 +103,10 @@ def test_unknown_cost_axis_lists_valid_ones():
 
 def test_select_points_prefers_best_and_one_attack(tmp_path: Path):
     runs = [write_run(tmp_path, "f", variant="float", algorithm="float", points=[(0.0, 90.0, 40.0)],
-                      checkpoints=("last", "best"), attacks=("pgd7", "fgsm", "fgsm"))]
+                      checkpoints=("last", "best"), attacks=("pgd7", "fgsm"))]
+    table = pd.read_csv(runs[0] / "eval.csv")  # fgsm also at lambda_n 0.5: the most common attack
+    extra = table[table["attack"] == "fgsm"].assign(lambda_n=0.5)
+    pd.concat([table, extra]).to_csv(runs[0] / "eval.csv", index=False)
     df = join(runs, cost_fn=FakeCostFn())
     chosen = select_points(df)
     assert set(chosen["checkpoint"]) == {"best"}

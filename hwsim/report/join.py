@@ -83,6 +83,9 @@ REFERENCE_NUMERIC: tuple[str, ...] = (
     "ca", "ra", "film_dim", "density", "width", "lambda_n", "lambda_th", "eps", "step_size", "steps", "n_images",
     "restarts", "eot", "n_draws", "ca_std", "ra_std", "epoch_time_s", *COST_FIELDS)
 
+#: Columns a row of a run's eval.csv cannot leave empty (a row cut short leaves its last columns empty).
+EVAL_REQUIRED_VALUES: tuple[str, ...] = ("checkpoint", "model", "variant", "dataset", "attack", "n_images", "ca", "ra")
+
 #: The numeric columns of a run's eval.csv (each cell empty or a finite number).
 EVAL_NUMERIC: tuple[str, ...] = tuple(c for c in REFERENCE_NUMERIC if c in (*EVAL_COLUMNS, *EVAL_OPTIONAL))
 
@@ -188,6 +191,12 @@ def read_run(run_dir: str | Path) -> pd.DataFrame:
     df = _read_csv(eval_path, "evaluation table")
     _require_columns(df, EVAL_COLUMNS, eval_path, "evaluation table")
     df = _require_numbers(df, EVAL_NUMERIC, eval_path, "evaluation table")
+    empty = df[list(EVAL_REQUIRED_VALUES)].isna()
+    if empty.any(axis=None):
+        row = int(empty.any(axis=1).to_numpy().nonzero()[0][0])
+        column = EVAL_REQUIRED_VALUES[int(empty.iloc[row].to_numpy().nonzero()[0][0])]
+        raise HwsimError(f"evaluation table {eval_path}, row {row + 1}: column {column} is empty (a row cut short?); "
+                         f"hwsim eval {run_dir} drops such rows when it rewrites the table")
     config: dict[str, Any] = {}
     config_path = run_dir / "config.json"
     if config_path.is_file():
@@ -200,6 +209,7 @@ def read_run(run_dir: str | Path) -> pd.DataFrame:
         if column not in df.columns:
             df[column] = default
     df["source"] = ["" if isinstance(v, float) and math.isnan(v) else str(v) for v in df["source"]]
+    df = _strongest(df)
     df["origin"] = "run"
     df["run_dir"] = str(run_dir)
     df["epoch_time_s"] = _mean_epoch_time(run_dir / "metrics.jsonl")
@@ -210,6 +220,18 @@ def read_run(run_dir: str | Path) -> pd.DataFrame:
     if train_lambda is not None:
         df.loc[is_pgd, "lambda_label"] = float(train_lambda)
     return df
+
+
+def _strongest(df: pd.DataFrame) -> pd.DataFrame:
+    """Of rows that measure the same thing (checkpoint, knobs, attack, restarts, source) with other EOT draws,
+    scoring passes or images, the one from the most EOT draws, then the most images, then the most passes:
+    eval.csv keeps each such row, and a report must not plot the number of a weaker evaluation."""
+    key = ["checkpoint", "width", "lambda_n", "lambda_th", "attack", "restarts", "source"]
+    key = [c for c in key if c in df.columns]
+    order = [c for c in ("eot", "n_images", "n_draws") if c in df.columns]
+    ranked = df.assign(_row=range(len(df))).sort_values(order, ascending=False, na_position="last", kind="stable")
+    kept = ranked.drop_duplicates(subset=key, keep="first").sort_values("_row")
+    return kept.drop(columns="_row").reset_index(drop=True)
 
 
 def _training_tag(config: Mapping[str, Any]) -> str:

@@ -123,6 +123,7 @@ def pgd(
     loss: LossName = "ce",
     trace: list[float] | None = None,
     eot: int = 1,
+    snapshots: dict[int, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """L-infinity PGD-k (Madry et al.): ``x_{t+1} = clip_[0,1](Proj_eps(x_t + step_size * sign(grad)))``.
 
@@ -138,6 +139,9 @@ def pgd(
         trace: if given, the summed attack loss at the start of each step is appended (for tests/diagnostics;
             with ``eot > 1`` the mean over the draws).
         eot: noise draws whose gradients are averaged at every step (1: the plain attack).
+        snapshots: if given, the iterate after ``j`` steps is stored under every key ``j`` it holds (1 <= j <=
+            steps): PGD-j from the same start and draws is that iterate, so a longer attack yields a shorter one's
+            result on the way (:mod:`hwsim.train.sanity` gets PGD-K from its PGD-5K run).
 
     Returns:
         Adversarial images, detached, within the eps ball around ``x`` and in [0, 1].
@@ -148,13 +152,15 @@ def pgd(
         x_adv = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp_(0, 1)
     else:
         x_adv = x.clone()
-    for _ in range(steps):
+    for step in range(steps):
         grad, value = eot_gradient(model, x_adv, y, loss, eot)
         if trace is not None:
             trace.append(float(value.sum()))
         with torch.no_grad():
             x_adv = x_adv.detach() + step_size * grad.sign()
             x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp_(0, 1)
+        if snapshots is not None and step + 1 in snapshots:
+            snapshots[step + 1] = x_adv.detach().clone()
     return x_adv.detach()
 
 

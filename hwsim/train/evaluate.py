@@ -15,7 +15,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +39,12 @@ COLUMNS = ("run", "checkpoint", "model", "variant", "dataset", "film_dim", "bn",
            "lambda_n", "lambda_th", "attack", "eps", "step_size", "steps", "n_images", "ca", "ra",
            "restarts", "eot", "n_draws", "ca_std", "ra_std", "source")
 CHECKPOINTS = ("last", "best")
-_KEY = ["checkpoint", "width", "lambda_n", "lambda_th", "attack", "restarts", "source"]
+#: What identifies a row of eval.csv: a later evaluation replaces the row with the same values of all of these.
+#: eot, n_draws and n_images are part of it, so an evaluation with other EOT draws, scoring passes or images
+#: adds its row next to the old one instead of replacing a stronger number (the report picks the strongest).
+_KEY = ["checkpoint", "width", "lambda_n", "lambda_th", "attack", "restarts", "source", "eot", "n_draws", "n_images"]
+#: Columns a row of eval.csv cannot lack a value in (a row cut short by a crash or a damaged disk lacks them).
+_REQUIRED_VALUES = ("checkpoint", "width", "lambda_n", "lambda_th", "attack", "n_images", "ca", "ra")
 #: Values of the columns added in issue 12 for rows of an older eval.csv (unknown: NaN / empty).
 _NEW_COLUMN_DEFAULTS = {"restarts": 1, "eot": math.nan, "n_draws": math.nan, "ca_std": math.nan,
                         "ra_std": math.nan, "source": ""}
@@ -193,7 +199,9 @@ def evaluate_run(run_dir: str | Path, attack_names: Sequence[str] = ("pgd20",),
     ``noise_draws``: scoring passes on randomised settings. ``transfer_from``: a run directory whose model
     (same checkpoint name, at its most robust setting, :func:`robust_setting`) generates the attacks.
     Rows already in eval.csv with the same (checkpoint, width, lambda_n, lambda_th, attack, restarts,
-    source) are replaced; others are kept. The file is replaced atomically, after every row is computed.
+    source, eot, n_draws, n_images) are replaced; others are kept. The file is replaced atomically, after
+    every row is computed; an eval.csv that is not a readable table is refused before any work
+    (:func:`read_eval_table`), and rows of it cut short are dropped, saying so.
     """
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
@@ -212,6 +220,7 @@ def evaluate_run(run_dir: str | Path, attack_names: Sequence[str] = ("pgd20",),
                              lambda_th, widths, config.widths)
     if transfer_from is not None:
         check_transfer_source(config, transfer_from)  # a bad source fails before any work
+    old = read_eval_table(run_dir / "eval.csv") if write else None  # a damaged file fails before any work too
     test = load_test_set(config, n_images, data_dir)
     dev = _resolve_device(device, 0)
     probe = data.to_float(test.images[:8].to(dev))  # the images that decide whether a model is randomised
@@ -241,17 +250,48 @@ def evaluate_run(run_dir: str | Path, attack_names: Sequence[str] = ("pgd20",),
                              "source": source.run.path.name if source is not None else ""})
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     if write:
-        path = run_dir / "eval.csv"
-        merged = table
-        if path.is_file():
-            old = pd.read_csv(path, keep_default_na=False, na_values=[""])
-            for column, default in _NEW_COLUMN_DEFAULTS.items():
-                if column not in old.columns:
-                    old[column] = default
-            old["source"] = ["" if pd.isna(v) else str(v) for v in old["source"]]
-            merged = pd.concat([old, table]).drop_duplicates(subset=_KEY, keep="last")
-        write_csv_atomic(merged, path)
+        merged = table if old is None else pd.concat([old, table]).drop_duplicates(subset=_KEY, keep="last")
+        write_csv_atomic(merged, run_dir / "eval.csv")
     return table
+
+
+def read_eval_table(path: Path, warn: Callable[[str], None] | None = None) -> pd.DataFrame | None:
+    """The rows of an existing ``eval.csv`` to merge new rows into (None when there is no file).
+
+    A file that is not a CSV table with the contract's columns (random bytes, another file put there) is
+    refused with one line naming it: nothing is written over it. A row that lacks a value in
+    :data:`_REQUIRED_VALUES` or holds a non-number where a number belongs (a row cut short) is dropped, and
+    ``warn`` (default: a line on stderr) says which row; the rewritten file no longer holds it.
+    """
+    if not path.is_file():
+        return None
+    try:
+        old = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise HwsimError(f"{path} is not a readable evaluation table ({' '.join(str(exc).split())[:120]}); move it "
+                         f"aside (or delete it) and evaluate again: nothing was changed") from None
+    missing = [c for c in COLUMNS[:19] if c not in old.columns]  # the contract's columns, before issue 12's
+    if missing:
+        raise HwsimError(f"{path} is not an evaluation table: it lacks column(s) {', '.join(missing)}; move it "
+                         f"aside (or delete it) and evaluate again: nothing was changed")
+    for column, default in _NEW_COLUMN_DEFAULTS.items():
+        if column not in old.columns:
+            old[column] = default
+    old["source"] = ["" if pd.isna(v) else str(v) for v in old["source"]]
+    numeric = ("film_dim", "density", "width", "lambda_n", "lambda_th", "eps", "step_size", "steps", "n_images", "ca",
+               "ra", "restarts", "eot", "n_draws", "ca_std", "ra_std")
+    bad = old[list(_REQUIRED_VALUES)].isna().any(axis=1)
+    for column in numeric:
+        values = pd.to_numeric(old[column], errors="coerce")
+        bad |= values.isna() & old[column].notna()
+        old[column] = values
+    if bad.any():
+        rows = [int(i) + 1 for i in bad.to_numpy().nonzero()[0]]
+        say = warn if warn is not None else (lambda text: print(text, file=sys.stderr))
+        say(f"{path}: dropped {len(rows)} incomplete or damaged row(s) ({', '.join(map(str, rows[:5]))}"
+            f"{', ...' if len(rows) > 5 else ''}; rows count from 1 after the header)")
+        old = old[~bad].reset_index(drop=True)
+    return old
 
 
 def check_transfer_source(config: TrainConfig, transfer_from: str | Path) -> TrainConfig:

@@ -40,6 +40,10 @@ class Score:
     n_draws: int
     eot: int  # noise draws per attack gradient (1: no EOT); 0 exactly when the attacked model is deterministic
     n_images: int
+    #: CA and RA of each scoring pass (percent), in draw order: scores computed with the same seed and clean pass
+    #: are paired draw by draw (pass j of each under the same noise draw), so their differences can be compared
+    ca_draws: tuple[float, ...] = ()
+    ra_draws: tuple[float, ...] = ()
 
 
 def _draw_seed(seed: int, draw: int, batch: int) -> int:
@@ -166,4 +170,4 @@ def score(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
         return float(values.std()) if len(values) > 1 else 0.0
 
     return Score(float(ca.mean()), spread(ca), float(ra.mean()), spread(ra), draws,
-                 attack_eot if attacked_randomised else 0, total)
+                 attack_eot if attacked_randomised else 0, total, tuple(ca.tolist()), tuple(ra.tolist()))
