@@ -189,14 +189,17 @@ def evaluate_run(run_dir: str | Path, attack_names: Sequence[str] = ("pgd20",),
                  widths: Sequence[float] | None = None, checkpoints: Sequence[str] = ("last",),
                  n_images: int | None = None, batch_size: int = BATCH_SIZE, device: str = "auto",
                  data_dir: str | Path | None = None, seed: int = 0, write: bool = True, *,
-                 restarts: int = 1, eot: int | None = None, noise_draws: int = NOISE_DRAWS,
+                 restarts: int = 1, eot: int | None = None, noise_draws: int | None = None,
                  transfer_from: str | Path | None = None) -> pd.DataFrame:
     """Evaluate a run directory and return the evaluation table (also merged into ``RUN/eval.csv``).
 
     Knob lists left None take the run's own values (:func:`knob_settings`). ``n_images``: the first N test
     images (all when None). ``restarts``: random starts of pgdK / cwK / art-pgdK (per-sample worst case).
     ``eot``: noise draws per attack gradient on randomised settings (None: 10, autoattack 20).
-    ``noise_draws``: scoring passes on randomised settings. ``transfer_from``: a run directory whose model
+    ``noise_draws``: scoring passes on randomised settings (None: 5). Given for a run none of whose settings
+    can be randomised (no weight noise, or only lambda_n = 0), ``noise_draws`` is refused, and so is ``eot``
+    unless the transfer source can be randomised. A checkpoint or attack named twice, and a transfer source
+    that is the run itself, are refused. ``transfer_from``: a run directory whose model
     (same checkpoint name, at its most robust setting, :func:`robust_setting`) generates the attacks.
     Rows already in eval.csv with the same (checkpoint, width, lambda_n, lambda_th, attack, restarts,
     source, eot, n_draws, n_images) are replaced; others are kept. The file is replaced atomically, after
@@ -208,6 +211,10 @@ def evaluate_run(run_dir: str | Path, attack_names: Sequence[str] = ("pgd20",),
     bad = [c for c in checkpoints if c not in CHECKPOINTS]
     if bad or not checkpoints:
         raise HwsimError(f"unknown checkpoint {bad[0] if bad else ''!r}; valid: {', '.join(CHECKPOINTS)}")
+    _refuse_twice("checkpoint", checkpoints)
+    _refuse_twice("attack", attack_names)
+    given_draws = noise_draws is not None
+    noise_draws = NOISE_DRAWS if noise_draws is None else noise_draws
     for name, value in (("batch_size", batch_size), ("noise_draws", noise_draws), ("restarts", restarts)):
         check_count(name, value)
     if eot is not None:  # None: each attack's own default
@@ -218,8 +225,10 @@ def evaluate_run(run_dir: str | Path, attack_names: Sequence[str] = ("pgd20",),
         raise HwsimError(f"no attacks given; valid: {_ATTACKS_HELP}")
     settings = knob_settings(config.variant, config.oat_lambdas, config.film_dim, config.pgd_lambda, lambda_n,
                              lambda_th, widths, config.widths)
+    source_config = None
     if transfer_from is not None:
-        check_transfer_source(config, transfer_from)  # a bad source fails before any work
+        source_config = check_transfer_source(config, transfer_from, run_dir)  # a bad source fails before any work
+    refuse_unused_noise_options(config, [s["lambda_n"] for s in settings], eot, given_draws, source_config)
     old = read_eval_table(run_dir / "eval.csv") if write else None  # a damaged file fails before any work too
     test = load_test_set(config, n_images, data_dir)
     dev = _resolve_device(device, 0)
@@ -294,9 +303,41 @@ def read_eval_table(path: Path, warn: Callable[[str], None] | None = None) -> pd
     return old
 
 
-def check_transfer_source(config: TrainConfig, transfer_from: str | Path) -> TrainConfig:
-    """The config of a transfer attack's source run, refused (naming both) when its inputs differ from the
-    attacked run's: its adversarial images would not be images of this run's test set."""
+def _refuse_twice(what: str, names: Sequence[str]) -> None:
+    twice = [name for i, name in enumerate(names) if name in names[:i]]
+    if twice:
+        raise HwsimError(f"{what} {twice[0]!r} is given twice; give each {what} once")
+
+
+def can_be_randomised(config: TrainConfig, lambdas: Sequence[float]) -> bool:
+    """Whether the run's model can draw noise at any of ``lambdas`` (float* variants at lambda_n > 0)."""
+    return bool(get_variant(config.variant).noise) and any(value > 0 for value in lambdas)
+
+
+def refuse_unused_noise_options(config: TrainConfig, lambdas: Sequence[float], eot: int | None, noise_draws: bool,
+                                source: TrainConfig | None = None) -> None:
+    """HwsimError when ``eot`` (not None) or ``noise_draws`` (given) cannot apply: no evaluated setting of the
+    run (at ``lambdas``) is randomised, nor (for ``eot``) the transfer source at its most robust setting."""
+    own = can_be_randomised(config, lambdas)
+    theirs = source is not None and can_be_randomised(source, [robust_setting(source)["lambda_n"]])
+    where = (f"lambda_n {', '.join(f'{v:g}' for v in lambdas)} of a {config.variant!r} run"
+             if get_variant(config.variant).noise else f"a {config.variant!r} run")
+    if noise_draws and not own:
+        raise HwsimError(f"--noise-draws applies to randomised settings (float* variants at lambda_n > 0); {where} "
+                         f"is deterministic: drop --noise-draws")
+    if eot is not None and not own and not theirs:
+        raise HwsimError(f"--eot applies to randomised settings (float* variants at lambda_n > 0); {where} is "
+                         f"deterministic{' and so is the transfer source' if source is not None else ''}: drop --eot")
+
+
+def check_transfer_source(config: TrainConfig, transfer_from: str | Path, run_dir: str | Path | None = None
+                          ) -> TrainConfig:
+    """The config of a transfer attack's source run, refused (naming both) when it is the attacked run itself
+    (``run_dir``) or its inputs differ from the attacked run's: its adversarial images would not be images of
+    this run's test set."""
+    if run_dir is not None and Path(transfer_from).resolve() == Path(run_dir).resolve():
+        raise HwsimError(f"--transfer-from {str(transfer_from)!r} is the evaluated run itself; a transfer attack "
+                         f"comes from another run's model (the white-box attack is the run's own)")
     source = read_run_config(transfer_from)
     ours, theirs = (data.get_source(c.dataset).model_dataset for c in (config, source))
     if ours != theirs:

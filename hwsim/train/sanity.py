@@ -47,7 +47,8 @@ from hwsim.train._checks import check_count, check_seed
 from hwsim.train.attacks import attack_context
 from hwsim.train.evaluate import (BATCH_SIZE, EOT_DEFAULT, NOISE_DRAWS, CHECKPOINTS, Generator, Score, SettingView,
                                   batches, clean_pass, clean_setting, knob_context, load_run, load_test_set,
-                                  robust_setting, score, write_csv_atomic, check_transfer_source)
+                                  robust_setting, score, write_csv_atomic, check_transfer_source,
+                                  refuse_unused_noise_options)
 from hwsim.train.trainer import _resolve_device, read_run_config
 
 SANITY_COLUMNS = ("check", "values", "verdict", "rule")
@@ -190,25 +191,30 @@ def sanity_checks(model: nn.Module, batches: Batches, settings: SanitySettings,
 
 
 def sanity_run(run_dir: str | Path, checkpoint_name: str = "last", *, steps: int = STEPS, restarts: int = RESTARTS,
-               eot: int = EOT_DEFAULT, noise_draws: int = NOISE_DRAWS, transfer_from: str | Path | None = None,
+               eot: int | None = None, noise_draws: int | None = None, transfer_from: str | Path | None = None,
                n_images: int | None = None, batch_size: int = BATCH_SIZE, device: str = "auto",
                data_dir: str | Path | None = None, seed: int = 0, write: bool = True) -> pd.DataFrame:
     """The checks of :func:`sanity_checks` on a run at its most robust setting; writes ``RUN/sanity.csv``.
 
     The transfer source is ``transfer_from`` (a run, at its plain setting: its smallest lambda_n) or, when
     None, this run's own model at its plain setting (lambda_n = 0 / the smallest of S_lambda); a base run
-    without ``transfer_from`` skips the transfer check. Eps and step size are the run's.
+    without ``transfer_from`` skips the transfer check. Eps and step size are the run's. ``eot`` (default 10)
+    and ``noise_draws`` (default 5) are as in :func:`hwsim.train.evaluate.evaluate_run`, and refused when given
+    for a run whose most robust setting is deterministic; a ``transfer_from`` that is the run itself is refused.
     """
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
     if checkpoint_name not in CHECKPOINTS:
         raise HwsimError(f"unknown checkpoint {checkpoint_name!r}; valid: {', '.join(CHECKPOINTS)}")
+    refuse_unused_noise_options(config, [robust_setting(config)["lambda_n"]], eot, noise_draws is not None)
+    eot = EOT_DEFAULT if eot is None else eot
+    noise_draws = NOISE_DRAWS if noise_draws is None else noise_draws
     for name, value in (("steps", steps), ("restarts", restarts), ("eot", eot), ("noise_draws", noise_draws),
                         ("batch_size", batch_size)):
         check_count(name, value)
     check_seed(seed)
     if transfer_from is not None:
-        check_transfer_source(config, transfer_from)
+        check_transfer_source(config, transfer_from, run_dir)
     test = load_test_set(config, n_images, data_dir)
     dev = _resolve_device(device, 0)
     run = load_run(run_dir, checkpoint_name, dev)
