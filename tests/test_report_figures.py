@@ -71,3 +71,23 @@ def test_series_sharing_a_memory_value_are_drawn_apart_around_it(figures: list) 
     assert abs((xs["PGD-AT"][0] + xs["FLOAT"][0]) / 2 - 0.6) < 1e-9
     assert xs["OAT"] == [1.0]  # alone at its value: where it is
     plt.close(figures[0])
+
+
+def test_a_series_has_the_same_colour_in_the_bar_charts_as_in_the_scatter_plots(figures: list) -> None:
+    points = _points().assign(epoch_time_s=1.0, memory_bytes=1000.0, norm_memory=1.0, norm_epoch_time=1.0,
+                              network=lambda d: d["series"], variant="base", width=1.0, density=1.0)
+    # a threshold series before OAT: its own colour in the scatter plots, no bar of its own
+    extra = points[points["series"] == "FLOAT"].assign(series="FLOAT λth=0.5", network="FLOAT")
+    points = pd.concat([points.iloc[:7], extra, points.iloc[7:]], ignore_index=True)
+    plots.plot_tradeoff(points, Path("unused"))
+    plots.plot_training_time(points, Path("unused"))
+    scatter = {line.get_label().split(" (")[0]: line.get_color() for line in figures[0].axes[0].get_lines()}
+    bars = figures[1].axes[0].patches
+    names = [t.get_text().replace("\n", " ") for t in figures[1].axes[0].get_xticklabels()]
+    import matplotlib.colors as mcolors
+
+    for name, bar in zip(names, bars):
+        assert mcolors.to_hex(bar.get_facecolor()) == mcolors.to_hex(scatter[name]), name
+    assert names == ["PGD-AT", "FLOAT", "OAT"]
+    for fig in figures:
+        plt.close(fig)

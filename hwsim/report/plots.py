@@ -294,6 +294,13 @@ def _dodge(part: pd.DataFrame, column: str) -> pd.Series:
     return out
 
 
+def _bar_styles(df: pd.DataFrame, table: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    """Styles of the bars' networks as the scatter figures give them (a network is named as its plain series),
+    so that a series has one colour in every figure of a report."""
+    order = _all_series(df)
+    return _style(order + [s for s in table["series"] if s not in order])
+
+
 def _series_bars(df: pd.DataFrame) -> pd.DataFrame:
     """One bar per network (series_costs), measured rows only."""
     return series_costs(df[df["origin"] == "run"]) if "origin" in df.columns else series_costs(df)
@@ -306,7 +313,7 @@ def plot_conv_delay(df: pd.DataFrame, stem: str | Path) -> list[Path]:
     report's hardware); 1.0 means no slower than the plain conv.
     """
     table = _series_bars(df)
-    styles = _style(list(table["series"]))
+    styles = _bar_styles(df, table)
     with plt.rc_context(_STYLE):
         fig, ax = plt.subplots(figsize=(max(5.0, 1.5 * len(table) + 1.5), 4.4), layout="constrained")
         if table.empty:
@@ -329,8 +336,8 @@ def plot_conv_delay(df: pd.DataFrame, stem: str | Path) -> list[Path]:
 
 
 def _bar_chart(table: pd.DataFrame, column: str, ratio: str | None, ylabel: str, title: str,
-               stem: str | Path, what: str) -> list[Path]:
-    styles = _style(list(table["series"]))
+               stem: str | Path, what: str, styles: dict[str, tuple[str, str]] | None = None) -> list[Path]:
+    styles = styles if styles is not None else _style(list(table["series"]))
     with plt.rc_context(_STYLE):
         fig, ax = plt.subplots(figsize=(max(5.0, 1.5 * len(table) + 1.5), 4.4), layout="constrained")
         table = table[table[column].notna()] if column in table.columns else table.iloc[:0]
@@ -353,14 +360,18 @@ def _bar_chart(table: pd.DataFrame, column: str, ratio: str | None, ylabel: str,
 
 def plot_training_time(df: pd.DataFrame, stem: str | Path) -> list[Path]:
     """Mean training time per epoch per series, labelled with the ratio to the fastest run (Fig. 7a)."""
-    return _bar_chart(_series_bars(df), "epoch_time_s", "norm_epoch_time", "training time per epoch (s)",
-                      "Training time per epoch (label: x fastest)", stem, "training times (metrics.jsonl)")
+    table = _series_bars(df)
+    return _bar_chart(table, "epoch_time_s", "norm_epoch_time", "training time per epoch (s)",
+                      "Training time per epoch (label: x fastest)", stem, "training times (metrics.jsonl)",
+                      _bar_styles(df, table))
 
 
 def plot_storage(df: pd.DataFrame, stem: str | Path) -> list[Path]:
     """Weight storage per series in bytes, labelled with the ratio to the plain network (Fig. 7b)."""
-    return _bar_chart(_series_bars(df), "memory_bytes", "norm_memory", "weight memory",
-                      "Parameter storage, BN and α excluded (label: x plain)", stem, "cost rows")
+    table = _series_bars(df)
+    return _bar_chart(table, "memory_bytes", "norm_memory", "weight memory",
+                      "Parameter storage, BN and α excluded (label: x plain)", stem, "cost rows",
+                      _bar_styles(df, table))
 
 
 def plot_frontier(df: pd.DataFrame, stem: str | Path, cost: str = "memory_bytes") -> list[Path]:
