@@ -46,6 +46,7 @@ def run_demo(out: Path, runs_dir: Path, quick: bool = False) -> list[Path]:
     from hwsim.train.evaluate import evaluate_run
     from hwsim.train.sanity import sanity_run
     from hwsim.train.trainer import train_from_options
+    from hwsim.variants import get_variant
 
     from hwsim.files import check_output_dir
 
@@ -70,13 +71,16 @@ def run_demo(out: Path, runs_dir: Path, quick: bool = False) -> list[Path]:
             options["epochs"] = 1
         run = train_from_options(options, runs_dir / name)
         lambda_th = (0.0, 0.5) if name == "float" else None if variant in ("base", "oat") else (0.0,)
+        # EOT and scoring draws where the forward draws noise (float* variants); refused on the others
+        noise = {"noise_draws": draws, "eot": eot} if get_variant(variant).noise else {}
         evaluate_run(run, attack_names=(attack,), checkpoints=("last",), n_images=n_images, device="cpu",
-                     noise_draws=draws, eot=eot, lambda_th=lambda_th, widths=extra.get("widths"))
+                     lambda_th=lambda_th, widths=extra.get("widths"), **noise)
         print(f"{name}: trained and evaluated in {time.perf_counter() - started:.1f} s", flush=True)
         runs[name] = Path(run)
     for name, source in SANITY.items():
         started = time.perf_counter()
-        sanity_run(runs[name], steps=int(attack[3:]), restarts=2, eot=eot, noise_draws=draws,
+        noise = {"noise_draws": draws, "eot": eot} if source is None else {}  # FLOAT: noisy; PGD-AT: not
+        sanity_run(runs[name], steps=int(attack[3:]), restarts=2, **noise,
                    transfer_from=runs[source] if source else None, n_images=sanity_images, device="cpu")
         print(f"{name}: sanity checks in {time.perf_counter() - started:.1f} s", flush=True)
     notes = out / "README.md"  # the hand-written reading of the results; build_report replaces the directory

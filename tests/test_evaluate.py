@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import math
 from pathlib import Path
 
@@ -342,16 +343,19 @@ def test_cli_leaves_every_default_to_the_library_and_its_help_states_them(monkey
     ev = inspect.signature(evaluate.evaluate_run).parameters
     sa = inspect.signature(sanity.sanity_run).parameters
     helps = {p.name: " ".join((p.help or "").split()) for p in eval_command.params}
-    for option, default in (("batch_size", ev["batch_size"].default), ("noise_draws", ev["noise_draws"].default),
+    # noise_draws and eot default to None in the library (None: "not given", refused on deterministic runs) and
+    # resolve to NOISE_DRAWS / EOT_DEFAULT there
+    assert ev["noise_draws"].default is None and sa["eot"].default is None
+    for option, default in (("batch_size", ev["batch_size"].default), ("noise_draws", evaluate.NOISE_DRAWS),
                             ("seed", ev["seed"].default), ("device", ev["device"].default),
                             ("checkpoint", ev["checkpoints"].default[0]), ("attack", ev["attack_names"].default[0]),
                             ("steps", sa["steps"].default),
                             ("restarts", f"{ev['restarts'].default}; --sanity: {sa['restarts'].default}"),
-                            ("eot", f"{sa['eot'].default}; autoattack {evaluate.EOT_AUTOATTACK}")):
+                            ("eot", f"{evaluate.EOT_DEFAULT}; autoattack {evaluate.EOT_AUTOATTACK}")):
         assert f"[default: {default}]" in helps[option], (option, helps[option])
     for name in ("batch_size", "noise_draws", "seed", "device"):
         assert sa[name].default == ev[name].default, name
-    assert sa["checkpoint_name"].default == "last" and sa["eot"].default == evaluate.EOT_DEFAULT
+    assert sa["checkpoint_name"].default == "last"
 
     calls = []
     monkeypatch.setattr(evaluate, "evaluate_run", lambda *a, **kw: calls.append((a, kw)) or pd.DataFrame())
@@ -462,4 +466,6 @@ def test_art_pgd_is_refused_on_a_randomised_setting_it_cannot_attack_with_eot(tm
         evaluate_run(run, ["art-pgd2"], lambda_n=[1.0], lambda_th=[0.0], n_images=16, device="cpu")
     with pytest.raises(HwsimError, match="cannot attack the transfer source .*randomised at its most robust"):
         evaluate_run(run, ["art-pgd2"], lambda_n=[0.0], lambda_th=[0.0], n_images=16, device="cpu",
-                     transfer_from=run)  # our setting is deterministic; the source (at lambda_n 1) is not
+                     transfer_from=shutil.copytree(run, tmp_path / "copy"))  # ours deterministic, the source not
+    with pytest.raises(HwsimError, match="is the evaluated run itself"):
+        evaluate_run(run, ["pgd1"], lambda_n=[0.0], lambda_th=[0.0], n_images=16, device="cpu", transfer_from=run)

@@ -11,7 +11,7 @@ from test_evaluate import CoinNet, make_run
 from torch import nn
 
 import models
-from hwsim.train import evaluate
+from hwsim.train import evaluate, scoring
 from hwsim.train.evaluate import evaluate_run, score
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -35,7 +35,8 @@ def probes(monkeypatch: pytest.MonkeyPatch) -> list[nn.Module]:
         asked.append(model)
         return real(model, x)
 
-    monkeypatch.setattr(evaluate, "is_randomised", spy)
+    monkeypatch.setattr(evaluate, "is_randomised", spy)  # where the run evaluation looks it up
+    monkeypatch.setattr(scoring, "is_randomised", spy)  # where score() looks it up
     return asked
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from hwsim.errors import HwsimError
 from hwsim.files import check_output_dir, staged_dir
 from hwsim.report.join import ENERGY_FIELDS, check_cost_axis, read_sanity, select_points, series_costs
 from hwsim.report.join import join as join_table
@@ -118,6 +119,12 @@ def build_report(runs: Sequence[str | Path], out: str | Path, hw: Any = None, re
             is changed).
     """
     check_cost_axis(cost)
+    seen: dict[Path, str] = {}
+    for run in runs:  # the same run twice would print and plot every one of its rows twice
+        resolved = Path(run).resolve()
+        if resolved in seen:
+            raise HwsimError(f"run {run!r} is given twice (also as {seen[resolved]!r}); give each run once")
+        seen[resolved] = str(run)
     check_output_dir(out, keep=runs)  # before the costs are computed: a refusal costs nothing
     given, out = out, Path(out)
     if hw is None:

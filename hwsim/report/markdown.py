@@ -106,9 +106,11 @@ def render_report(*, command: str, cost: str, hardware: Mapping[str, Any], attac
         "frontier when no other point is at least as good in all three and better in one. Identical points "
         "are all kept. `front_ca` / `front_ra` mark the 2-D frontiers of one accuracy against the cost "
         "(the step lines of the frontier figure). Reference points are drawn but never on a frontier.",
-        "- Training time per epoch: mean `epoch_time_s` of `metrics.jsonl`, averaged over the runs of a series "
-        "trained as several models (PGD-AT: one per lambda); `norm_epoch_time` is relative to the fastest "
-        "series of the same model and dataset, so it depends on the machine the runs trained on.",
+        "- Training time per epoch: mean `epoch_time_s` of `metrics.jsonl`; for a series trained as several "
+        "models (PGD-AT: one per lambda) that of its run at the largest lambda, the fully adversarial training "
+        "that the other algorithms and BulletTrain are compared with (the lambda = 0 run attacks nothing); "
+        "`norm_epoch_time` is relative to the fastest series of the same model and dataset, so it depends on "
+        "the machine the runs trained on. The training-cost section below lists every run.",
         "",
         f"## Pareto frontier ({cost}; CA and RA jointly)",
         "",

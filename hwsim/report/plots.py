@@ -26,11 +26,15 @@ from matplotlib.ticker import EngFormatter  # noqa: E402
 from hwsim.report.join import series_costs  # noqa: E402
 
 __all__ = ["plot_tradeoff", "plot_accuracy_vs_memory", "plot_conv_delay", "plot_training_time",
-           "plot_storage", "plot_frontier", "OKABE_ITO", "AXIS_LABELS"]
+           "plot_storage", "plot_frontier", "OKABE_ITO", "PALETTE", "AXIS_LABELS"]
 
 #: Okabe & Ito (2008) colour-blind-safe palette, black left out (reserved for reference points).
 OKABE_ITO: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442",
                               "#999999")
+#: Paul Tol's "muted" scheme (also colour-blind safe), for series past the eighth: 16 series, 16 colours.
+TOL_MUTED: tuple[str, ...] = ("#332288", "#882255", "#117733", "#AA4499", "#44AA99", "#999933", "#CC6677",
+                              "#88CCEE")
+PALETTE: tuple[str, ...] = OKABE_ITO + TOL_MUTED
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 #: Axis titles with units for the columns a plot can show.
@@ -62,11 +66,69 @@ _STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.f
 def _style(series: Sequence[str]) -> dict[str, tuple[str, str]]:
     """Colour and marker per series, in the order given (stable across a report's plots).
 
-    Past the palette's length the markers shift by one per round, so that no two series share both colour
-    and marker (the 9th series is the 1st colour with the 2nd marker).
+    Each of the first 16 series has a colour of its own (:data:`PALETTE`); past that the markers shift by one
+    per round, so that no two series share both colour and marker.
     """
-    n = len(OKABE_ITO)
-    return {s: (OKABE_ITO[i % n], _MARKERS[(i + i // n) % len(_MARKERS)]) for i, s in enumerate(series)}
+    n = len(PALETTE)
+    return {s: (PALETTE[i % n], _MARKERS[(i + i // n) % len(_MARKERS)]) for i, s in enumerate(series)}
+
+
+def _separate_models(rows: pd.DataFrame) -> bool:
+    """Whether a series' points come from several separately trained runs (PGD-AT: one model per lambda),
+    which are not one model's knob and are drawn without a connecting line."""
+    return "run_dir" in rows.columns and rows["run_dir"].nunique() > 1
+
+
+def _spread(rows: pd.DataFrame, column: str) -> pd.Series | None:
+    """The spread column of ``column`` (``ca_std`` / ``ra_std``) where any is above 0, else None."""
+    std = rows.get(f"{column}_std")
+    if std is None:
+        return None
+    std = pd.to_numeric(std, errors="coerce").fillna(0.0)
+    return std if (std > 0).any() else None
+
+
+def _place_labels(ax: plt.Axes, items: list[tuple[float, float, str, str]]) -> None:
+    """Annotate every (x, y, text, colour) next to its point where it overlaps no label placed before it and
+    no point: candidate offsets are tried in turn, the one with the least overlap wins."""
+    fig = ax.figure
+    fig.canvas.draw()  # fixes the layout, so that display coordinates are final
+    renderer = fig.canvas.get_renderer()
+    to_px = ax.transData.transform
+    points = [to_px((x, y)) for x, y, _, _ in items]
+    taken = []
+    offsets = ((4, 4, "left", "bottom"), (4, -4, "left", "top"), (-4, 4, "right", "bottom"),
+               (-4, -4, "right", "top"), (0, 7, "center", "bottom"), (0, -7, "center", "top"),
+               (7, 0, "left", "center"), (-7, 0, "right", "center"), (10, 12, "left", "bottom"),
+               (-10, -12, "right", "top"), (10, -12, "left", "top"), (-10, 12, "right", "bottom"))
+
+    def overlap(box, others) -> float:  # noqa: ANN001
+        total = 0.0
+        for o in others:
+            w = min(box.x1, o.x1) - max(box.x0, o.x0)
+            h = min(box.y1, o.y1) - max(box.y0, o.y0)
+            total += max(w, 0) * max(h, 0)
+        return total
+
+    from matplotlib.transforms import Bbox
+
+    dots = [Bbox.from_extents(px - 3, py - 3, px + 3, py + 3) for px, py in points]
+    for x, y, text, colour in items:
+        best = None
+        for dx, dy, ha, va in offsets:
+            note = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), ha=ha, va=va, fontsize=7.5,
+                               color=colour)
+            box = note.get_window_extent(renderer)
+            cost = overlap(box, taken) + overlap(box, dots)
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, note, box)
+            else:
+                note.remove()
+            if cost == 0:
+                break
+        taken.append(best[2])
 
 
 def _all_series(df: pd.DataFrame) -> list[str]:
@@ -138,9 +200,11 @@ def plot_tradeoff(df: pd.DataFrame, stem: str | Path) -> list[Path]:
         panels = _panels(df)
         fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 5.0), squeeze=False,
                                  layout="constrained")
+        pending = []
         for ax, (title, part) in zip(axes[0], panels):
             if part.empty:
                 _no_data(ax, "accuracy points")
+            items = []
             for series, rows in part.groupby("series", sort=False):
                 colour, marker = styles[series]
                 ref = rows["origin"].eq("reference").all()
@@ -148,8 +212,15 @@ def plot_tradeoff(df: pd.DataFrame, stem: str | Path) -> list[Path]:
                 if ref:
                     ax.scatter(rows["ca"], rows["ra"], marker=marker, facecolors="none", edgecolors="black",
                                s=45, label=f"{series} (published)", zorder=3)
+                elif _separate_models(rows):  # one model per lambda: no knob line between them
+                    ax.plot(rows["ca"], rows["ra"], marker=marker, color=colour, lw=0, ms=6,
+                            label=f"{series} (one model per λ)")
                 else:
                     ax.plot(rows["ca"], rows["ra"], marker=marker, color=colour, label=series, lw=1.4, ms=6)
+                xerr, yerr = _spread(rows, "ca"), _spread(rows, "ra")
+                if not ref and (xerr is not None or yerr is not None):  # spreads over noise draws (1 std)
+                    ax.errorbar(rows["ca"], rows["ra"], xerr=xerr, yerr=yerr, fmt="none", ecolor=colour, lw=0.9,
+                                capsize=2.5, alpha=0.8)
                 # one label per distinct point: coinciding settings share it ("λ=0.7, 1")
                 labels: dict[tuple[float, float], list[str]] = {}
                 for ca, ra, lam in zip(rows["ca"], rows["ra"], rows["lambda_label"]):
@@ -157,14 +228,17 @@ def plot_tradeoff(df: pd.DataFrame, stem: str | Path) -> list[Path]:
                     if text and text not in labels.setdefault((ca, ra), []):
                         labels[(ca, ra)].append(text)
                 for (ca, ra), texts in labels.items():
-                    text = "λ=" + ", ".join(t.removeprefix("λ=") for t in texts) if texts else ""
-                    ax.annotate(text, (ca, ra), textcoords="offset points", xytext=(4, 4), fontsize=7.5,
-                                color="black" if ref else colour)
+                    if texts:
+                        items.append((ca, ra, "λ=" + ", ".join(t.removeprefix("λ=") for t in texts),
+                                      "black" if ref else colour))
+            pending.append((ax, items))
             ax.set_xlabel(AXIS_LABELS["ca"])
             ax.set_ylabel(AXIS_LABELS["ra"])
             ax.set_title(title)
-        fig.suptitle("CA-RA trade-off per variant")
+        fig.suptitle("CA-RA trade-off per variant (bars: ±1 std over noise draws)")
         _legend(fig, axes[0])
+        for ax, items in pending:  # after the legend: the layout is final
+            _place_labels(ax, items)
         return _save(fig, stem)
 
 
@@ -180,23 +254,54 @@ def plot_accuracy_vs_memory(df: pd.DataFrame, stem: str | Path, memory: str = "n
         fig, axes = plt.subplots(len(panels), 2, figsize=(10, 3.8 * len(panels) + 1), squeeze=False,
                                  layout="constrained")
         for row, (title, part) in zip(axes, panels):
+            shifted = _dodge(part, memory)
             for ax, acc in zip(row, ("ca", "ra")):
                 if part.empty:
                     _no_data(ax, "accuracy points")
                 for series, rows in part.groupby("series", sort=False):
                     colour, marker = styles[series]
+                    x = shifted.loc[rows.index]
                     if rows["origin"].eq("reference").all():
-                        ax.scatter(rows[memory], rows[acc], marker=marker, facecolors="none",
+                        ax.scatter(x, rows[acc], marker=marker, facecolors="none",
                                    edgecolors="black", s=45, label=f"{series} (published)", zorder=3)
                     else:
-                        ax.scatter(rows[memory], rows[acc], marker=marker, color=colour, s=36, label=series,
-                                   alpha=0.85)
+                        ax.scatter(x, rows[acc], marker=marker, color=colour, s=36, label=series, alpha=0.85)
+                        err = _spread(rows, acc)
+                        if err is not None:
+                            ax.errorbar(x, rows[acc], yerr=err, fmt="none", ecolor=colour, lw=0.9, capsize=2)
                 ax.set_xlabel(AXIS_LABELS[memory])
                 ax.set_ylabel(AXIS_LABELS[acc])
                 ax.set_title(f"{title}: {acc.upper()}" if title else acc.upper())
-        fig.suptitle("Accuracy vs normalised memory (every knob setting)")
+        fig.suptitle("Accuracy vs normalised memory (every knob setting)\nseries that share a memory value are "
+                     "drawn side by side around it; bars: ±1 std over noise draws")
         _legend(fig, axes.ravel())
         return _save(fig, stem)
+
+
+def _dodge(part: pd.DataFrame, column: str) -> pd.Series:
+    """``column`` with the series that share one value spread side by side around it (a small fraction of
+    the axis range apart), so that points stacked at one memory value can be told apart; the centre of each
+    group is the true value."""
+    x = pd.to_numeric(part[column], errors="coerce") if column in part.columns else pd.Series(dtype=float)
+    out = x.copy()
+    if x.notna().sum() == 0:
+        return out
+    span = float(x.max() - x.min()) or abs(float(x.max())) or 1.0
+    for value, group in part.groupby(x, sort=False):
+        names = list(dict.fromkeys(group["series"]))
+        if len(names) < 2:
+            continue
+        step = min(0.012 * span, 0.6 * span / len(names))
+        for i, name in enumerate(names):
+            out.loc[group.index[group["series"] == name]] = value + (i - (len(names) - 1) / 2) * step
+    return out
+
+
+def _bar_styles(df: pd.DataFrame, table: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    """Styles of the bars' networks as the scatter figures give them (a network is named as its plain series),
+    so that a series has one colour in every figure of a report."""
+    order = _all_series(df)
+    return _style(order + [s for s in table["series"] if s not in order])
 
 
 def _series_bars(df: pd.DataFrame) -> pd.DataFrame:
@@ -211,7 +316,7 @@ def plot_conv_delay(df: pd.DataFrame, stem: str | Path) -> list[Path]:
     report's hardware); 1.0 means no slower than the plain conv.
     """
     table = _series_bars(df)
-    styles = _style(list(table["series"]))
+    styles = _bar_styles(df, table)
     with plt.rc_context(_STYLE):
         fig, ax = plt.subplots(figsize=(max(5.0, 1.5 * len(table) + 1.5), 4.4), layout="constrained")
         if table.empty:
@@ -234,8 +339,8 @@ def plot_conv_delay(df: pd.DataFrame, stem: str | Path) -> list[Path]:
 
 
 def _bar_chart(table: pd.DataFrame, column: str, ratio: str | None, ylabel: str, title: str,
-               stem: str | Path, what: str) -> list[Path]:
-    styles = _style(list(table["series"]))
+               stem: str | Path, what: str, styles: dict[str, tuple[str, str]] | None = None) -> list[Path]:
+    styles = styles if styles is not None else _style(list(table["series"]))
     with plt.rc_context(_STYLE):
         fig, ax = plt.subplots(figsize=(max(5.0, 1.5 * len(table) + 1.5), 4.4), layout="constrained")
         table = table[table[column].notna()] if column in table.columns else table.iloc[:0]
@@ -258,14 +363,18 @@ def _bar_chart(table: pd.DataFrame, column: str, ratio: str | None, ylabel: str,
 
 def plot_training_time(df: pd.DataFrame, stem: str | Path) -> list[Path]:
     """Mean training time per epoch per series, labelled with the ratio to the fastest run (Fig. 7a)."""
-    return _bar_chart(_series_bars(df), "epoch_time_s", "norm_epoch_time", "training time per epoch (s)",
-                      "Training time per epoch (label: x fastest)", stem, "training times (metrics.jsonl)")
+    table = _series_bars(df)
+    return _bar_chart(table, "epoch_time_s", "norm_epoch_time", "training time per epoch (s)",
+                      "Training time per epoch (label: x fastest)", stem, "training times (metrics.jsonl)",
+                      _bar_styles(df, table))
 
 
 def plot_storage(df: pd.DataFrame, stem: str | Path) -> list[Path]:
     """Weight storage per series in bytes, labelled with the ratio to the plain network (Fig. 7b)."""
-    return _bar_chart(_series_bars(df), "memory_bytes", "norm_memory", "weight memory",
-                      "Parameter storage, BN and α excluded (label: x plain)", stem, "cost rows")
+    table = _series_bars(df)
+    return _bar_chart(table, "memory_bytes", "norm_memory", "weight memory",
+                      "Parameter storage, BN and α excluded (label: x plain)", stem, "cost rows",
+                      _bar_styles(df, table))
 
 
 def plot_frontier(df: pd.DataFrame, stem: str | Path, cost: str = "memory_bytes") -> list[Path]:

@@ -14,13 +14,13 @@ Conventions shared by every attack here:
   depend on the batch size and does not underflow under float16 autocast; only its sign is used.
 - Randomised models (a forward that draws noise, e.g. FLOAT with lambda_n > 0): ``eot=k`` averages the input
   gradient over k forwards, each with its own noise draw (expectation over transformation, Athalye et al.
-  2018), as AutoAttack's 'rand' version does. ``eot=1`` is the plain attack.
+  2018), as AutoAttack's 'rand' version does. ``eot=1`` is the plain attack. PGD's ``trace`` records the mean
+  loss over the draws; APGD, as AutoAttack, uses the last draw's loss (see :func:`apgd`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator
 from typing import Literal
 
@@ -123,6 +123,7 @@ def pgd(
     loss: LossName = "ce",
     trace: list[float] | None = None,
     eot: int = 1,
+    snapshots: dict[int, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """L-infinity PGD-k (Madry et al.): ``x_{t+1} = clip_[0,1](Proj_eps(x_t + step_size * sign(grad)))``.
 
@@ -138,6 +139,9 @@ def pgd(
         trace: if given, the summed attack loss at the start of each step is appended (for tests/diagnostics;
             with ``eot > 1`` the mean over the draws).
         eot: noise draws whose gradients are averaged at every step (1: the plain attack).
+        snapshots: if given, the iterate after ``j`` steps is stored under every key ``j`` it holds (1 <= j <=
+            steps): PGD-j from the same start and draws is that iterate, so a longer attack yields a shorter one's
+            result on the way (:mod:`hwsim.train.sanity` gets PGD-K from its PGD-5K run).
 
     Returns:
         Adversarial images, detached, within the eps ball around ``x`` and in [0, 1].
@@ -148,13 +152,15 @@ def pgd(
         x_adv = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp_(0, 1)
     else:
         x_adv = x.clone()
-    for _ in range(steps):
+    for step in range(steps):
         grad, value = eot_gradient(model, x_adv, y, loss, eot)
         if trace is not None:
             trace.append(float(value.sum()))
         with torch.no_grad():
             x_adv = x_adv.detach() + step_size * grad.sign()
             x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp_(0, 1)
+        if snapshots is not None and step + 1 in snapshots:
+            snapshots[step + 1] = x_adv.detach().clone()
     return x_adv.detach()
 
 
@@ -181,13 +187,58 @@ def cw_pgd(
                eot=eot)
 
 
-def _apgd_checkpoints(steps: int) -> list[int]:
-    """APGD's step-size checkpoints ``ceil(p_j * steps)``: p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j -
-    p_{j-1} - 0.03, 0.06) (Croce and Hein 2020, Sec. 3.2)."""
-    p = [0.0, 0.22]
-    while p[-1] < 1:
-        p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
-    return sorted({math.ceil(v * steps) for v in p if v <= 1})
+def apgd_checkpoints(steps: int) -> list[int]:
+    """The iteration counts after which APGD decides whether to halve its step, as AutoAttack computes them.
+
+    The paper (Croce and Hein 2020, Sec. 3.2) sets checkpoints at ``ceil(p_j N)`` with p_0 = 0, p_1 = 0.22,
+    p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06); AutoAttack's ``autopgd_base.py`` (which this follows)
+    uses whole iteration counts instead: a first window of ``max(floor(0.22 N), 1)`` iterations, each next
+    window ``max(floor(0.03 N), 1)`` shorter, never shorter than ``max(floor(0.06 N), 1)``. Computed in
+    integers, so no float sum moves a checkpoint (for N = 100: 22, 41, 57, 70, 80, 87, 93, 99).
+
+    >>> apgd_checkpoints(100)
+    [22, 41, 57, 70, 80, 87, 93, 99]
+    >>> apgd_checkpoints(20)[:5]
+    [4, 7, 9, 10, 11]
+    """
+    window, shortest, shrink = max(22 * steps // 100, 1), max(6 * steps // 100, 1), max(3 * steps // 100, 1)
+    points, at = [], 0
+    while at + window <= steps:
+        at += window
+        points.append(at)
+        window = max(window - shrink, shortest)
+    return points
+
+
+def apgd_halve(loss_steps: torch.Tensor, end: int, window: int, rho: float, reduced_last: torch.Tensor,
+               best_at_last: torch.Tensor, best: torch.Tensor) -> torch.Tensor:
+    """APGD's step-halving rule at a checkpoint (Croce and Hein 2020, Eq. 4; AutoAttack's ``check_oscillation``).
+
+    ``loss_steps`` (N, B) holds the loss after every iteration, rows not yet reached 0; the checkpoint closes
+    the ``window`` iterations ending at row ``end``. A sample's step is halved when the loss rose over its row
+    before at most ``rho * window`` times in the window (``<=``, as AutoAttack), or when its step was not
+    halved at the last checkpoint and its best loss has not risen since (``best_at_last >= best``). The
+    first window's first iteration is compared with row -1 of the table, which is still 0 there (not with
+    the loss at the starting point), exactly as AutoAttack does.
+    """
+    rises = torch.zeros_like(best)
+    for back in range(window):
+        rises += (loss_steps[end - back] > loss_steps[end - back - 1]).float()
+    return (rises <= window * rho) | (~reduced_last & (best_at_last >= best))
+
+
+def _eot_last(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: LossName,
+              eot: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The input gradient averaged over ``eot`` forwards, with the per-sample loss and the logits of the
+    last forward only (AutoAttack averages the gradient alone)."""
+    grad = torch.zeros_like(x)
+    for _ in range(eot):
+        x_in = x.detach().requires_grad_(True)
+        logits = model(x_in)
+        value = _per_sample_loss(logits, y, loss)
+        (g,) = torch.autograd.grad(value.sum(), x_in)
+        grad += g
+    return grad / eot, value.detach(), logits.detach()
 
 
 def apgd(
@@ -200,53 +251,70 @@ def apgd(
     eot: int = 1,
     rho: float = 0.75,
 ) -> torch.Tensor:
-    """L-infinity Auto-PGD (Croce and Hein 2020) with EOT, as AutoAttack's APGD-CE / APGD-DLR.
+    """L-infinity Auto-PGD (Croce and Hein 2020), as APGD-CE / APGD-DLR in fra31/auto-attack.
 
-    Step size 2 eps, halved at the checkpoints of :func:`_apgd_checkpoints` when fewer than ``rho`` of the
-    steps since the last checkpoint raised the loss over the step before, or when neither the step size nor
-    the best loss changed since then; a halving restarts from the best point. Momentum 0.75. The loss is the
-    mean over the ``eot`` draws of each step (AutoAttack's 'rand' version averages 20). Returns per sample the
-    iterate with the highest loss, detached, within the eps ball and [0, 1].
+    Follows ``APGDAttack.attack_single_run`` of AutoAttack's ``autopgd_base.py`` (Linf): a random start
+    ``x + eps t / (max|t| + 1e-12)`` with t uniform in [-1, 1] (drawn with ``torch.rand`` on the CPU
+    generator, clipped to [0, 1]); step size 2 eps per sample; momentum 0.75 from the second iteration on;
+    at the checkpoints of :func:`apgd_checkpoints`, :func:`apgd_halve` decides which samples halve their step,
+    and those restart from their best point with its gradient (momentum is kept: the next step's momentum
+    term is the best point minus the iterate before the last step, as in AutoAttack). With ``eot > 1`` the
+    input gradient is the mean over ``eot`` forwards, each with its own noise draw, while the loss that picks
+    the best point and drives the halving, and the prediction that marks a sample fooled, come from the last
+    of those forwards alone, as in AutoAttack ('rand' version: ``eot_iter = 20``).
+
+    Returns per sample the last iterate the model misclassified (AutoAttack's ``x_best_adv``: the random start
+    counts, a later misclassified iterate replaces it). Deliberate differences from AutoAttack, stated in the
+    README: (1) a sample never misclassified gets its highest-loss iterate (``x_best``), where AutoAttack
+    returns the clean image; on a deterministic model both are classified correctly, so RA is the same, and
+    on a randomised one :func:`hwsim.train.scoring.score` rescores the candidate on its own noise draws, where
+    the highest-loss point is the stronger one; (2) every sample given is attacked: the caller (``score``)
+    passes only samples still robust, where AutoAttack's ``perturb`` drops those its own clean forward
+    misclassifies; (3) no seeding here: the random start comes from the caller's generator (hwsim seeds once
+    per attack, AutoAttack reseeds before each of APGD-CE and APGD-DLR). Detached, within the eps ball and
+    in [0, 1].
     """
     _check(eps, 0.0, steps, loss, eot)
     x = x.detach()
-    t = torch.empty_like(x).uniform_(-1, 1)
-    t = t / t.flatten(1).abs().amax(1).clamp_min(1e-12).view(-1, *([1] * (x.dim() - 1)))
-    x_adv = (x + eps * t).clamp(0, 1)
     shape = (-1, *([1] * (x.dim() - 1)))
+    t = (2 * torch.rand(x.shape) - 1).to(x.device)
+    x_adv = (x + eps * (t / (t.flatten(1).abs().amax(1).view(shape) + 1e-12))).clamp(0, 1)
 
     def project(z: torch.Tensor) -> torch.Tensor:
         return torch.min(torch.max(z, x - eps), x + eps).clamp(0, 1)
 
-    grad, value = eot_gradient(model, x_adv, y, loss, eot)
+    grad, value, logits = _eot_last(model, x_adv, y, loss, eot)
+    fooled = logits.argmax(1) != y
+    x_fooled = x_adv.clone()
     best_loss, x_best, grad_best = value.clone(), x_adv.clone(), grad.clone()
-    step = torch.full((len(x),), 2.0 * eps, device=x.device)
-    checkpoints = _apgd_checkpoints(steps)
-    last_check, increases = 0, torch.zeros(len(x), device=x.device)
-    loss_at_check, step_reduced = best_loss.clone(), torch.ones(len(x), dtype=torch.bool, device=x.device)
-    x_prev, prev_value = x_adv.clone(), value
-    for k in range(steps):
+    step = torch.full((len(x),), 2.0 * eps, device=x.device).view(shape)
+    loss_steps = torch.zeros(steps, len(x), device=x.device)
+    checkpoints = set(apgd_checkpoints(steps))
+    last_check = 0
+    best_at_check, reduced = best_loss.clone(), torch.ones(len(x), dtype=torch.bool, device=x.device)
+    x_prev = x_adv
+    for i in range(steps):
         with torch.no_grad():
-            z = project(x_adv + step.view(shape) * grad.sign())
-            if k > 0:
-                z = project(x_adv + 0.75 * (z - x_adv) + 0.25 * (x_adv - x_prev))
-            x_prev, x_adv = x_adv, z
-        grad, value = eot_gradient(model, x_adv, y, loss, eot)
+            momentum = x_adv - x_prev
+            x_prev = x_adv
+            z = project(x_adv + step * grad.sign())
+            a = 0.75 if i > 0 else 1.0  # the first step has no momentum, but goes through the same rounding
+            x_adv = project(x_adv + (z - x_adv) * a + momentum * (1 - a))
+        grad, value, logits = _eot_last(model, x_adv, y, loss, eot)
         with torch.no_grad():
-            increases += (value > prev_value).float()
-            prev_value = value
+            wrong = logits.argmax(1) != y
+            fooled |= wrong
+            x_fooled[wrong] = x_adv[wrong]
+            loss_steps[i] = value
             improved = value > best_loss
-            best_loss = torch.where(improved, value, best_loss)
             x_best[improved], grad_best[improved] = x_adv[improved], grad[improved]
-            if k + 1 in checkpoints and k + 1 < steps:
-                window = k + 1 - last_check
-                halve = (increases < rho * window) | (~step_reduced & (loss_at_check >= best_loss))
-                step_reduced = halve
-                step = torch.where(halve, step / 2, step)
+            best_loss = torch.where(improved, value, best_loss)
+            if i + 1 in checkpoints:
+                halve = apgd_halve(loss_steps, i, i + 1 - last_check, rho, reduced, best_at_check, best_loss)
+                reduced, best_at_check, last_check = halve, best_loss.clone(), i + 1
+                step = torch.where(halve.view(shape), step / 2, step)
                 x_adv[halve], grad[halve] = x_best[halve], grad_best[halve]
-                x_prev[halve] = x_adv[halve]
-                last_check, increases, loss_at_check = k + 1, torch.zeros_like(increases), best_loss.clone()
-    return x_best.detach()
+    return torch.where(fooled.view(shape), x_fooled, x_best).detach()
 
 
 @contextlib.contextmanager

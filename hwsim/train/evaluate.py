@@ -1,27 +1,13 @@
 """Evaluation of a run's checkpoints: clean and robust accuracy per checkpoint x knob setting x attack.
 
 The result is the contract's evaluation table (``RUN/eval.csv``), one row per checkpoint x knob setting x
-attack with columns :data:`COLUMNS`; ca and ra in percent, eps and step_size as fractions of 1.
+attack with columns :data:`COLUMNS`; ca and ra in percent, eps and step_size as fractions of 1. The model is
+attacked in eval mode.
 
-Attack names: ``pgdK`` (our PGD-K, CE loss, random start), ``cwK`` (our PGD-K on the CW loss), ``fgsm``,
-``art-pgdK`` (adversarial-robustness-toolbox's ProjectedGradientDescent, for final tables) and ``autoattack``
-(APGD-CE then APGD-DLR, 100 iterations each: ART's APGD on deterministic settings; on randomised ones
-AutoAttack's 'rand' version, our APGD with EOT over 20 draws; extra ``hwsim[art]``). PGD attacks use the
-run's eps and step size. The model is attacked in eval mode.
-
-How a row is scored (:func:`score`):
-
-- A setting is *randomised* when two forwards of the same images differ (FLOAT with lambda_n > 0). Its
-  attack gradients average ``eot`` noise draws (:func:`hwsim.train.attacks.eot_gradient`) and CA / RA are
-  the mean over ``n_draws`` scoring passes, each with its own fixed noise draw; ``ca_std`` / ``ra_std`` are
-  the standard deviations over those passes (ddof 1). A deterministic setting has ``n_draws = 1``,
-  ``eot = 0`` and zero spreads.
-- An attack yields one or more candidate images per sample (restarts; the two APGD losses of AutoAttack).
-  On scoring pass j a sample is robust when the model classifies it correctly at the clean image and at
-  every candidate, all under pass j's noise draw: success is decided on the same draws that score it, and
-  RA <= CA on every pass. Later candidates are only generated for samples still robust on some pass.
-- ``source`` names the run whose model generated the candidates (transfer attack, FLOAT paper Table 2);
-  empty for white-box rows.
+This module runs the evaluation of a run (knob settings, loading, the table and its file); the attacks are
+parsed in :mod:`hwsim.train.attack_specs` and scored in :mod:`hwsim.train.scoring` (their public names are
+importable from here too). ``source`` names the run whose model generated the candidates (transfer attack,
+FLOAT paper Table 2); empty for white-box rows.
 """
 
 from __future__ import annotations
@@ -29,8 +15,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,282 +26,32 @@ from torch import nn
 
 from hwsim.errors import HwsimError
 from hwsim.variants import get_variant
-from hwsim.train import _models, attacks, checkpoint, data, trainer
-from hwsim.train._checks import COUNT_LIMITS, check_count, check_seed
+from hwsim.train import _models, checkpoint, data, scoring, trainer
+from hwsim.train._checks import check_count, check_seed
+from hwsim.train.attack_specs import (_ATTACKS_HELP, EOT_AUTOATTACK, EOT_DEFAULT, AttackSpec, Generator,  # noqa: F401
+                                      art_apgd, art_pgd, parse_attack)
 from hwsim.train.attacks import attack_context
 from hwsim.train.config import TrainConfig
+from hwsim.train.scoring import (NOISE_DRAWS, CleanPass, Score, clean_pass, is_randomised, score)  # noqa: F401
 from hwsim.train.trainer import progress, read_run_config, seed_everything, _resolve_device
 
 COLUMNS = ("run", "checkpoint", "model", "variant", "dataset", "film_dim", "bn", "algorithm", "density", "width",
            "lambda_n", "lambda_th", "attack", "eps", "step_size", "steps", "n_images", "ca", "ra",
            "restarts", "eot", "n_draws", "ca_std", "ra_std", "source")
 CHECKPOINTS = ("last", "best")
-_KEY = ["checkpoint", "width", "lambda_n", "lambda_th", "attack", "restarts", "source"]
+#: What identifies a row of eval.csv: a later evaluation replaces the row with the same values of all of these.
+#: eot, n_draws and n_images are part of it, so an evaluation with other EOT draws, scoring passes or images
+#: adds its row next to the old one instead of replacing a stronger number (the report picks the strongest).
+_KEY = ["checkpoint", "width", "lambda_n", "lambda_th", "attack", "restarts", "source", "eot", "n_draws", "n_images"]
+#: Columns a row of eval.csv cannot lack a value in (a row cut short by a crash or a damaged disk lacks them).
+_REQUIRED_VALUES = ("checkpoint", "width", "lambda_n", "lambda_th", "attack", "n_images", "ca", "ra")
 #: Values of the columns added in issue 12 for rows of an older eval.csv (unknown: NaN / empty).
 _NEW_COLUMN_DEFAULTS = {"restarts": 1, "eot": math.nan, "n_draws": math.nan, "ca_std": math.nan,
                         "ra_std": math.nan, "source": ""}
 #: Knob values FLOAT runs are evaluated at by default (the FLOAT paper's figures).
 FLOAT_LAMBDAS = (0.0, 0.2, 0.7, 1.0)
 FLOAT_THRESHOLDS = (0.0, 0.5)
-EOT_DEFAULT = 10  # noise draws per attack gradient on randomised settings
-EOT_AUTOATTACK = 20  # AutoAttack's 'rand' version
-NOISE_DRAWS = 5  # scoring passes on randomised settings
 BATCH_SIZE = 256  # images per forward when scoring
-_ATTACKS_HELP = "pgdK, cwK, fgsm, art-pgdK (K >= 1 steps), autoattack"
-
-#: One candidate generator: (clean images, labels, eot) -> adversarial images of the same shape.
-Generator = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class AttackSpec:
-    """A parsed attack name: its kind and the eps / step / steps / restarts it runs and reports."""
-
-    name: str
-    kind: str  # pgd, cw, fgsm, art-pgd, autoattack
-    eps: float
-    step_size: float
-    steps: int
-    restarts: int = 1
-
-    def default_eot(self) -> int:
-        return EOT_AUTOATTACK if self.kind == "autoattack" else EOT_DEFAULT
-
-    def generators(self, model: nn.Module, randomised: bool, seed: int = 0) -> list[Generator]:
-        """The candidate generators against ``model``, in order (one per restart / per APGD loss)."""
-        eps, step, steps = self.eps, self.step_size, self.steps
-        if self.kind in ("pgd", "cw"):
-            loss = "ce" if self.kind == "pgd" else "cw"
-            one: Generator = lambda x, y, eot: attacks.pgd(model, x, y, eps=eps, step_size=step, steps=steps,
-                                                           loss=loss, eot=eot)
-            return [one] * self.restarts
-        if self.kind == "fgsm":
-            return [lambda x, y, eot: attacks.fgsm(model, x, y, eps=eps, eot=eot)]
-        if self.kind == "art-pgd":
-            return [lambda x, y, eot, r=r: art_pgd(model, x, y, eps=eps, step_size=step, steps=steps,
-                                                   seed=seed + r) for r in range(self.restarts)]
-        if randomised:  # AutoAttack 'rand': APGD-CE and APGD-DLR with EOT
-            return [lambda x, y, eot, loss=loss: attacks.apgd(model, x, y, eps=eps, steps=100, loss=loss, eot=eot)
-                    for loss in ("ce", "dlr")]
-        return [lambda x, y, eot, loss=loss: art_apgd(model, x, y, eps=eps, loss=loss, seed=seed)
-                for loss in ("cross_entropy", "difference_logits_ratio")]
-
-
-def parse_attack(name: str, eps: float, step_size: float, restarts: int = 1) -> AttackSpec:
-    """``pgd20`` / ``cw20`` / ``fgsm`` / ``art-pgd20`` / ``autoattack`` -> AttackSpec (HwsimError otherwise).
-
-    ``restarts`` applies to pgdK, cwK and art-pgdK (per-sample worst case over R random starts).
-    """
-    check_count("restarts", restarts)
-    match = re.fullmatch(r"(pgd|cw|art-pgd)(\d+)", name)
-    if match and int(match.group(2)) >= 1:
-        kind, steps = match.group(1), int(match.group(2))
-        check_count(f"the steps K of {name}", steps, COUNT_LIMITS["steps"])
-        if kind == "art-pgd":
-            _require_art(name)
-        return AttackSpec(name, kind, eps, step_size, steps, restarts)
-    if name in ("fgsm", "autoattack") and restarts > 1:
-        raise HwsimError(f"restarts apply to pgdK, cwK and art-pgdK; {name!r} takes none (got restarts={restarts})")
-    if name == "fgsm":
-        return AttackSpec(name, "fgsm", eps, eps, 1)
-    if name == "autoattack":
-        _require_art("autoattack")
-        return AttackSpec(name, "autoattack", eps, math.nan, 100)
-    raise HwsimError(f"unknown attack {name!r}; valid: {_ATTACKS_HELP}")
-
-
-def _require_art(attack: str) -> None:
-    try:
-        import art  # noqa: F401
-    except ImportError:
-        raise HwsimError(f"attack {attack!r} needs adversarial-robustness-toolbox: pip install hwsim[art]") from None
-
-
-def _art_classifier(model: nn.Module, x: torch.Tensor):  # noqa: ANN202 (ART type, imported lazily)
-    from art.estimators.classification import PyTorchClassifier
-
-    with torch.no_grad():
-        num_classes = int(model(x[:1]).shape[1])
-    return PyTorchClassifier(model=model, loss=nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]),
-                             nb_classes=num_classes, clip_values=(0.0, 1.0),
-                             device_type="gpu" if x.is_cuda else "cpu")
-
-
-def art_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 8 / 255,
-            step_size: float = 2 / 255, steps: int = 20, seed: int = 0) -> torch.Tensor:
-    """L-inf PGD from adversarial-robustness-toolbox (one random start), for final-table numbers.
-
-    ART runs on numpy; the model's mode and knobs are the caller's (ART's classifier evaluates in eval mode).
-    """
-    import numpy as np
-
-    _require_art("art-pgd")
-    from art.attacks.evasion import ProjectedGradientDescent
-
-    attack = ProjectedGradientDescent(_art_classifier(model, x), norm=np.inf, eps=eps, eps_step=step_size,
-                                      max_iter=steps, num_random_init=1, batch_size=len(x), verbose=False)
-    np.random.seed(seed)  # ART draws its random start from numpy's global RNG
-    x_adv = attack.generate(x=x.detach().cpu().numpy(), y=y.detach().cpu().numpy())
-    return torch.from_numpy(x_adv).to(x.device)
-
-
-def art_apgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 8 / 255,
-             loss: str = "cross_entropy", seed: int = 0) -> torch.Tensor:
-    """ART's L-inf APGD (100 iterations, step 2 eps, one start) with ``loss`` cross_entropy or
-    difference_logits_ratio: AutoAttack's APGD-CE / APGD-DLR on a deterministic model."""
-    import numpy as np
-
-    _require_art("autoattack")
-    from art.attacks.evasion import AutoProjectedGradientDescent
-
-    attack = AutoProjectedGradientDescent(_art_classifier(model, x), norm=np.inf, eps=eps, eps_step=2 * eps,
-                                          max_iter=100, nb_random_init=1, batch_size=len(x), loss_type=loss,
-                                          verbose=False)
-    np.random.seed(seed)  # ART draws random starts from numpy's global RNG
-    x_adv = attack.generate(x=x.detach().cpu().numpy(), y=y.detach().cpu().numpy())
-    return torch.from_numpy(x_adv).to(x.device)
-
-
-# ------------------------------------------------------------------------------------------------ scoring
-
-@dataclass(frozen=True)
-class Score:
-    """CA and RA in percent (means over ``n_draws`` scoring passes) with their spreads (ddof 1)."""
-
-    ca: float
-    ca_std: float
-    ra: float
-    ra_std: float
-    n_draws: int
-    eot: int  # noise draws per attack gradient (1: no EOT); 0 exactly when the attacked model is deterministic
-    n_images: int
-
-
-def _draw_seed(seed: int, draw: int, batch: int) -> int:
-    return (seed * 1_000_003 + draw * 10_007 + batch * 101 + 17) % 2**63
-
-
-@contextlib.contextmanager
-def _fixed_draw(seed: int, device: torch.device) -> Iterator[None]:
-    """Run a forward under a fixed RNG seed without disturbing the caller's random streams."""
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
-
-
-def is_randomised(model: nn.Module, x: torch.Tensor) -> bool:
-    """True when forwards of ``x`` (in the model's current mode and knobs) under four seeds differ."""
-    outputs = []
-    with torch.no_grad():
-        for seed in range(1, 5):
-            with _fixed_draw(seed, x.device):
-                outputs.append(model(x))
-    return any(not torch.equal(outputs[0], out) for out in outputs[1:])
-
-
-def _correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, draw_seed: int) -> torch.Tensor:
-    """Whether ``model`` classifies each image correctly under the noise draw of ``draw_seed`` (on the CPU)."""
-    with torch.no_grad(), _fixed_draw(draw_seed, images.device):
-        return (model(images).argmax(1) == labels).cpu()
-
-
-@dataclass(frozen=True)
-class CleanPass:
-    """Which clean images a model classifies correctly: per batch a (draws, batch) bool tensor, one row per
-    scoring pass under that pass's noise draw (:func:`clean_pass`).
-
-    Every attack on one setting scores the same batches under the same per-draw seeds, so their clean
-    predictions are the same: an evaluation computes them once and gives them to :func:`score` for each attack.
-    """
-
-    correct: tuple[torch.Tensor, ...]
-    draws: int
-    seed: int
-    randomised: bool
-
-
-def clean_pass(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], *,
-               n_draws: int = NOISE_DRAWS, seed: int = 0, randomised: bool | None = None) -> CleanPass:
-    """The clean predictions :func:`score` makes of ``model`` over ``batches`` with the same ``n_draws``,
-    ``seed`` and ``randomised`` (None: :func:`is_randomised` on the first batch), to give to it as ``clean``."""
-    check_count("noise draws", n_draws)
-    correct = []
-    draws = 1
-    for b, (x, y) in enumerate(batches):
-        if b == 0:
-            if randomised is None:
-                randomised = is_randomised(model, x[:8])
-            draws = n_draws if randomised else 1
-        correct.append(torch.stack([_correct(model, x, y, _draw_seed(seed, j, b)) for j in range(draws)]))
-    return CleanPass(tuple(correct), draws, seed, bool(randomised))
-
-
-def score(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-          generators: Sequence[Generator], *, n_draws: int = NOISE_DRAWS, eot: int = EOT_DEFAULT,
-          seed: int = 0, attacked: nn.Module | None = None, randomised: bool | None = None,
-          attacked_randomised: bool | None = None, clean: CleanPass | None = None) -> Score:
-    """CA and RA of ``model`` (mode and knobs as the caller set them) over ``batches`` of (images, labels).
-
-    ``generators`` produce candidate adversarial images (none: RA = CA); ``attacked`` is the model they
-    attack (default ``model``; another model for a transfer attack), which decides whether EOT is used.
-    ``n_draws`` and ``eot`` apply only when the respective model is randomised (else 1 pass, no EOT).
-    ``randomised`` / ``attacked_randomised`` say whether ``model`` / ``attacked`` are, when the caller has
-    already decided it (None: :func:`is_randomised` on the first batch, once per model): an evaluation decides
-    it once per setting rather than once per attack. ``clean``: the :func:`clean_pass` of ``model`` over the
-    same batches with the same seed, used instead of computing the clean predictions again (its draws are the
-    scoring passes and it knows whether ``model`` is randomised; ``n_draws`` is then not used). See the module
-    docstring for the rule that decides a sample's success.
-    """
-    check_count("noise draws", n_draws)
-    check_count("eot", eot)
-    if clean is not None and clean.seed != seed:
-        raise ValueError(f"the clean pass was drawn with seed {clean.seed}, not {seed}")
-    attacked = model if attacked is None else attacked
-    clean_counts = adv_counts = None
-    total = batch_count = 0
-    draws = attack_eot = 1
-    for b, (x, y) in enumerate(batches):
-        if b == 0:
-            if randomised is None:
-                randomised = clean.randomised if clean is not None else is_randomised(model, x[:8])
-            if attacked_randomised is None:
-                attacked_randomised = randomised if attacked is model else is_randomised(attacked, x[:8])
-            draws = clean.draws if clean is not None else (n_draws if randomised else 1)
-            attack_eot = eot if attacked_randomised else 1
-            clean_counts = torch.zeros(draws, dtype=torch.long)
-            adv_counts = torch.zeros(draws, dtype=torch.long)
-        seeds = [_draw_seed(seed, j, b) for j in range(draws)]
-        if clean is None:
-            correct = torch.stack([_correct(model, x, y, seeds[j]) for j in range(draws)])  # (draws, batch)
-        elif b < len(clean.correct) and clean.correct[b].shape[1] == len(y):
-            correct = clean.correct[b]
-        else:
-            raise ValueError("the clean pass was computed over other batches")
-        robust = correct.clone()
-        for generate in generators:
-            index = robust.any(0).nonzero().squeeze(1)
-            if index.numel() == 0:
-                break
-            x_adv = generate(x[index.to(x.device)], y[index.to(y.device)], attack_eot).detach()
-            for j in range(draws):
-                robust[j, index] &= _correct(model, x_adv, y[index.to(y.device)], seeds[j])
-        clean_counts += correct.sum(1)
-        adv_counts += robust.sum(1)
-        total += len(y)
-        batch_count += 1
-    if not total:
-        raise HwsimError("no images to evaluate")
-    if clean is not None and batch_count != len(clean.correct):
-        raise ValueError("the clean pass was computed over other batches")
-    ca = 100.0 * clean_counts.double() / total
-    ra = 100.0 * adv_counts.double() / total
-
-    def spread(values: torch.Tensor) -> float:
-        return float(values.std()) if len(values) > 1 else 0.0
-
-    return Score(float(ca.mean()), spread(ca), float(ra.mean()), spread(ra), draws,
-                 attack_eot if attacked_randomised else 0, total)
 
 
 # ------------------------------------------------------------------------------------------------ knobs
@@ -453,23 +189,32 @@ def evaluate_run(run_dir: str | Path, attack_names: Sequence[str] = ("pgd20",),
                  widths: Sequence[float] | None = None, checkpoints: Sequence[str] = ("last",),
                  n_images: int | None = None, batch_size: int = BATCH_SIZE, device: str = "auto",
                  data_dir: str | Path | None = None, seed: int = 0, write: bool = True, *,
-                 restarts: int = 1, eot: int | None = None, noise_draws: int = NOISE_DRAWS,
+                 restarts: int = 1, eot: int | None = None, noise_draws: int | None = None,
                  transfer_from: str | Path | None = None) -> pd.DataFrame:
     """Evaluate a run directory and return the evaluation table (also merged into ``RUN/eval.csv``).
 
     Knob lists left None take the run's own values (:func:`knob_settings`). ``n_images``: the first N test
     images (all when None). ``restarts``: random starts of pgdK / cwK / art-pgdK (per-sample worst case).
     ``eot``: noise draws per attack gradient on randomised settings (None: 10, autoattack 20).
-    ``noise_draws``: scoring passes on randomised settings. ``transfer_from``: a run directory whose model
+    ``noise_draws``: scoring passes on randomised settings (None: 5). Given for a run none of whose settings
+    can be randomised (no weight noise, or only lambda_n = 0), ``noise_draws`` is refused, and so is ``eot``
+    unless the transfer source can be randomised. A checkpoint or attack named twice, and a transfer source
+    that is the run itself, are refused. ``transfer_from``: a run directory whose model
     (same checkpoint name, at its most robust setting, :func:`robust_setting`) generates the attacks.
     Rows already in eval.csv with the same (checkpoint, width, lambda_n, lambda_th, attack, restarts,
-    source) are replaced; others are kept. The file is replaced atomically, after every row is computed.
+    source, eot, n_draws, n_images) are replaced; others are kept. The file is replaced atomically, after
+    every row is computed; an eval.csv that is not a readable table is refused before any work
+    (:func:`read_eval_table`), and rows of it cut short are dropped, saying so.
     """
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
     bad = [c for c in checkpoints if c not in CHECKPOINTS]
     if bad or not checkpoints:
         raise HwsimError(f"unknown checkpoint {bad[0] if bad else ''!r}; valid: {', '.join(CHECKPOINTS)}")
+    _refuse_twice("checkpoint", checkpoints)
+    _refuse_twice("attack", attack_names)
+    given_draws = noise_draws is not None
+    noise_draws = NOISE_DRAWS if noise_draws is None else noise_draws
     for name, value in (("batch_size", batch_size), ("noise_draws", noise_draws), ("restarts", restarts)):
         check_count(name, value)
     if eot is not None:  # None: each attack's own default
@@ -480,8 +225,11 @@ def evaluate_run(run_dir: str | Path, attack_names: Sequence[str] = ("pgd20",),
         raise HwsimError(f"no attacks given; valid: {_ATTACKS_HELP}")
     settings = knob_settings(config.variant, config.oat_lambdas, config.film_dim, config.pgd_lambda, lambda_n,
                              lambda_th, widths, config.widths)
+    source_config = None
     if transfer_from is not None:
-        check_transfer_source(config, transfer_from)  # a bad source fails before any work
+        source_config = check_transfer_source(config, transfer_from, run_dir)  # a bad source fails before any work
+    refuse_unused_noise_options(config, [s["lambda_n"] for s in settings], eot, given_draws, source_config)
+    old = read_eval_table(run_dir / "eval.csv") if write else None  # a damaged file fails before any work too
     test = load_test_set(config, n_images, data_dir)
     dev = _resolve_device(device, 0)
     probe = data.to_float(test.images[:8].to(dev))  # the images that decide whether a model is randomised
@@ -511,22 +259,85 @@ def evaluate_run(run_dir: str | Path, attack_names: Sequence[str] = ("pgd20",),
                              "source": source.run.path.name if source is not None else ""})
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     if write:
-        path = run_dir / "eval.csv"
-        merged = table
-        if path.is_file():
-            old = pd.read_csv(path, keep_default_na=False, na_values=[""])
-            for column, default in _NEW_COLUMN_DEFAULTS.items():
-                if column not in old.columns:
-                    old[column] = default
-            old["source"] = ["" if pd.isna(v) else str(v) for v in old["source"]]
-            merged = pd.concat([old, table]).drop_duplicates(subset=_KEY, keep="last")
-        write_csv_atomic(merged, path)
+        merged = table if old is None else pd.concat([old, table]).drop_duplicates(subset=_KEY, keep="last")
+        write_csv_atomic(merged, run_dir / "eval.csv")
     return table
 
 
-def check_transfer_source(config: TrainConfig, transfer_from: str | Path) -> TrainConfig:
-    """The config of a transfer attack's source run, refused (naming both) when its inputs differ from the
-    attacked run's: its adversarial images would not be images of this run's test set."""
+def read_eval_table(path: Path, warn: Callable[[str], None] | None = None) -> pd.DataFrame | None:
+    """The rows of an existing ``eval.csv`` to merge new rows into (None when there is no file).
+
+    A file that is not a CSV table with the contract's columns (random bytes, another file put there) is
+    refused with one line naming it: nothing is written over it. A row that lacks a value in
+    :data:`_REQUIRED_VALUES` or holds a non-number where a number belongs (a row cut short) is dropped, and
+    ``warn`` (default: a line on stderr) says which row; the rewritten file no longer holds it.
+    """
+    if not path.is_file():
+        return None
+    try:
+        old = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise HwsimError(f"{path} is not a readable evaluation table ({' '.join(str(exc).split())[:120]}); move it "
+                         f"aside (or delete it) and evaluate again: nothing was changed") from None
+    missing = [c for c in COLUMNS[:19] if c not in old.columns]  # the contract's columns, before issue 12's
+    if missing:
+        raise HwsimError(f"{path} is not an evaluation table: it lacks column(s) {', '.join(missing)}; move it "
+                         f"aside (or delete it) and evaluate again: nothing was changed")
+    for column, default in _NEW_COLUMN_DEFAULTS.items():
+        if column not in old.columns:
+            old[column] = default
+    old["source"] = ["" if pd.isna(v) else str(v) for v in old["source"]]
+    numeric = ("film_dim", "density", "width", "lambda_n", "lambda_th", "eps", "step_size", "steps", "n_images", "ca",
+               "ra", "restarts", "eot", "n_draws", "ca_std", "ra_std")
+    bad = old[list(_REQUIRED_VALUES)].isna().any(axis=1)
+    for column in numeric:
+        values = pd.to_numeric(old[column], errors="coerce")
+        bad |= values.isna() & old[column].notna()
+        old[column] = values
+    if bad.any():
+        rows = [int(i) + 1 for i in bad.to_numpy().nonzero()[0]]
+        say = warn if warn is not None else (lambda text: print(text, file=sys.stderr))
+        say(f"{path}: dropped {len(rows)} incomplete or damaged row(s) ({', '.join(map(str, rows[:5]))}"
+            f"{', ...' if len(rows) > 5 else ''}; rows count from 1 after the header)")
+        old = old[~bad].reset_index(drop=True)
+    return old
+
+
+def _refuse_twice(what: str, names: Sequence[str]) -> None:
+    twice = [name for i, name in enumerate(names) if name in names[:i]]
+    if twice:
+        raise HwsimError(f"{what} {twice[0]!r} is given twice; give each {what} once")
+
+
+def can_be_randomised(config: TrainConfig, lambdas: Sequence[float]) -> bool:
+    """Whether the run's model can draw noise at any of ``lambdas`` (float* variants at lambda_n > 0)."""
+    return bool(get_variant(config.variant).noise) and any(value > 0 for value in lambdas)
+
+
+def refuse_unused_noise_options(config: TrainConfig, lambdas: Sequence[float], eot: int | None, noise_draws: bool,
+                                source: TrainConfig | None = None) -> None:
+    """HwsimError when ``eot`` (not None) or ``noise_draws`` (given) cannot apply: no evaluated setting of the
+    run (at ``lambdas``) is randomised, nor (for ``eot``) the transfer source at its most robust setting."""
+    own = can_be_randomised(config, lambdas)
+    theirs = source is not None and can_be_randomised(source, [robust_setting(source)["lambda_n"]])
+    where = (f"lambda_n {', '.join(f'{v:g}' for v in lambdas)} of a {config.variant!r} run"
+             if get_variant(config.variant).noise else f"a {config.variant!r} run")
+    if noise_draws and not own:
+        raise HwsimError(f"--noise-draws applies to randomised settings (float* variants at lambda_n > 0); {where} "
+                         f"is deterministic: drop --noise-draws")
+    if eot is not None and not own and not theirs:
+        raise HwsimError(f"--eot applies to randomised settings (float* variants at lambda_n > 0); {where} is "
+                         f"deterministic{' and so is the transfer source' if source is not None else ''}: drop --eot")
+
+
+def check_transfer_source(config: TrainConfig, transfer_from: str | Path, run_dir: str | Path | None = None
+                          ) -> TrainConfig:
+    """The config of a transfer attack's source run, refused (naming both) when it is the attacked run itself
+    (``run_dir``) or its inputs differ from the attacked run's: its adversarial images would not be images of
+    this run's test set."""
+    if run_dir is not None and Path(transfer_from).resolve() == Path(run_dir).resolve():
+        raise HwsimError(f"--transfer-from {str(transfer_from)!r} is the evaluated run itself; a transfer attack "
+                         f"comes from another run's model (the white-box attack is the run's own)")
     source = read_run_config(transfer_from)
     ours, theirs = (data.get_source(c.dataset).model_dataset for c in (config, source))
     if ours != theirs:
