@@ -151,7 +151,16 @@ def verify(ckpt: dict[str, Any], path: Path | str, hint: str = "") -> None:
         return
     if stored != content_digest({k: v for k, v in ckpt.items() if k != DIGEST_KEY}):
         raise ChecksumError(f"checkpoint {path} is damaged: its contents do not match the checksum stored in it "
-                            f"(bit rot or a broken copy){hint}")
+                            f"(bit rot or a broken copy){hint or _best_hint(Path(path))}")
+
+
+def _best_hint(path: Path) -> str:
+    """How to go on from a damaged ``RUN/checkpoints/last.pt``: its run's best.pt, when there is one."""
+    if path.name != "last.pt" or path.parent.name != "checkpoints" or not (path.parent / "best.pt").is_file():
+        return ""
+    run = path.parent.parent
+    return (f"; continue from best.pt with: hwsim train --resume {run} --resume-from best "
+            f"(hwsim eval {run} --checkpoint best scores it)")
 
 
 def load(path: Path, other: str | None = None) -> dict[str, Any]:

@@ -110,9 +110,18 @@ _VARIANT_OPTIONS = {"widths": "slim", "film_dim": "film", "bn": "conditional", "
 _COUNT_LIMITS = {"epochs": 100_000, "batch_size": 2**20, "attack_steps": 10_000, "val_size": 10_000_000,
                  "synthetic_size": 1_000_000, "replays": 1_000, "workers": 256}
 #: Float options and their allowed ranges: (low, high, low_open, high_open).
-_FLOAT_RANGES = {"lr": (0.0, math.inf, True, True), "weight_decay": (0.0, math.inf, False, True),
-                 "momentum": (0.0, 1.0, False, True), "beta": (0.0, math.inf, False, True),
-                 "fast_step": (0.0, math.inf, True, True)}
+#: Bounded well above any published setting: beyond them SGD's float32 arithmetic overflows (lr 1e308 crashed in
+#: torch.optim.SGD: it casts lr to float32) or the loss is infinite from the first step (beta 1e308). lr up to
+#: 1e30 runs, and a loss it makes infinite stops the run naming the epoch and step.
+_FLOAT_RANGES = {"lr": (0.0, 1e30, True, False), "weight_decay": (0.0, 1.0, False, False),
+                 "momentum": (0.0, 1.0, False, True), "beta": (0.0, 1000.0, False, False),
+                 "fast_step": (0.0, 100.0, True, False)}
+#: Training images of each data set's train split (synthetic: ``synthetic_size``), for the validation cap.
+TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "svhn": 73_257, "stl10": 5_000, "mnist": 4_000}
+#: Data sets that are read from --data-dir (the others are generated or installed with a package).
+_FILE_DATASETS = ("cifar10", "cifar100", "svhn", "stl10")
+#: The smallest synthetic training split: a fifth of it (at least one image) is held out for validation.
+_MIN_SYNTHETIC = 5
 #: The per-model dropout default of OAT's reference for the WRNs it trains.
 _DROPOUT = {"wrn16_8": 0.3, "wrn40_2": 0.3}
 
@@ -145,9 +154,10 @@ def _coerce(name: str, value: Any) -> Any:
             value = [v for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise HwsimError(f"{name} must be a list, got {value!r}")
-        cast = int if name == "milestones" else float
+        if name == "milestones":
+            return tuple(_integer(v, name, value) for v in value)
         try:
-            return tuple(cast(parse_fraction(v, name)) if cast is float else int(v) for v in value)
+            return tuple(float(parse_fraction(v, name)) for v in value)
         except (TypeError, ValueError):
             raise HwsimError(f"{name} must be a list of numbers, got {value!r}") from None
     if isinstance(default, bool):
@@ -161,6 +171,16 @@ def _coerce(name: str, value: Any) -> Any:
     if value is not None and not isinstance(value, str):
         raise HwsimError(f"{name} must be a string, got {value!r}")
     return value
+
+
+def _integer(v: Any, name: str, whole: Any) -> int:
+    """An integer element of a list option: 3 or "3"; 1.7, "1.7", True are refused (never truncated)."""
+    if isinstance(v, bool) or not isinstance(v, (int, str)):
+        raise HwsimError(f"{name} must be a list of integers (epochs), got {whole!r}")
+    try:
+        return int(str(v).strip())
+    except ValueError:
+        raise HwsimError(f"{name} must be a list of integers (epochs), got {whole!r}") from None
 
 
 def make_config(values: dict[str, Any], source: str = "options", *, given: bool = False) -> TrainConfig:
@@ -177,20 +197,28 @@ def make_config(values: dict[str, Any], source: str = "options", *, given: bool 
     oat_step = values.get("step_size") == "oat"
     clean = {k: _coerce(k, v) for k, v in values.items() if not (k == "step_size" and oat_step)}
     config = TrainConfig(**clean)
+    def foreign(key: str) -> bool:  # given by the user (whatever its value), or a saved value off the default
+        return key in values and (given or clean[key] != FIELDS[key].default)
+
     problems = [f"{key} applies only to --algorithm {' or '.join(algos)}, not {config.algorithm}"
-                for key, algos in _ALGORITHM_OPTIONS.items()
-                if key in values and config.algorithm not in algos and clean[key] != FIELDS[key].default]
+                for key, algos in _ALGORITHM_OPTIONS.items() if config.algorithm not in algos and foreign(key)]
     record = VARIANT_RECORDS.get(config.variant)  # (unknown names are reported by models)
     for key, needs in _VARIANT_OPTIONS.items():
-        if key in values and record is not None and not getattr(record, needs) and (
-                given or clean[key] != FIELDS[key].default):
+        if record is not None and not getattr(record, needs) and foreign(key):
             users = ", ".join(v.name for v in VARIANT_RECORDS.values() if getattr(v, needs))
             problems.append(f"{key} applies only to variants {users}, not {config.variant!r}")
-    if "milestones" in values and config.schedule != "multistep" and clean["milestones"] != FIELDS[
-            "milestones"].default:
+    if config.schedule != "multistep" and foreign("milestones"):
         problems.append(f"milestones apply only to schedule multistep, not {config.schedule}")
     problems += [f"{key} applies only with bullettrain" for key in _BULLETTRAIN_OPTIONS
-                 if key in values and not config.bullettrain and clean[key] != FIELDS[key].default]
+                 if not config.bullettrain and foreign(key)]
+    if config.dataset not in _FILE_DATASETS and config.data_dir is not None and given and "data_dir" in values:
+        problems.append(f"data_dir applies only to the data sets read from files ({', '.join(_FILE_DATASETS)}), "
+                        f"not {config.dataset}")
+    if config.dataset != "synthetic" and foreign("synthetic_size"):
+        problems.append(f"synthetic_size applies only to dataset synthetic, not {config.dataset}")
+    config, capped = _cap_val_size(config, user_given=given and "val_size" in values)
+    if capped:
+        problems.append(capped)
     if problems:
         raise HwsimError(f"{source}: " + "; ".join(problems))
     config = resolve_defaults(config, oat_step=oat_step)
@@ -198,6 +226,21 @@ def make_config(values: dict[str, Any], source: str = "options", *, given: bool 
     if problems:
         raise HwsimError(f"{source}: " + "; ".join(problems))
     return config
+
+
+def _cap_val_size(config: TrainConfig, user_given: bool) -> tuple[TrainConfig, str]:
+    """Hold out at most a fifth of the training images for validation: the default is lowered to that (and the
+    config records the value used), a value the user gave above it is a problem (the message)."""
+    total = config.synthetic_size if config.dataset == "synthetic" else TRAIN_IMAGES.get(config.dataset)
+    if total is None or not isinstance(config.val_size, int) or total < _MIN_SYNTHETIC:
+        return config, ""
+    cap = total // 5
+    if config.val_size <= cap:
+        return config, ""
+    if user_given:
+        return config, (f"val_size {config.val_size} is more than a fifth of the {total:,} training images of "
+                        f"{config.dataset}; give at most {cap:,}")
+    return dataclasses.replace(config, val_size=cap), ""
 
 
 def resolve_defaults(config: TrainConfig, oat_step: bool = False) -> TrainConfig:
@@ -238,7 +281,7 @@ def validate(config: TrainConfig) -> list[str]:
     if config.bn not in ("single", "dual"):
         problems.append(f"bn {config.bn!r} unknown; valid: single, dual")
     for name, high in _COUNT_LIMITS.items():
-        low = 0 if name == "workers" else 1
+        low = {"workers": 0, "synthetic_size": _MIN_SYNTHETIC}.get(name, 1)
         if not low <= getattr(config, name) <= high:
             problems.append(f"{name} must be an integer in [{low}, {high:,}], got {getattr(config, name)}")
     for name, (low, high, low_open, high_open) in _FLOAT_RANGES.items():
@@ -252,6 +295,9 @@ def validate(config: TrainConfig) -> list[str]:
         problems.append(f"seed must be an integer in [0, 2**63 - 1], got {config.seed}")
     if config.bt_steps is not None and not all(0 <= n <= _COUNT_LIMITS["attack_steps"] for n in config.bt_steps):
         problems.append(f"bt_steps must be in [0, {_COUNT_LIMITS['attack_steps']:,}], got {list(config.bt_steps)}")
+    elif config.bullettrain and config.bt_steps is not None and not any(config.bt_steps):
+        problems.append(f"bt_steps {','.join(map(str, config.bt_steps))} attacks no sample: at least one of N_O, N_B, "
+                        "N_R must be >= 1")
     if config.schedule == "multistep" and (
             any(not 1 <= m <= config.epochs for m in config.milestones)
             or list(config.milestones) != sorted(set(config.milestones))):

@@ -477,9 +477,10 @@ def _run_dir_lock(out: Path, resume: bool, main: bool, config: TrainConfig) -> I
             handle.write(str(os.getpid()))
             handle.flush()
         except OSError as exc:  # a full disk: nothing can be written there
-            what = "write to" if resume else "create"
-            raise HwsimError(f"cannot {what} run directory {out}: {exc.strerror or exc}"
-                             f"{'' if resume else '; nothing was kept'}") from None
+            if resume:
+                raise HwsimError(f"cannot write to run directory {out}: {exc.strerror or exc}; free some space, "
+                                 f"then continue with: hwsim train --resume {out}") from None
+            raise HwsimError(f"cannot create run directory {out}: {exc.strerror or exc}; nothing was kept") from None
         restart = _check_out_dir(out, resume, config)
         checked = True
         yield restart
