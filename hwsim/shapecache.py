@@ -147,7 +147,7 @@ def _user_dependencies(factory_file: Path) -> dict[str, str]:
     deps = {str(factory_file): _file_hash(factory_file)}
     for module in list(sys.modules.values()):
         name = getattr(module, "__file__", None)
-        if not name or not name.endswith(".py"):
+        if not name or not name.endswith(".py") or not os.path.isabs(name):  # torch.ops: __file__ "_ops.py"
             continue
         path = Path(name).resolve()
         if any(path.is_relative_to(root) for root in skip):
