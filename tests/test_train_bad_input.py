@@ -123,3 +123,57 @@ def test_a_factory_calling_os_exit_is_one_line_and_its_prints_go_to_stderr(tmp_p
     assert done.returncode == 0, done.stderr
     parsed = json.loads(done.stdout)  # stdout is the result alone
     assert parsed and "loading chatty" in done.stderr and "building" in done.stderr and "from C" in done.stderr
+
+
+# ------------------------------------------------------------------------------------------------ declarations
+
+def test_an_algorithms_declared_options_decide_what_it_accepts_and_receives() -> None:
+    from hwsim.train._checks import Option
+    from hwsim.train.algorithms import ALGORITHMS, Algorithm, AttackSettings, register_algorithm
+    from hwsim.train.trainer import build_algorithm
+
+    @register_algorithm("replayer-test")
+    class Replayer(Algorithm):  # declares one option another algorithm (free) uses too
+        OPTIONS = (Option("replays", 8, low=1, high=1_000),)
+
+        def __init__(self, attack: AttackSettings, replays: int = 8) -> None:
+            super().__init__(attack)
+            self.replays = replays
+
+    try:
+        config = make_config({"algorithm": "replayer-test", "replays": 3}, given=True)
+        assert build_algorithm(config).replays == 3  # the trainer passes what the class declares
+        with pytest.raises(HwsimError, match="replays applies only to --algorithm free or replayer-test, not "
+                                             "pgd-at"):
+            make_config({"algorithm": "pgd-at", "replays": 8}, given=True)
+        with pytest.raises(HwsimError, match=r"replays must be an integer in \[1, 1,000\], got 0"):
+            make_config({"algorithm": "replayer-test", "replays": 0}, given=True)
+        with pytest.raises(HwsimError, match="beta applies only to --algorithm trades or mart, not replayer-test"):
+            make_config({"algorithm": "replayer-test", "beta": 6}, given=True)
+    finally:
+        del ALGORITHMS["replayer-test"]
+
+
+def test_the_cli_help_states_the_declared_defaults() -> None:
+    import re
+
+    from hwsim.cli.train import train_command
+    from hwsim.train.config import OPTIONS
+
+    flags = {"pgd_lambda": "lambda_", "beta": "beta", "replays": "replays", "fast_step": "fast_step",
+             "bt_p": "bt_p", "bt_gamma": "bt_gamma", "prune_rate": "prune_rate", "oat_lambdas": "oat_lambdas"}
+    helps = {p.name: p.help for p in train_command.params}
+    for field, flag in flags.items():
+        default = OPTIONS[field].default
+        shown = ",".join(f"{v:g}" for v in default) if isinstance(default, tuple) else f"{default:g}"
+        said = re.search(r"\(default ([^)]+)\)", helps[flag])
+        assert said is not None and said.group(1) == shown, (field, helps[flag], shown)
+    assert set(OPTIONS) >= set(flags) and {"noise_lambda", "early_stop", "bt_steps"} <= set(OPTIONS)
+
+
+def test_synthetic_size_on_a_data_set_of_files_is_refused_when_given(tmp_path: Path, monkeypatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(["train", "--model", "small_cnn", "--dataset", "mnist", "--synthetic-size", "2000", "--out",
+                        "X"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "synthetic_size applies only to dataset synthetic, not mnist" in err

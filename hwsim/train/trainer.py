@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 
 from hwsim.errors import HwsimError
 from hwsim.train import _models, checkpoint, data
-from hwsim.train.algorithms import Algorithm, AttackSettings, create_algorithm
+from hwsim.train.algorithms import ALGORITHMS, Algorithm, AttackSettings, create_algorithm
 from hwsim.train.attacks import attack_context, pgd
 from hwsim.train.config import TrainConfig, make_config
 from hwsim.train.protocol import LEDGER_FIELDS, Hooks, StepContext
@@ -167,18 +167,8 @@ def build_model(config: TrainConfig) -> nn.Module:
 def build_algorithm(config: TrainConfig) -> Algorithm:
     """The registered algorithm with the config's attack and algorithm options."""
     attack = AttackSettings(config.eps, config.step_size, config.attack_steps, config.attack_mode)
-    options: dict[str, Any] = {}
-    if config.algorithm == "pgd-at":
-        options["lambda_"] = config.pgd_lambda
-        options["noise_lambda"] = config.noise_lambda
-    elif config.algorithm == "oat":
-        options["lambdas"] = config.oat_lambdas
-    elif config.algorithm in ("trades", "mart"):
-        options["beta"] = config.beta
-    elif config.algorithm == "free":
-        options["replays"] = config.replays
-    elif config.algorithm == "fast":
-        options.update(step_factor=config.fast_step, early_stop=config.early_stop)
+    declared = ALGORITHMS[config.algorithm].OPTIONS if config.algorithm in ALGORITHMS else ()
+    options = {option.kwarg: getattr(config, option.field) for option in declared}  # what it declares it uses
     return create_algorithm(config.algorithm, attack, **options)
 
 
@@ -187,10 +177,12 @@ def build_extensions(config: TrainConfig, model: nn.Module) -> list[Hooks]:
     extensions: list[Hooks] = []
     if masked_layers(model):
         granularity = get_variant(config.variant).granularity or "irregular"
-        extensions.append(SparseLearning(config.density, granularity, prune_rate=config.prune_rate))
+        extensions.append(SparseLearning(config.density, granularity,
+                                         **{o.kwarg: getattr(config, o.field) for o in SparseLearning.OPTIONS}))
     if config.bullettrain:
         n_o, n_b, n_r = config.bt_steps or (0, config.attack_steps, 1)
-        extensions.append(BulletTrain(config.attack_steps, n_o, n_b, n_r, p=config.bt_p, gamma=config.bt_gamma))
+        declared = {o.kwarg: getattr(config, o.field) for o in BulletTrain.OPTIONS if o.field != "bt_steps"}
+        extensions.append(BulletTrain(config.attack_steps, n_o, n_b, n_r, **declared))
     return extensions
 
 
