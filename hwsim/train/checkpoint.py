@@ -93,8 +93,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-class WriteError(HwsimError):
-    """A file hwsim writes could not be written (a full disk, no permission); the previous one is kept."""
+class WriteError(HwsimError, OSError):
+    """A file hwsim writes could not be written (a full disk, no permission); the previous one is kept. An
+    OSError too, for callers that catch the error of the write itself."""
 
 
 def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
