@@ -268,6 +268,7 @@ def test_a_run_killed_before_its_first_checkpoint_starts_again(tmp_path: Path,
     code, err = cli([*TRAIN_ARGS, "--out", str(run), "--stop-after", "1"], capsys)
     assert code == 0 and "holds only the config.json of this run" in err and "starting it again" in err
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.pt", "last.pt"]  # no leftover
     # another command over such a directory: refused, naming what differs
     shutil.rmtree(run / "checkpoints")
     (run / "metrics.jsonl").unlink()

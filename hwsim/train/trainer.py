@@ -537,6 +537,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, stop_af
         if restart:
             print(f"hwsim: {out} holds only the config.json of this run, which stopped before its first "
                   "checkpoint; starting it again", file=sys.stderr, flush=True)
+            for left in (out / "checkpoints").glob(".*.tmp"):  # a checkpoint write the stop cut short
+                left.unlink(missing_ok=True)
         return _train(config, out, dist_info, resume, stop_after, resume_from)
 
 
