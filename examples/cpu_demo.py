@@ -54,7 +54,7 @@ def run_demo(out: Path, runs_dir: Path, quick: bool = False) -> list[Path]:
 
     common = {"model": "small_cnn", "device": "cpu", "seed": 0, "lr": 0.05}
     if quick:  # a few batches of synthetic data: checks the plumbing, not the accuracy
-        common |= {"dataset": "synthetic", "synthetic_size": 128, "val_size": 32, "epochs": 1, "batch_size": 64,
+        common |= {"dataset": "synthetic", "synthetic_size": 128, "val_size": 25, "epochs": 1, "batch_size": 64,
                    "attack_steps": 2}
         attack, n_images, draws, eot, sanity_images = "pgd2", 32, 2, 2, 32
     else:

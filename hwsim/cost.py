@@ -144,14 +144,9 @@ def _build_model(setting: ModelSetting):
 def load_masks(model, checkpoint: str) -> None:
     """Put the ``weight_mask`` buffers of a trained checkpoint into ``model``: a pruned run is costed with
     the masks it trained with, not those a fresh build draws from its initial weights."""
-    import torch
+    from hwsim.train.checkpoint import read_tensors  # verifies an hwsim checkpoint's checksum
 
-    try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a user's file: OSError, RuntimeError (not a zip), UnpicklingError, EOFError, ...
-        reason = (f"not a file of tensors torch loads with weights_only=True ({type(exc).__name__})"
-                  if "weights_only" in str(exc) else str(exc).splitlines()[0])
-        raise HwsimError(f"cannot read masks from checkpoint {checkpoint!r}: {reason}") from None
+    state = read_tensors(checkpoint, f"cannot read masks from checkpoint {checkpoint!r}")
     trained = state.get("config") if isinstance(state, dict) else None
     if isinstance(trained, dict):  # an hwsim checkpoint says what it was trained as (another model: see below)
         _check_trained_as(checkpoint, trained, model.hwsim_info)
@@ -159,9 +154,30 @@ def load_masks(model, checkpoint: str) -> None:
     masks = {k: v for k, v in (weights or {}).items() if k.endswith("weight_mask")}
     own = {k for k in model.state_dict() if k.endswith("weight_mask")}
     if set(masks) != own:
-        raise HwsimError(f"checkpoint {checkpoint!r} holds {len(masks)} weight masks, the model has {len(own)}; "
+        raise HwsimError(f"checkpoint {checkpoint!r} does not fit the model: {_mask_difference(set(masks), own)}; "
                          "it was not trained as this model and variant")
+    shapes = model.state_dict()
+    wrong = sorted(k for k in masks if tuple(masks[k].shape) != tuple(shapes[k].shape))
+    if wrong:
+        k = wrong[0]
+        raise HwsimError(f"checkpoint {checkpoint!r} does not fit the model: mask {k} has shape "
+                         f"{tuple(masks[k].shape)}, the model's {tuple(shapes[k].shape)} ({len(wrong)} of "
+                         f"{len(masks)} masks differ); it was not trained as this model and variant")
     model.load_state_dict(masks, strict=False)
+
+
+def _mask_difference(found: set[str], own: set[str]) -> str:
+    """What differs between a checkpoint's mask names and the model's, in words (names, not just counts)."""
+    def few(names: set[str]) -> str:
+        shown = sorted(names)[:3]
+        return ", ".join(shown) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+    parts = []
+    if found - own:
+        parts.append(f"{len(found - own)} of its {len(found)} masks are not in the model ({few(found - own)})")
+    if own - found:
+        parts.append(f"{len(own - found)} of the model's {len(own)} masks are missing ({few(own - found)})")
+    return "; ".join(parts)
 
 
 def _check_trained_as(checkpoint: str, trained: dict, info: dict) -> None:

@@ -20,6 +20,10 @@ from pathlib import Path
 
 from hwsim.errors import HwsimError
 
+#: errno values of a write the file system refused for want of room or permission (a full disk, a quota, a
+#: read-only file system, a file size limit): reported as one line naming the output, never a traceback.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM})
+
 #: The file in every directory :func:`staged_dir` writes: the sign that hwsim may replace that directory.
 DIR_MARKER = ".hwsim-report"
 _MARKER_TEXT = ("This directory was written by hwsim (a report). hwsim replaces a directory only when it is\n"
@@ -162,7 +166,12 @@ def staged_dir(out: str | Path, keep: Iterable[str | Path] = ()) -> Iterator[Pat
             (tmp / DIR_MARKER).write_text(_MARKER_TEXT, encoding="utf-8")
         except OSError as exc:
             raise _cannot_write(out, exc) from None
-        yield tmp
+        try:
+            yield tmp
+        except OSError as exc:
+            if exc.errno not in WRITE_ERRNOS:
+                raise
+            raise _cannot_write(out, exc) from None
         _check_replaceable(out, real)  # again: something may have been written there meanwhile
         try:
             _swap(tmp, real)
@@ -190,7 +199,8 @@ def _swap(new: Path, real: Path) -> None:
 
 
 def _cannot_write(out: str | Path, exc: OSError) -> HwsimError:
-    return HwsimError(f"cannot write output directory {str(out)!r}: {exc.strerror or exc}")
+    note = " (the previous one is kept)" if Path(out).exists() else " (nothing was written)"
+    return HwsimError(f"cannot write output directory {str(out)!r}: {exc.strerror or exc}{note}")
 
 
 def _umask() -> int:

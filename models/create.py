@@ -178,6 +178,38 @@ def skip_weight_init() -> Iterator[None]:
             setattr(init, name, function)
 
 
+class OsExit(SystemExit):
+    """os._exit called by a model factory (hwsim's own process: it must return a model, not end the process)."""
+
+
+@contextlib.contextmanager
+def user_code() -> Iterator[None]:
+    """Run a user's model file or factory inside hwsim's process: its stdout goes to stderr (hwsim's stdout carries
+    results, e.g. ``--format json``), Python's and the file descriptor's alike, and ``os._exit`` raises
+    :class:`OsExit` instead of ending hwsim without a word. What cannot be caught in-process (a signal that kills
+    it, a crash inside compiled code) still ends hwsim."""
+    import os
+
+    def refuse_exit(code: int = 0) -> None:
+        raise OsExit(f"os._exit({code}) called inside hwsim's process (a factory must return a model)")
+
+    sys.stdout.flush()
+    try:
+        saved_fd = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # no file descriptors 1 / 2 (an embedding host): Python's stdout is still redirected
+        saved_fd = None
+    real_exit, os._exit = os._exit, refuse_exit
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        os._exit = real_exit
+        if saved_fd is not None:
+            os.dup2(saved_fd, 1)
+            os.close(saved_fd)
+
+
 def load_factory(spec: str) -> Callable[[], nn.Module]:
     """Resolve ``"path/to/file.py:factory"`` or ``"pkg.module:factory"`` to a checked zero-argument factory.
 
@@ -190,6 +222,8 @@ def load_factory(spec: str) -> Callable[[], nn.Module]:
     where, attr = (p.strip() for p in spec.split(":"))
     if where.endswith(".py") or "/" in where or "\\" in where:
         path = Path(where)
+        if path.is_dir():
+            raise HwsimError(f"model factory file {where!r} is a directory; give a Python file: FILE.py:{attr}")
         if not path.is_file():
             raise HwsimError(f"model factory file {where!r} does not exist")
         mod_name = f"hwsim_user_model_{abs(hash(str(path.resolve())))}"
@@ -199,7 +233,8 @@ def load_factory(spec: str) -> Callable[[], nn.Module]:
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[mod_name] = module
         try:
-            module_spec.loader.exec_module(module)
+            with user_code():
+                module_spec.loader.exec_module(module)
         except (Exception, SystemExit) as exc:  # user code: any failure (a sys.exit too) is a user error
             sys.modules.pop(mod_name, None)
             raise HwsimError(f"importing {where!r} failed: {type(exc).__name__}: {exc}") from exc
@@ -216,7 +251,8 @@ def load_factory(spec: str) -> Callable[[], nn.Module]:
 
     def checked() -> nn.Module:
         try:
-            model = factory()
+            with user_code():
+                model = factory()
         except (Exception, SystemExit) as exc:
             raise HwsimError(f"model factory {spec!r} raised {type(exc).__name__}: {exc}") from exc
         if not isinstance(model, nn.Module):

@@ -84,6 +84,14 @@ def main(argv: list[str] | None = None) -> None:
     except HwsimError as exc:
         click.echo(f"hwsim: error: {exc}", err=True)
         sys.exit(2)
+    except OSError as exc:  # a write the commands did not name themselves: a full disk is one line, not a traceback
+        from hwsim.files import WRITE_ERRNOS
+
+        if exc.errno not in WRITE_ERRNOS:
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        click.echo(f"hwsim: error: {exc.strerror}{where}", err=True)
+        sys.exit(2)
     except click.exceptions.Abort:
         click.echo("hwsim: aborted", err=True)
         sys.exit(130)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hwsim.errors import HwsimError
+from hwsim.train._checks import Option
 from hwsim.train.protocol import Hooks, StepContext
 from hwsim.train.attacks import attack_context, pgd
 from hwsim.train.losses import mart_attack, mart_loss, trades_attack, trades_loss
@@ -56,8 +57,15 @@ class Algorithm(Hooks):
     generated at that width), back-propagate it (gradients accumulate), then take one optimizer step. A loss
     algorithm only writes :meth:`loss`; an algorithm with another shape (Free AT's replays) overrides
     :meth:`train_step`. ``clean_knobs`` / ``robust_knobs`` are where the loop measures validation CA and RA.
+
+    ``OPTIONS`` declares the options the algorithm uses (:class:`hwsim.train._checks.Option`: config field,
+    constructor keyword, default, range) and ``BULLETTRAIN`` whether BulletTrain's per-sample steps compose
+    with it: the config's defaults, its range checks, the refusal of an option the chosen algorithm does not
+    use and the trainer's construction of the algorithm all read them.
     """
 
+    OPTIONS: tuple[Option, ...] = ()
+    BULLETTRAIN: bool = False
     name: str = ""
     clean_knobs: dict[str, Any] = {}
     robust_knobs: dict[str, Any] = {}
@@ -166,6 +174,10 @@ class PGDAT(Algorithm):
     alike); None leaves the model's knobs as they are (a plain model has none).
     """
 
+    OPTIONS = (Option("pgd_lambda", 1.0, keyword="lambda_", low=0.0, high=1.0),
+               Option("noise_lambda", None, low=0.0, high=1.0))
+    BULLETTRAIN = True
+
     def __init__(self, attack: AttackSettings, lambda_: float = 1.0, noise_lambda: float | None = None) -> None:
         super().__init__(attack)
         if not 0 <= lambda_ <= 1:
@@ -202,6 +214,8 @@ class FLOAT(Algorithm):
 
     clean_knobs = {"lambda_n": 0.0, "lambda_th": 0.0}
     robust_knobs = {"lambda_n": 1.0, "lambda_th": 0.0}
+
+    BULLETTRAIN = True
 
     def loss(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         half = x.shape[0] // 2
@@ -242,6 +256,9 @@ class OAT(Algorithm):
 
     clean_knobs = {"lambda_n": 0.0}
     robust_knobs = {"lambda_n": 1.0}
+
+    OPTIONS = (Option("oat_lambdas", OAT_LAMBDAS, keyword="lambdas"),)
+    BULLETTRAIN = True
 
     def __init__(self, attack: AttackSettings, lambdas: Sequence[float] = OAT_LAMBDAS) -> None:
         super().__init__(attack)
@@ -317,6 +334,8 @@ class Fast(Algorithm):
 
     PROBE_STEPS = 5
     DROP = 20.0  # percentage points
+    OPTIONS = (Option("fast_step", 1.25, keyword="step_factor", low=0.0, high=100.0, low_open=True),
+               Option("early_stop", False))
 
     def __init__(self, attack: AttackSettings, step_factor: float = 1.25, early_stop: bool = False) -> None:
         super().__init__(attack)
@@ -380,6 +399,8 @@ class Free(Algorithm):
     step the AMP grad scaler skips) leaves delta unchanged, so delta never becomes NaN.
     """
 
+    OPTIONS = (Option("replays", 8, low=1, high=1_000),)
+
     def __init__(self, attack: AttackSettings, replays: int = 8) -> None:
         super().__init__(attack)
         if replays < 1:
@@ -421,6 +442,9 @@ class Free(Algorithm):
 
 class _CleanAndAdversarial(Algorithm):
     """TRADES and MART: a clean forward with gradients, an attack, a loss of both logits."""
+
+    OPTIONS = (Option("beta", 6.0, low=0.0, high=1000.0),)  # beyond 1000 the loss overflows from the start
+    BULLETTRAIN = True
 
     def __init__(self, attack: AttackSettings, beta: float = 6.0) -> None:
         super().__init__(attack)

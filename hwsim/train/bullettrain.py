@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from hwsim.errors import HwsimError
+from hwsim.train._checks import Option
 from hwsim.train.protocol import Hooks, StepContext
 
 OUTLIER, BOUNDARY, ROBUST = 0, 1, 2
@@ -69,7 +70,13 @@ def theoretical_speedup(f_o: float, f_b: float, f_r: float, n: int, n_o: int, n_
 
 
 class BulletTrain(Hooks):
-    """The allocator the algorithms consult through ``ctx.allocator`` (see the module docstring)."""
+    """The allocator the algorithms consult through ``ctx.allocator`` (see the module docstring).
+
+    ``OPTIONS``: the config fields it uses (with ``bullettrain`` on); ``bt_steps`` None means (0, k, 1).
+    """
+
+    OPTIONS = (Option("bt_steps", None), Option("bt_p", 0.9, keyword="p", low=0.0, high=1.0, high_open=True),
+               Option("bt_gamma", 0.8, keyword="gamma", low=0.0, high=1.0, low_open=True))
 
     def __init__(self, k: int, n_o: int = 0, n_b: int | None = None, n_r: int = 1, p: float = 0.9,
                  gamma: float = 0.8) -> None:

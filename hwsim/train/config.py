@@ -17,9 +17,21 @@ from typing import Any
 
 from hwsim.errors import HwsimError
 from hwsim.variants import VARIANT_RECORDS
-from hwsim.train.algorithms import ALGORITHMS, OAT_LAMBDAS
+from hwsim.train._checks import Option, declared
+from hwsim.train.algorithms import ALGORITHMS
 from hwsim.train.attacks import oat_step_size
+from hwsim.train.bullettrain import BulletTrain
 from hwsim.train.data import DATA_SOURCES
+from hwsim.train.sparse import SparseLearning
+
+#: field -> :class:`Option`: what every algorithm (``Algorithm.OPTIONS``) and extension (BulletTrain, sparse
+#: learning) declares it uses. The defaults below, the range checks and the refusal of an option the chosen
+#: algorithm does not use all come from here.
+OPTIONS: dict[str, Option] = declared([*ALGORITHMS.values(), BulletTrain, SparseLearning])
+
+
+def _declared(field: str):
+    return OPTIONS[field].default
 
 SCHEDULES = ("cosine", "multistep", "constant", "cyclic")
 DEVICES = ("auto", "cpu", "cuda")
@@ -56,24 +68,25 @@ class TrainConfig:
     # model mode while generating training attacks; None: "train" for fast and free (their references attack
     # in train mode; Free's one forward serves both), "eval" otherwise (OAT reference)
     attack_mode: str | None = None
-    pgd_lambda: float = 1.0  # pgd-at: weight of the adversarial loss in Eq. 3
-    noise_lambda: float | None = None  # pgd-at on a float* variant: train with the noise on at this lambda_n
-    beta: float = 6.0  # trades, mart: weight of the KL term (both papers' CIFAR-10 setting)
-    replays: int = 8  # free: minibatch replays m (Shafahi et al.: m = 8 on CIFAR-10)
-    fast_step: float = 1.25  # fast: FGSM step as a multiple of eps (Wong et al.: 1.25)
-    early_stop: bool = False  # fast: stop at catastrophic overfitting (PGD accuracy on a train batch -20 pts)
-    bullettrain: bool = False  # per-sample attack steps (BulletTrain) for pgd-at, float, oat, trades, mart
-    bt_steps: tuple[int, ...] | None = None  # BulletTrain (N_O, N_B, N_R); None: (0, attack_steps, 1)
-    bt_p: float = 0.9  # BulletTrain: momentum of the F_R estimate
-    bt_gamma: float = 0.8  # BulletTrain: scaling of the robust accuracy in the F_R estimate
+    # the options of one algorithm or extension: defaults from their declarations (Algorithm.OPTIONS, ...)
+    pgd_lambda: float = _declared("pgd_lambda")  # pgd-at: weight of the adversarial loss in Eq. 3 (1)
+    noise_lambda: float | None = _declared("noise_lambda")  # pgd-at on a float* variant: noise on at lambda_n
+    beta: float = _declared("beta")  # trades, mart: weight of the KL term (6: both papers' CIFAR-10 setting)
+    replays: int = _declared("replays")  # free: minibatch replays m (Shafahi et al.: m = 8 on CIFAR-10)
+    fast_step: float = _declared("fast_step")  # fast: FGSM step as a multiple of eps (Wong et al.: 1.25)
+    early_stop: bool = _declared("early_stop")  # fast: stop at catastrophic overfitting (PGD acc. -20 pts)
+    bullettrain: bool = False  # per-sample attack steps (BulletTrain) for the algorithms with BULLETTRAIN
+    bt_steps: tuple[int, ...] | None = _declared("bt_steps")  # BulletTrain (N_O, N_B, N_R); None: (0, k, 1)
+    bt_p: float = _declared("bt_p")  # BulletTrain: momentum of the F_R estimate (0.9)
+    bt_gamma: float = _declared("bt_gamma")  # BulletTrain: scaling of the robust accuracy in F_R (0.8)
     alpha_weight_decay: bool = False  # weight decay on FLOAT's noise scales alpha (off: as in PNI)
     dropout: float | None = None  # None: 0.3 for wrn16_8 / wrn40_2 (OAT reference), 0 otherwise
-    oat_lambdas: tuple[float, ...] = OAT_LAMBDAS  # oat: S_lambda
+    oat_lambdas: tuple[float, ...] = _declared("oat_lambdas")  # oat: S_lambda
     film_dim: int = 128  # oat: d of the lambda encoding (OAT default 128)
     bn: str = "dual"  # "dual" (BN_C/BN_A) or "single"
     widths: tuple[float, ...] = (0.5, 1.0)  # slimmable variants
     density: float = 1.0  # floats variants
-    prune_rate: float = 0.5  # floats variants: sparse learning's initial prune rate p (cosine-decayed)
+    prune_rate: float = _declared("prune_rate")  # floats variants: sparse learning's initial p (cosine-decayed)
     seed: int = 0
     val_size: int = 1000  # training images held out for per-epoch CA/RA (capped for small datasets)
     synthetic_size: int = 2000  # images in the synthetic training split
@@ -103,20 +116,38 @@ def parse_fraction(value: str | float | int, name: str) -> float:
         raise HwsimError(f"{name} {value!r} is beyond the range of a float") from None
 
 
-#: Options that only some algorithms use (refused elsewhere instead of being silently ignored).
-_ALGORITHM_OPTIONS = {"beta": ("trades", "mart"), "replays": ("free",), "fast_step": ("fast",),
-                      "early_stop": ("fast",), "bullettrain": ("pgd-at", "float", "oat", "trades", "mart"),
-                      "pgd_lambda": ("pgd-at",), "noise_lambda": ("pgd-at",), "oat_lambdas": ("oat",)}
-_BULLETTRAIN_OPTIONS = ("bt_steps", "bt_p", "bt_gamma")
+#: Options that only some algorithms use (refused elsewhere instead of being silently ignored): read from each
+#: algorithm's declaration (``OPTIONS``; ``BULLETTRAIN`` for the bullettrain switch).
+#: Read at every check, so that an algorithm registered later (``register_algorithm``) is covered too.
+def _algorithm_options() -> dict[str, tuple[str, ...]]:
+    users = {field: tuple(name for name, cls in ALGORITHMS.items() if any(o.field == field for o in cls.OPTIONS))
+             for field in declared(ALGORITHMS.values())}
+    users["bullettrain"] = tuple(name for name, cls in ALGORITHMS.items() if cls.BULLETTRAIN)
+    return users
+
+
+def _all_options() -> dict[str, Option]:
+    return declared([*ALGORITHMS.values(), BulletTrain, SparseLearning])
+
+
+_BULLETTRAIN_OPTIONS = tuple(option.field for option in BulletTrain.OPTIONS)
 #: Options that only some variants use -> the hwsim.variants.Variant field that says whether one does.
 _VARIANT_OPTIONS = {"widths": "slim", "film_dim": "film", "bn": "conditional", "alpha_weight_decay": "noise"}
 #: Upper bounds of the counts: generous, finite (a typo of 10**20 steps would run forever).
 _COUNT_LIMITS = {"epochs": 100_000, "batch_size": 2**20, "attack_steps": 10_000, "val_size": 10_000_000,
-                 "synthetic_size": 1_000_000, "replays": 1_000, "workers": 256}
+                 "synthetic_size": 1_000_000, "workers": 256}
 #: Float options and their allowed ranges: (low, high, low_open, high_open).
-_FLOAT_RANGES = {"lr": (0.0, math.inf, True, True), "weight_decay": (0.0, math.inf, False, True),
-                 "momentum": (0.0, 1.0, False, True), "beta": (0.0, math.inf, False, True),
-                 "fast_step": (0.0, math.inf, True, True)}
+#: Bounded well above any published setting: beyond them SGD's float32 arithmetic overflows (lr 1e308 crashed in
+#: torch.optim.SGD: it casts lr to float32) or the loss is infinite from the first step (beta 1e308). lr up to
+#: 1e30 runs, and a loss it makes infinite stops the run naming the epoch and step.
+_FLOAT_RANGES = {"lr": (0.0, 1e30, True, False), "weight_decay": (0.0, 1.0, False, False),
+                 "momentum": (0.0, 1.0, False, True)}  # (an algorithm's own options: their declarations)
+#: Training images of each data set's train split (synthetic: ``synthetic_size``), for the validation cap.
+TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "svhn": 73_257, "stl10": 5_000, "mnist": 4_000}
+#: Data sets that are read from --data-dir (the others are generated or installed with a package).
+_FILE_DATASETS = ("cifar10", "cifar100", "svhn", "stl10")
+#: The smallest synthetic training split: a fifth of it (at least one image) is held out for validation.
+_MIN_SYNTHETIC = 5
 #: The per-model dropout default of OAT's reference for the WRNs it trains.
 _DROPOUT = {"wrn16_8": 0.3, "wrn40_2": 0.3}
 
@@ -149,9 +180,10 @@ def _coerce(name: str, value: Any) -> Any:
             value = [v for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise HwsimError(f"{name} must be a list, got {value!r}")
-        cast = int if name == "milestones" else float
+        if name == "milestones":
+            return tuple(_integer(v, name, value) for v in value)
         try:
-            return tuple(cast(parse_fraction(v, name)) if cast is float else int(v) for v in value)
+            return tuple(float(parse_fraction(v, name)) for v in value)
         except (TypeError, ValueError):
             raise HwsimError(f"{name} must be a list of numbers, got {value!r}") from None
     if isinstance(default, bool):
@@ -165,6 +197,16 @@ def _coerce(name: str, value: Any) -> Any:
     if value is not None and not isinstance(value, str):
         raise HwsimError(f"{name} must be a string, got {value!r}")
     return value
+
+
+def _integer(v: Any, name: str, whole: Any) -> int:
+    """An integer element of a list option: 3 or "3"; 1.7, "1.7", True are refused (never truncated)."""
+    if isinstance(v, bool) or not isinstance(v, (int, str)):
+        raise HwsimError(f"{name} must be a list of integers (epochs), got {whole!r}")
+    try:
+        return int(str(v).strip())
+    except ValueError:
+        raise HwsimError(f"{name} must be a list of integers (epochs), got {whole!r}") from None
 
 
 def make_config(values: dict[str, Any], source: str = "options", *, given: bool = False) -> TrainConfig:
@@ -181,20 +223,28 @@ def make_config(values: dict[str, Any], source: str = "options", *, given: bool 
     oat_step = values.get("step_size") == "oat"
     clean = {k: _coerce(k, v) for k, v in values.items() if not (k == "step_size" and oat_step)}
     config = TrainConfig(**clean)
+    def foreign(key: str) -> bool:  # given by the user (whatever its value), or a saved value off the default
+        return key in values and (given or clean[key] != FIELDS[key].default)
+
     problems = [f"{key} applies only to --algorithm {' or '.join(algos)}, not {config.algorithm}"
-                for key, algos in _ALGORITHM_OPTIONS.items()
-                if key in values and config.algorithm not in algos and clean[key] != FIELDS[key].default]
+                for key, algos in _algorithm_options().items() if config.algorithm not in algos and foreign(key)]
     record = VARIANT_RECORDS.get(config.variant)  # (unknown names are reported by models)
     for key, needs in _VARIANT_OPTIONS.items():
-        if key in values and record is not None and not getattr(record, needs) and (
-                given or clean[key] != FIELDS[key].default):
+        if record is not None and not getattr(record, needs) and foreign(key):
             users = ", ".join(v.name for v in VARIANT_RECORDS.values() if getattr(v, needs))
             problems.append(f"{key} applies only to variants {users}, not {config.variant!r}")
-    if "milestones" in values and config.schedule != "multistep" and clean["milestones"] != FIELDS[
-            "milestones"].default:
+    if config.schedule != "multistep" and foreign("milestones"):
         problems.append(f"milestones apply only to schedule multistep, not {config.schedule}")
     problems += [f"{key} applies only with bullettrain" for key in _BULLETTRAIN_OPTIONS
-                 if key in values and not config.bullettrain and clean[key] != FIELDS[key].default]
+                 if not config.bullettrain and foreign(key)]
+    if config.dataset not in _FILE_DATASETS and config.data_dir is not None and given and "data_dir" in values:
+        problems.append(f"data_dir applies only to the data sets read from files ({', '.join(_FILE_DATASETS)}), "
+                        f"not {config.dataset}")
+    if config.dataset != "synthetic" and given and "synthetic_size" in values:  # (saved configs hold it all)
+        problems.append(f"synthetic_size applies only to dataset synthetic, not {config.dataset}")
+    config, capped = _cap_val_size(config, user_given=given and "val_size" in values)
+    if capped:
+        problems.append(capped)
     if problems:
         raise HwsimError(f"{source}: " + "; ".join(problems))
     config = resolve_defaults(config, oat_step=oat_step)
@@ -202,6 +252,21 @@ def make_config(values: dict[str, Any], source: str = "options", *, given: bool 
     if problems:
         raise HwsimError(f"{source}: " + "; ".join(problems))
     return config
+
+
+def _cap_val_size(config: TrainConfig, user_given: bool) -> tuple[TrainConfig, str]:
+    """Hold out at most a fifth of the training images for validation: the default is lowered to that (and the
+    config records the value used), a value the user gave above it is a problem (the message)."""
+    total = config.synthetic_size if config.dataset == "synthetic" else TRAIN_IMAGES.get(config.dataset)
+    if total is None or not isinstance(config.val_size, int) or total < _MIN_SYNTHETIC:
+        return config, ""
+    cap = total // 5
+    if config.val_size <= cap:
+        return config, ""
+    if user_given:
+        return config, (f"val_size {config.val_size} is more than a fifth of the {total:,} training images of "
+                        f"{config.dataset}; give at most {cap:,}")
+    return dataclasses.replace(config, val_size=cap), ""
 
 
 def resolve_defaults(config: TrainConfig, oat_step: bool = False) -> TrainConfig:
@@ -248,7 +313,7 @@ def validate(config: TrainConfig) -> list[str]:
     if config.bn not in ("single", "dual"):
         problems.append(f"bn {config.bn!r} unknown; valid: single, dual")
     for name, high in _COUNT_LIMITS.items():
-        low = 0 if name == "workers" else 1
+        low = {"workers": 0, "synthetic_size": _MIN_SYNTHETIC}.get(name, 1)
         if not low <= getattr(config, name) <= high:
             problems.append(f"{name} must be an integer in [{low}, {high:,}], got {getattr(config, name)}")
     for name, (low, high, low_open, high_open) in _FLOAT_RANGES.items():
@@ -258,16 +323,19 @@ def validate(config: TrainConfig) -> list[str]:
             allowed = (f"a finite number {'>' if low_open else '>='} {low:g}" if high == math.inf else
                        f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}")
             problems.append(f"{name} must be {allowed}, got {value}")
+    problems += [problem for option in _all_options().values()
+                 if (problem := option.problem(getattr(config, option.field))) is not None]
     if not 0 <= config.seed < 2**63:
         problems.append(f"seed must be an integer in [0, 2**63 - 1], got {config.seed}")
     if config.bt_steps is not None and not all(0 <= n <= _COUNT_LIMITS["attack_steps"] for n in config.bt_steps):
         problems.append(f"bt_steps must be in [0, {_COUNT_LIMITS['attack_steps']:,}], got {list(config.bt_steps)}")
+    elif config.bullettrain and config.bt_steps is not None and not any(config.bt_steps):
+        problems.append(f"bt_steps {','.join(map(str, config.bt_steps))} attacks no sample: at least one of N_O, N_B, "
+                        "N_R must be >= 1")
     if config.schedule == "multistep" and (
             any(not 1 <= m <= config.epochs for m in config.milestones)
             or list(config.milestones) != sorted(set(config.milestones))):
         problems.append(f"milestones must be increasing epochs in [1, {config.epochs}], got {list(config.milestones)}")
-    if not 0 <= config.bt_p < 1 or not 0 < config.bt_gamma <= 1:
-        problems.append(f"bt_p must be in [0, 1) and bt_gamma in (0, 1], got {config.bt_p}, {config.bt_gamma}")
     if config.dropout is not None and not 0 <= config.dropout < 1:
         problems.append(f"dropout must be in [0, 1), got {config.dropout}")
     if config.algorithm == "free" and record is not None and record.slim:
@@ -278,16 +346,12 @@ def validate(config: TrainConfig) -> list[str]:
         problems.append(f"eps must be in [0, 1] (fraction of 1, e.g. 8/255), got {config.eps}")
     if not 0 <= config.step_size <= 1:
         problems.append(f"step_size must be in [0, 1], got {config.step_size}")
-    if not 0 <= config.pgd_lambda <= 1:
-        problems.append(f"lambda must be in [0, 1], got {config.pgd_lambda}")
-    if not 0 <= config.prune_rate <= 1:
-        problems.append(f"prune_rate must be in [0, 1], got {config.prune_rate}")
-    elif config.prune_rate != FIELDS["prune_rate"].default and record is not None and not record.masked:
+    if OPTIONS["prune_rate"].problem(config.prune_rate) is None and config.prune_rate != FIELDS["prune_rate"].default and record is not None and not record.masked:
         masked = ", ".join(v.name for v in VARIANT_RECORDS.values() if v.masked)
         problems.append(f"prune_rate applies only to masked variants ({masked}), not {config.variant!r}")
     if config.noise_lambda is not None:
-        if not 0 <= config.noise_lambda <= 1:
-            problems.append(f"noise_lambda must be in [0, 1], got {config.noise_lambda}")
+        if OPTIONS["noise_lambda"].problem(config.noise_lambda) is not None:
+            pass  # reported with the declared ranges above
         elif config.algorithm != "pgd-at" or (record is not None and not record.noise):
             noisy = ", ".join(v.name for v in VARIANT_RECORDS.values() if v.noise)
             problems.append(f"noise_lambda applies only to --algorithm pgd-at on a noise-conditioned variant "

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 
 from hwsim.errors import HwsimError
 from hwsim.train import _models, checkpoint, data
-from hwsim.train.algorithms import Algorithm, AttackSettings, create_algorithm
+from hwsim.train.algorithms import ALGORITHMS, Algorithm, AttackSettings, create_algorithm
 from hwsim.train.attacks import attack_context, pgd
 from hwsim.train.config import TrainConfig, make_config
 from hwsim.train.protocol import LEDGER_FIELDS, Hooks, StepContext
@@ -167,18 +167,8 @@ def build_model(config: TrainConfig) -> nn.Module:
 def build_algorithm(config: TrainConfig) -> Algorithm:
     """The registered algorithm with the config's attack and algorithm options."""
     attack = AttackSettings(config.eps, config.step_size, config.attack_steps, config.attack_mode)
-    options: dict[str, Any] = {}
-    if config.algorithm == "pgd-at":
-        options["lambda_"] = config.pgd_lambda
-        options["noise_lambda"] = config.noise_lambda
-    elif config.algorithm == "oat":
-        options["lambdas"] = config.oat_lambdas
-    elif config.algorithm in ("trades", "mart"):
-        options["beta"] = config.beta
-    elif config.algorithm == "free":
-        options["replays"] = config.replays
-    elif config.algorithm == "fast":
-        options.update(step_factor=config.fast_step, early_stop=config.early_stop)
+    declared = ALGORITHMS[config.algorithm].OPTIONS if config.algorithm in ALGORITHMS else ()
+    options = {option.kwarg: getattr(config, option.field) for option in declared}  # what it declares it uses
     return create_algorithm(config.algorithm, attack, **options)
 
 
@@ -187,10 +177,12 @@ def build_extensions(config: TrainConfig, model: nn.Module) -> list[Hooks]:
     extensions: list[Hooks] = []
     if masked_layers(model):
         granularity = get_variant(config.variant).granularity or "irregular"
-        extensions.append(SparseLearning(config.density, granularity, prune_rate=config.prune_rate))
+        extensions.append(SparseLearning(config.density, granularity,
+                                         **{o.kwarg: getattr(config, o.field) for o in SparseLearning.OPTIONS}))
     if config.bullettrain:
         n_o, n_b, n_r = config.bt_steps or (0, config.attack_steps, 1)
-        extensions.append(BulletTrain(config.attack_steps, n_o, n_b, n_r, p=config.bt_p, gamma=config.bt_gamma))
+        declared = {o.kwarg: getattr(config, o.field) for o in BulletTrain.OPTIONS if o.field != "bt_steps"}
+        extensions.append(BulletTrain(config.attack_steps, n_o, n_b, n_r, **declared))
     return extensions
 
 
@@ -248,12 +240,55 @@ def _scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, epochs: in
 
 # ------------------------------------------------------------------------------------------------ run dir
 
-def _check_out_dir(out: Path, resume: bool) -> None:
+#: Runtime settings that may differ between two invocations of the same run (not part of what it trains).
+_RUNTIME_FIELDS = ("device", "workers")
+
+
+def _check_out_dir(out: Path, resume: bool, config: TrainConfig) -> bool:
+    """Refuse an ``out`` the run may not write; True when ``out`` holds only what this same run wrote before it
+    was stopped ahead of its first checkpoint (its config.json), so that it starts again there."""
     if resume:
         if not (out / CONFIG_FILE).is_file():
             raise HwsimError(f"cannot resume {out}: no {CONFIG_FILE} there")
-    elif out.exists() and (not out.is_dir() or any(p.name != LOCK_FILE for p in out.iterdir())):
-        raise HwsimError(f"output directory {out} exists and is not empty; choose a new --out or --resume it")
+        return False
+    if not out.exists():
+        return False
+    if out.is_dir():
+        names = {p.name for p in out.iterdir()} - {LOCK_FILE}
+        if not names:
+            return False
+        if _never_checkpointed(out, names):
+            differences = _config_differences(out, config)
+            if not differences:
+                return True
+            raise HwsimError(f"output directory {out} holds the {CONFIG_FILE} of a run that stopped before its first "
+                             f"checkpoint, with other settings ({differences}); start that run again with "
+                             f"--resume {out}, or choose a new --out")
+    raise HwsimError(f"output directory {out} exists and is not empty; choose a new --out or --resume it")
+
+
+def _never_checkpointed(out: Path, names: set[str]) -> bool:
+    """``out`` holds a config.json and at most an empty checkpoints/ (or the temporary file of a checkpoint
+    write that was killed): a run stopped before its first checkpoint."""
+    if CONFIG_FILE not in names or not names <= {CONFIG_FILE, "checkpoints"}:
+        return False
+    ckpt_dir = out / "checkpoints"
+    return not ckpt_dir.exists() or (ckpt_dir.is_dir() and all(
+        p.name.startswith(".") and p.name.endswith(".tmp") for p in ckpt_dir.iterdir()))
+
+
+def _config_differences(out: Path, config: TrainConfig) -> str:
+    """The fields in which ``out/config.json`` differs from ``config`` (runtime fields aside), in words."""
+    try:
+        saved = json.loads((out / CONFIG_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        return f"its {CONFIG_FILE} cannot be read: {exc}"
+    if not isinstance(saved, dict):
+        return f"its {CONFIG_FILE} is not a JSON object"
+    mine = json.loads(json.dumps(config.to_dict()))
+    diffs = [f"{k} {saved.get(k)!r} there, {v!r} now" for k, v in mine.items()
+             if k not in _RUNTIME_FIELDS and saved.get(k, v) != v]
+    return "; ".join(diffs[:3]) + (f" and {len(diffs) - 3} more" if len(diffs) > 3 else "")
 
 
 def read_run_config(run_dir: str | Path) -> TrainConfig:
@@ -263,8 +298,10 @@ def read_run_config(run_dir: str | Path) -> TrainConfig:
         raise HwsimError(f"{run_dir} is not a run directory: no {CONFIG_FILE}")
     try:
         saved = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise HwsimError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(saved, dict):
+        raise HwsimError(f"{path} is not a run's config (a JSON object)")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     return make_config({k: v for k, v in saved.items() if k in fields}, source=str(path))
 
@@ -273,16 +310,87 @@ def _write_config(config: TrainConfig, out: Path, dist_info: Dist) -> None:
     resolved = config.to_dict()
     resolved.update(model_dataset=data.get_source(config.dataset).model_dataset, versions=versions(),
                     git_commit=git_commit(), world_size=dist_info.world_size, device=str(dist_info.device))
-    (out / CONFIG_FILE).write_text(json.dumps(resolved, indent=2) + "\n")
+    _write_text(out / CONFIG_FILE, json.dumps(resolved, indent=2) + "\n", out)
 
 
-def _truncate_metrics(path: Path, epochs_done: int) -> None:
-    """Drop metric lines of epochs after the checkpoint (a run killed between the two writes)."""
-    if not path.is_file():
-        return
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    kept = [ln for ln in lines if json.loads(ln)["epoch"] <= epochs_done]
-    path.write_text("".join(ln + "\n" for ln in kept))
+def _write_text(path: Path, text: str, out: Path) -> None:
+    """Replace ``path`` with ``text`` all at once; a failed write (a full disk) raises HwsimError naming the file
+    and how to go on, leaving the previous file as it was."""
+    try:
+        checkpoint.write_atomic(path, lambda tmp: tmp.write_text(text))
+    except checkpoint.WriteError as exc:
+        raise _write_failed(exc, out) from None
+
+
+def _write_failed(exc: HwsimError, out: Path) -> HwsimError:
+    """A failed write of the run, with how to go on: resume when an epoch was kept, else nothing was kept."""
+    if (out / "checkpoints" / "last.pt").exists():
+        return HwsimError(f"{exc}; free some space, then continue with: hwsim train --resume {out}")
+    return HwsimError(f"{exc}; nothing of the run was kept")
+
+
+def _parse_metrics(text: str) -> tuple[list[dict[str, Any]], int]:
+    """The complete records of a metrics.jsonl in order, and the number of lines that are not one (a line cut
+    by a crash or a full disk, bytes that rotted)."""
+    records, bad = [], 0
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            bad += 1
+            continue
+        if isinstance(record, dict) and isinstance(record.get("epoch"), int):
+            records.append(record)
+        else:
+            bad += 1
+    return records, bad
+
+
+def _repair_metrics(out: Path, epochs_done: int, saved_record: dict[str, Any] | None) -> None:
+    """Make ``metrics.jsonl`` hold one complete line per completed epoch before a resumed run appends to it.
+
+    Lines of epochs after the checkpoint (a run killed between the two writes) are dropped, and so are lines
+    that are not complete records (cut mid-line); the checkpoint's own epoch is rewritten from the record the
+    checkpoint carries when its line was lost. Earlier lost epochs cannot be rebuilt: that is said.
+    """
+    path = out / METRICS_FILE
+    try:
+        text = path.read_text(errors="replace") if path.is_file() else ""
+    except OSError as exc:
+        raise HwsimError(f"cannot read {path}: {exc.strerror or exc}") from None
+    records, bad = _parse_metrics(text)
+    kept = {}
+    for record in records:
+        if record["epoch"] <= epochs_done:
+            kept[record["epoch"]] = record
+    notes = []
+    if bad:
+        notes.append(f"dropped {bad} incomplete line(s)")
+    if epochs_done not in kept and saved_record is not None and saved_record.get("epoch") == epochs_done:
+        kept[epochs_done] = saved_record
+        notes.append(f"rewrote epoch {epochs_done} from its checkpoint")
+    missing = [e for e in range(1, epochs_done + 1) if e not in kept]
+    if missing:
+        notes.append(f"epoch(s) {', '.join(map(str, missing))} cannot be rebuilt (not in the checkpoint)")
+    lines = "".join(json.dumps(kept[e]) + "\n" for e in sorted(kept))
+    if notes:
+        print(f"hwsim: {path}: {'; '.join(notes)}", file=sys.stderr, flush=True)
+    if lines != text:
+        _write_text(path, lines, out)
+
+
+def _append_metrics(out: Path, record: dict[str, Any]) -> None:
+    """Add an epoch's line to metrics.jsonl, rewriting the file whole (never a cut line, whatever fails)."""
+    path = out / METRICS_FILE
+    try:
+        text = path.read_text() if path.is_file() else ""
+    except OSError as exc:
+        raise HwsimError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if text and not text.endswith("\n"):
+        text += "\n"
+    _write_text(path, text + json.dumps(record) + "\n", out)
 
 
 # ------------------------------------------------------------------------------------------------ loop
@@ -325,23 +433,29 @@ def _knobs_or_none(model: nn.Module, settings: dict[str, Any]) -> Iterator[None]
 
 
 @contextlib.contextmanager
-def _run_dir_lock(out: Path, resume: bool, main: bool) -> Iterator[None]:
-    """Create ``out`` (unless resuming), hold an exclusive lock on it for the run and check it can be used.
+def _run_dir_lock(out: Path, resume: bool, main: bool, config: TrainConfig) -> Iterator[bool]:
+    """Create ``out`` (unless resuming), hold an exclusive lock on it for the run and check it can be used;
+    yields True when ``out`` held only the config.json of this same run, stopped before its first checkpoint.
 
-    A second ``hwsim train`` on the same directory fails at once naming the first (its pid). A run that fails
-    before its first checkpoint leaves nothing behind in a directory it created.
+    A second ``hwsim train`` on the same directory fails at once naming the first (its pid). A new run that
+    fails before its first checkpoint leaves nothing behind: a directory it created is removed, and in one it
+    found what it wrote there (a full disk included).
     """
     if not main:  # only rank 0 writes
-        yield
+        yield False
         return
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        handle = (out / LOCK_FILE).open("a+")
     except OSError as exc:
         raise HwsimError(f"cannot create run directory {out}: {exc.strerror or exc}") from None
-    locked = False
+    handle = None
+    locked = checked = False
     try:
+        try:
+            handle = (out / LOCK_FILE).open("a+")
+        except OSError as exc:
+            raise HwsimError(f"cannot create run directory {out}: {exc.strerror or exc}") from None
         import fcntl
 
         try:
@@ -352,23 +466,43 @@ def _run_dir_lock(out: Path, resume: bool, main: bool) -> Iterator[None]:
             owner = handle.read().strip() or "unknown"
             raise HwsimError(f"run directory {out} is in use by another hwsim train (pid {owner}); "
                              "wait for it or choose another --out") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        _check_out_dir(out, resume)
         try:
-            yield
-        except BaseException:
-            if created and not (out / "checkpoints" / "last.pt").exists():
-                import shutil
-
-                shutil.rmtree(out, ignore_errors=True)
-            raise
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+        except OSError as exc:  # a full disk: nothing can be written there
+            if resume:
+                raise HwsimError(f"cannot write to run directory {out}: {exc.strerror or exc}; free some space, "
+                                 f"then continue with: hwsim train --resume {out}") from None
+            raise HwsimError(f"cannot create run directory {out}: {exc.strerror or exc}; nothing was kept") from None
+        restart = _check_out_dir(out, resume, config)
+        checked = True
+        yield restart
+    except BaseException:
+        if not resume and (created or checked) and not (out / "checkpoints" / "last.pt").exists():
+            _remove_started_run(out, created)
+        raise
     finally:
         if locked:  # the lock file of a run that holds it is not ours to remove
             (out / LOCK_FILE).unlink(missing_ok=True)
-        handle.close()
+        if handle is not None:
+            with contextlib.suppress(OSError):
+                handle.close()
+
+
+def _remove_started_run(out: Path, created: bool) -> None:
+    """Remove what a new run wrote before its first checkpoint: the directory it created, or in one it found
+    empty (or holding only an earlier try of it) its config.json and checkpoints/."""
+    import shutil
+
+    if created:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    names = {p.name for p in out.iterdir()} - {LOCK_FILE} if out.is_dir() else set()
+    if names and _never_checkpointed(out, names):
+        (out / CONFIG_FILE).unlink(missing_ok=True)
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
 
 
 def _log_epoch(record: dict[str, Any], epochs: int) -> None:
@@ -384,27 +518,95 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, stop_af
     ``resume=True`` continues ``out`` from ``checkpoints/last.pt`` exactly (same weights as an uninterrupted
     run, in a single process), reading the config from ``out/config.json`` (``config`` is then only used for
     ``device`` and ``workers``); ``resume_from="best"`` continues from ``best.pt`` instead (when ``last.pt``
-    cannot be read; the epochs after it are trained again). ``stop_after`` ends this invocation after that many
-    completed epochs (the run can be resumed later), e.g. for time-sliced jobs. A non-empty ``out`` without
-    ``resume``, a directory another run holds, and a non-finite loss raise HwsimError.
+    cannot be read or is damaged; the epochs after it are trained again). A run with no checkpoint yet (stopped
+    before its first epoch completed) starts again from epoch 1, and so does a new run over a directory that
+    holds only its own config.json; both say so on stderr. Resuming a finished run says so and returns.
+    ``stop_after`` (>= 1) ends this invocation after that many completed epochs (the run can be resumed
+    later), e.g. for time-sliced jobs. A non-empty ``out`` without ``resume``, a directory another run holds, a
+    damaged checkpoint, a failed write (a full disk) and a non-finite loss raise HwsimError.
     """
     out = Path(out)
     if resume_from not in CHECKPOINTS:
         raise HwsimError(f"resume_from must be one of {', '.join(CHECKPOINTS)}, got {resume_from!r}")
+    if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int)
+                                   or not 1 <= stop_after <= _STOP_AFTER_MAX):
+        raise HwsimError(f"stop_after must be an integer in [1, {_STOP_AFTER_MAX:,}] (epochs to train in this "
+                         f"invocation), got {stop_after!r}")
     if resume:
         saved = read_run_config(out)
         config = dataclasses.replace(saved, device=config.device, workers=config.workers)
     dist_info = _init_dist(config.device)
-    with _run_dir_lock(out, resume, dist_info.main):
+    with _run_dir_lock(out, resume, dist_info.main, config) as restart:
+        if restart:
+            print(f"hwsim: {out} holds only the config.json of this run, which stopped before its first "
+                  "checkpoint; starting it again", file=sys.stderr, flush=True)
+            for left in (out / "checkpoints").glob(".*.tmp"):  # a checkpoint write the stop cut short
+                left.unlink(missing_ok=True)
         return _train(config, out, dist_info, resume, stop_after, resume_from)
+
+
+#: The largest --stop-after (the largest epoch count a run can have).
+_STOP_AFTER_MAX = 100_000
+
+
+@dataclass
+class _Run:
+    """Everything one invocation of the loop holds (built by :func:`_setup`)."""
+
+    config: TrainConfig
+    out: Path
+    dist_info: Dist
+    model: nn.Module
+    algorithm: Algorithm
+    extensions: list[Hooks]
+    hooks: list[Hooks]
+    widths: tuple[float, ...]
+    use_amp: bool
+    flip: bool
+    sampler: Any
+    per_rank_batch: int
+    train_loader: DataLoader
+    val_loader: DataLoader
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    ctx: StepContext
+    epochs: int
+    start_epoch: int = 0
+    best_ra: float = -1.0
+    macs: dict[float, int] = dataclasses.field(default_factory=dict)
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.out / "checkpoints"
 
 
 def _train(config: TrainConfig, out: Path, dist_info: Dist, resume: bool, stop_after: int | None,
            resume_from: str) -> Path:
+    run = _setup(config, out, dist_info)
+    if resume and not _restore(run, resume_from):
+        return out
+    if not resume or run.start_epoch == 0:
+        if dist_info.main:
+            try:
+                run.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise HwsimError(f"cannot create {run.ckpt_dir}: {exc.strerror or exc}; nothing of the run was "
+                                 "kept") from None
+            _write_config(config, out, dist_info)
+    last_epoch = run.epochs if stop_after is None else min(run.epochs, run.start_epoch + stop_after)
+    for epoch in range(run.start_epoch + 1, last_epoch + 1):
+        if not _epoch(run, epoch):
+            break
+    return out
+
+
+def _setup(config: TrainConfig, out: Path, dist_info: Dist) -> _Run:
+    """Seed, load the data, build the model, algorithm, extensions, optimiser and schedule of a run."""
     seed_everything(config.seed + dist_info.rank)
     source = data.get_source(config.dataset)
     full = data.load_split(config.dataset, "train", config.data_dir, synthetic_size=config.synthetic_size)
-    train_set, val_set = data.train_val_split(full, min(config.val_size, len(full) // 5), config.seed)
+    train_set, val_set = data.train_val_split(full, config.val_size, config.seed)
 
     model = build_model(config).to(dist_info.device)
     algorithm = build_algorithm(config)
@@ -438,7 +640,6 @@ def _train(config: TrainConfig, out: Path, dist_info: Dist, resume: bool, stop_a
     optimizer = build_optimizer(config, model)
     epochs = algorithm.loop_epochs(config.epochs)  # Free: ceil(E / m) passes over the data
     scheduler = _scheduler(config, optimizer, epochs, len(train_loader))
-    per_batch_schedule = config.schedule == "cyclic"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     autocast = (lambda: torch.autocast("cuda", dtype=torch.float16)) if use_amp else contextlib.nullcontext
     ctx = StepContext(net=net, model=model, optimizer=optimizer, scaler=scaler, autocast=autocast,
@@ -448,105 +649,136 @@ def _train(config: TrainConfig, out: Path, dist_info: Dist, resume: bool, stop_a
     ctx.hooks = hooks
     for hook in hooks:
         hook.setup(ctx)
+    return _Run(config=config, out=out, dist_info=dist_info, model=model, algorithm=algorithm,
+                extensions=extensions, hooks=hooks, widths=widths, use_amp=use_amp, flip=source.flip,
+                sampler=sampler, per_rank_batch=per_rank_batch, train_loader=train_loader, val_loader=val_loader,
+                optimizer=optimizer, scheduler=scheduler, scaler=scaler, ctx=ctx, epochs=epochs)
 
-    ckpt_dir = out / "checkpoints"
-    start_epoch, best_ra = 0, -1.0
-    if resume:
-        ckpt = checkpoint.load(ckpt_dir / f"{resume_from}.pt", other=None if resume_from == "best" else
-                               "--resume-from best")
-        if ckpt.get("stopped"):
-            raise HwsimError(f"run {out} stopped early ({ckpt['stopped']}); nothing to resume")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        for hook, state in zip(hooks, ckpt.get("hooks", [])):  # format 1: no hook state
+
+def _restore(run: _Run, resume_from: str) -> bool:
+    """Load the checkpoint a resumed run continues from into ``run``; False when there is nothing to train
+    (the run is finished: said on stderr). A run with no checkpoint at all starts again from epoch 1."""
+    out, ckpt_dir = run.out, run.ckpt_dir
+    if not any((ckpt_dir / f"{name}.pt").exists() for name in CHECKPOINTS):
+        if run.dist_info.main:
+            print(f"hwsim: {out} has no checkpoint yet (the run stopped before its first epoch completed); "
+                  "starting it again from epoch 1", file=sys.stderr, flush=True)
+        return True
+    other = {"last": "--resume-from best", "best": None}[resume_from]
+    if other and not (ckpt_dir / "best.pt").exists():
+        other = None
+    ckpt = checkpoint.load(ckpt_dir / f"{resume_from}.pt", other=other)
+    if ckpt.get("stopped"):
+        raise HwsimError(f"run {out} stopped early ({ckpt['stopped']}); nothing to resume")
+    done = int(ckpt["epoch"])
+    if done >= run.epochs:
+        if run.dist_info.main:
+            print(f"hwsim: run {out} is finished: its last epoch, {done} of {run.epochs}, is in "
+                  f"{resume_from}.pt; nothing to resume", file=sys.stderr, flush=True)
+        return False
+    try:
+        run.model.load_state_dict(ckpt["model"])
+        run.optimizer.load_state_dict(ckpt["optimizer"])
+        run.scheduler.load_state_dict(ckpt["scheduler"])
+        run.scaler.load_state_dict(ckpt["scaler"])
+        for hook, state in zip(run.hooks, ckpt.get("hooks", [])):  # format 1: no hook state
             hook.load_state_dict(state)
-        start_epoch, best_ra = int(ckpt["epoch"]), float(ckpt["best_ra"])
-        if dist_info.world_size == 1:
-            checkpoint.set_rng_state(ckpt["rng"])
-        else:  # the saved state is rank 0's; give each rank its own continuation
-            seed_everything(config.seed + dist_info.rank + 1000 * start_epoch)
-    elif dist_info.main:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        _write_config(config, out, dist_info)
-    if dist_info.main and resume:
-        _truncate_metrics(out / METRICS_FILE, start_epoch)
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise HwsimError(f"checkpoint {ckpt_dir / (resume_from + '.pt')} does not fit the run's config "
+                         f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    run.start_epoch, run.best_ra = done, float(ckpt["best_ra"])
+    if run.dist_info.world_size == 1:
+        checkpoint.set_rng_state(ckpt["rng"])
+    else:  # the saved state is rank 0's; give each rank its own continuation
+        seed_everything(run.config.seed + run.dist_info.rank + 1000 * done)
+    if run.dist_info.main:
+        _repair_metrics(out, done, ckpt.get("metrics"))
+    return True
 
-    last_epoch = epochs if stop_after is None else min(epochs, start_epoch + stop_after)
-    for epoch in range(start_epoch + 1, last_epoch + 1):
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        if epoch == start_epoch + 1 or any(isinstance(e, SparseLearning) for e in extensions):
-            macs = macs_per_image(model, widths)  # masks move between epochs, so channel-pruned MACs do too
-        model.train()
-        ctx.new_epoch(epoch)
-        lr = optimizer.param_groups[0]["lr"]
-        loss_sum = torch.zeros((), dtype=torch.float64, device=dist_info.device)
-        steps = 0
-        start = time.perf_counter()
-        for step, (images, labels) in enumerate(progress(train_loader, dist_info.main, desc=f"epoch {epoch}")):
-            ctx.step_index = step
-            x = data.augment(images.to(dist_info.device, non_blocking=True), flip=source.flip)
-            y = labels.to(dist_info.device, non_blocking=True)
-            if use_amp:
-                x = x.contiguous(memory_format=torch.channels_last)
-            loss_sum += algorithm.train_step(ctx, x, y).to(loss_sum.device)
-            steps += 1
-            if per_batch_schedule:
-                scheduler.step()
-        if dist_info.device.type == "cuda":
-            torch.cuda.synchronize(dist_info.device)
-        epoch_time = time.perf_counter() - start
-        extra: dict[str, Any] = {}
-        for hook in hooks:
-            extra.update(hook.end_epoch(ctx, epoch))
-        if not per_batch_schedule:
-            scheduler.step()
-        ledger = ctx.ledger.totals()
-        counts = [float(ledger[k]) for k in LEDGER_FIELDS] + [float(ctx.ledger.train_macs(macs))]
-        totals = _all_reduce_sum(torch.tensor([float(loss_sum), float(steps), *counts], dtype=torch.float64,
-                                              device=dist_info.device), dist_info)
-        train_loss = float(totals[0] / totals[1])
-        cost = {k: int(v) for k, v in zip((*LEDGER_FIELDS, "train_macs"), totals[2:].tolist())}
-        cost["optimizer_steps"] = ledger["optimizer_steps"]  # every rank takes the same (synchronised) steps
-        _sync_buffers(model, dist_info)
 
-        if dist_info.main:
-            by_width = validate(model, algorithm, val_loader, dist_info.device, show=True, widths=widths)
-            ca, ra = by_width[max(widths)]
-            stopped = ctx.stop_reason
-            improved = ra > best_ra and not stopped
-            if stopped and (ckpt_dir / "last.pt").exists():  # keep the previous epoch's weights as best
-                os.replace(ckpt_dir / "last.pt", ckpt_dir / "best.pt")
-            best_ra = max(best_ra, ra) if not stopped else best_ra
-            state = {"format": checkpoint.FORMAT, "epoch": epoch, "best_ra": best_ra, "ra": ra, "ca": ca,
-                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                     "hooks": [hook.state_dict() for hook in hooks], "stopped": stopped or "",
-                     "rng": checkpoint.rng_state(), "config": config.to_dict()}
-            checkpoint.save_atomic(state, ckpt_dir / "last.pt")
-            if improved:
-                checkpoint.save_atomic(state, ckpt_dir / "best.pt")
-            images_seen = steps * per_rank_batch * dist_info.world_size
-            record = {"epoch": epoch, "train_loss": train_loss, "ca": ca, "ra": ra,
-                      "epoch_time_s": epoch_time, "images_per_s": images_seen / epoch_time, "lr": lr,
-                      "images": images_seen, **cost,
-                      "macs_per_image": {f"{w:g}": macs[w] for w in widths}, **extra}
-            if len(widths) > 1:
-                record["ca_by_width"] = {f"{w:g}": v[0] for w, v in by_width.items()}
-                record["ra_by_width"] = {f"{w:g}": v[1] for w, v in by_width.items()}
-            if stopped:
-                record["stopped"] = stopped
-            with (out / METRICS_FILE).open("a") as handle:
-                handle.write(json.dumps(record) + "\n")
-            _log_epoch(record, epochs)
-            if stopped:
-                print(f"stopping: {stopped}; best.pt holds epoch {epoch - 1}", file=sys.stderr, flush=True)
-        _barrier(dist_info)
-        if ctx.stop_reason:
-            break
-    return out
+def _epoch(run: _Run, epoch: int) -> bool:
+    """Train, validate and checkpoint one epoch; False when the run stops early (fast's early stop)."""
+    dist_info, model, ctx, algorithm = run.dist_info, run.model, run.ctx, run.algorithm
+    if run.sampler is not None:
+        run.sampler.set_epoch(epoch)
+    if epoch == run.start_epoch + 1 or any(isinstance(e, SparseLearning) for e in run.extensions):
+        run.macs = macs_per_image(model, run.widths)  # masks move between epochs, so channel-pruned MACs do too
+    model.train()
+    ctx.new_epoch(epoch)
+    lr = run.optimizer.param_groups[0]["lr"]
+    per_batch_schedule = run.config.schedule == "cyclic"
+    loss_sum = torch.zeros((), dtype=torch.float64, device=dist_info.device)
+    steps = 0
+    start = time.perf_counter()
+    for step, (images, labels) in enumerate(progress(run.train_loader, dist_info.main, desc=f"epoch {epoch}")):
+        ctx.step_index = step
+        x = data.augment(images.to(dist_info.device, non_blocking=True), flip=run.flip)
+        y = labels.to(dist_info.device, non_blocking=True)
+        if run.use_amp:
+            x = x.contiguous(memory_format=torch.channels_last)
+        loss_sum += algorithm.train_step(ctx, x, y).to(loss_sum.device)
+        steps += 1
+        if per_batch_schedule:
+            run.scheduler.step()
+    if dist_info.device.type == "cuda":
+        torch.cuda.synchronize(dist_info.device)
+    epoch_time = time.perf_counter() - start
+    extra: dict[str, Any] = {}
+    for hook in run.hooks:
+        extra.update(hook.end_epoch(ctx, epoch))
+    if not per_batch_schedule:
+        run.scheduler.step()
+    ledger = ctx.ledger.totals()
+    counts = [float(ledger[k]) for k in LEDGER_FIELDS] + [float(ctx.ledger.train_macs(run.macs))]
+    totals = _all_reduce_sum(torch.tensor([float(loss_sum), float(steps), *counts], dtype=torch.float64,
+                                          device=dist_info.device), dist_info)
+    train_loss = float(totals[0] / totals[1])
+    cost = {k: int(v) for k, v in zip((*LEDGER_FIELDS, "train_macs"), totals[2:].tolist())}
+    cost["optimizer_steps"] = ledger["optimizer_steps"]  # every rank takes the same (synchronised) steps
+    _sync_buffers(model, dist_info)
+
+    if dist_info.main:
+        by_width = validate(model, algorithm, run.val_loader, dist_info.device, show=True, widths=run.widths)
+        ca, ra = by_width[max(run.widths)]
+        images_seen = steps * run.per_rank_batch * dist_info.world_size
+        record = {"epoch": epoch, "train_loss": train_loss, "ca": ca, "ra": ra,
+                  "epoch_time_s": epoch_time, "images_per_s": images_seen / epoch_time, "lr": lr,
+                  "images": images_seen, **cost,
+                  "macs_per_image": {f"{w:g}": run.macs[w] for w in run.widths}, **extra}
+        if len(run.widths) > 1:
+            record["ca_by_width"] = {f"{w:g}": v[0] for w, v in by_width.items()}
+            record["ra_by_width"] = {f"{w:g}": v[1] for w, v in by_width.items()}
+        stopped = ctx.stop_reason
+        if stopped:
+            record["stopped"] = stopped
+        _finish_epoch(run, epoch, record, ca, ra, stopped)
+    _barrier(dist_info)
+    return not ctx.stop_reason
+
+
+def _finish_epoch(run: _Run, epoch: int, record: dict[str, Any], ca: float, ra: float,
+                  stopped: str | None) -> None:
+    """Write the epoch's checkpoints (last.pt, and best.pt when validation RA improved) and its metrics line."""
+    ckpt_dir = run.ckpt_dir
+    improved = ra > run.best_ra and not stopped
+    try:
+        if stopped and (ckpt_dir / "last.pt").exists():  # keep the previous epoch's weights as best
+            os.replace(ckpt_dir / "last.pt", ckpt_dir / "best.pt")
+        run.best_ra = max(run.best_ra, ra) if not stopped else run.best_ra
+        state = {"format": checkpoint.FORMAT, "epoch": epoch, "best_ra": run.best_ra, "ra": ra, "ca": ca,
+                 "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+                 "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(),
+                 "hooks": [hook.state_dict() for hook in run.hooks], "stopped": stopped or "",
+                 "rng": checkpoint.rng_state(), "config": run.config.to_dict(), "metrics": record}
+        checkpoint.save_atomic(state, ckpt_dir / "last.pt")
+        if improved:
+            checkpoint.save_atomic(state, ckpt_dir / "best.pt")
+    except checkpoint.WriteError as exc:
+        raise _write_failed(exc, run.out) from None
+    _append_metrics(run.out, record)
+    _log_epoch(record, run.epochs)
+    if stopped:
+        print(f"stopping: {stopped}; best.pt holds epoch {epoch - 1}", file=sys.stderr, flush=True)
 
 
 def train_from_options(values: dict[str, Any], out: str | Path, *, config_file: str | Path | None = None,

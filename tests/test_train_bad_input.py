@@ -1,0 +1,179 @@
+"""The bad inputs of issue 20: each exits 2 with one line naming the value and what is allowed, or is told."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from hwsim.cli import main
+from hwsim.errors import HwsimError
+from hwsim.train.config import make_config
+
+BASE = ["train", "--model", "small_cnn", "--dataset", "synthetic", "--out", "X"]
+
+
+def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    captured = capsys.readouterr()
+    return exc.value.code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("extra, message", [
+    # given by the user: refused even at the default value (click's parameter source, not the value)
+    (["--beta", "6"], "beta applies only to --algorithm trades or mart, not pgd-at"),
+    (["--replays", "8"], "replays applies only to --algorithm free, not pgd-at"),
+    (["--no-early-stop"], "early_stop applies only to --algorithm fast, not pgd-at"),
+    (["--bt-p", "0.9"], "bt_p applies only with bullettrain"),
+    (["--algorithm", "fast", "--lambda", "1"], "pgd_lambda applies only to --algorithm pgd-at, not fast"),
+    # values beyond float32 / that attack nothing / that cannot split
+    (["--lr", "1e308"], "lr must be a number in (0, 1e+30], got 1e+308"),
+    (["--algorithm", "trades", "--beta", "1e308"], "beta must be a number in [0, 1000], got 1e+308"),
+    (["--bullettrain", "--bt-steps", "0,0,0"], "bt_steps 0,0,0 attacks no sample: at least one of N_O, N_B, N_R"),
+    (["--synthetic-size", "1"], "synthetic_size must be an integer in [5, 1,000,000], got 1"),
+    (["--data-dir", "data"], "data_dir applies only to the data sets read from files (cifar10, cifar100, svhn, "
+                             "stl10), not synthetic"),
+    (["--synthetic-size", "200", "--val-size", "41"], "val_size 41 is more than a fifth of the 200 training "
+                                                      "images of synthetic; give at most 40"),
+    (["--stop-after", "0"], "stop_after must be an integer in [1, 100,000]"),
+])
+def test_bad_train_input_exits_2_with_one_line(extra: list[str], message: str, tmp_path: Path, monkeypatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli([*BASE, *extra], capsys)
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "X").exists()
+
+
+def test_config_file_options_are_refused_at_their_default_and_milestones_must_be_whole(tmp_path: Path) -> None:
+    from hwsim.train.trainer import train_from_options
+
+    for text, message in [("beta = 6.0\n", "beta applies only to --algorithm trades or mart, not pgd-at"),
+                          ('schedule = "multistep"\nmilestones = [1.7]\n', "milestones must be a list of integers"),
+                          ('schedule = "multistep"\nmilestones = ["2.5"]\n', "milestones must be a list of integers"),
+                          ("milestones = [50, 150]\n", "milestones apply only to schedule multistep, not cosine")]:
+        (tmp_path / "run.toml").write_text(text)
+        with pytest.raises(HwsimError, match=message.replace("[", r"\[")):
+            train_from_options({"model": "small_cnn", "dataset": "synthetic"}, tmp_path / "run",
+                               config_file=tmp_path / "run.toml")
+        assert not (tmp_path / "run").exists()
+    config = make_config({"schedule": "multistep", "milestones": [2, "3"], "epochs": 4}, given=True)
+    assert config.milestones == (2, 3)
+
+
+def test_default_val_size_is_capped_and_recorded_truly(tmp_path: Path) -> None:
+    from hwsim.train.trainer import train
+
+    config = make_config({"model": "small_cnn", "dataset": "synthetic", "synthetic_size": 160, "batch_size": 32,
+                          "attack_steps": 1, "epochs": 1, "device": "cpu"}, given=True)
+    assert config.val_size == 32  # 160 // 5, not the default 1000
+    train(config, tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["val_size"] == 32
+    # a saved config of an older run (val_size 1000 recorded) still loads, capped
+    assert make_config({"dataset": "synthetic", "synthetic_size": 160, "val_size": 1000}).val_size == 32
+
+
+def test_masks_mismatch_says_what_differs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from models import create_model
+
+    own = create_model("small_cnn", "floats-i").state_dict()  # masks features.4 (32x16x3x3), features.8
+    path = tmp_path / "other.pt"
+    torch.save({"model": {**own, "features.8.weight_mask": torch.ones(64, 16, 3, 3)}}, path)
+    code, _, err = cli(["count", "small_cnn", "--variant", "floats-i", "--masks", str(path)], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "mask features.8.weight_mask has shape (64, 16, 3, 3), the model's (64, 32, 3, 3) (1 of 2 masks" in err
+    renamed = {k.replace("features.4", "features.5"): v for k, v in own.items()}  # 2 masks each, named apart
+    torch.save({"model": renamed}, path)
+    code, _, err = cli(["count", "small_cnn", "--variant", "floats-i", "--masks", str(path)], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert ("1 of its 2 masks are not in the model (features.5.weight_mask); 1 of the model's 2 masks are "
+            "missing (features.4.weight_mask)") in err
+
+
+FACTORY = "import torch\n\ndef make():\n{body}    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), " \
+          "torch.nn.LazyLinear(10))\n"
+
+
+def run_hwsim(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """hwsim in its own process: a factory that ends the process must not end the test session."""
+    return subprocess.run([sys.executable, "-c", "from hwsim.cli import main; main()", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_a_directory_as_the_factory_file_is_named_as_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "nets.py").mkdir()
+    code, _, err = cli(["count", f"{tmp_path / 'nets.py'}:make"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "is a directory; give a Python file: FILE.py:make" in err
+
+
+def test_a_factory_calling_os_exit_is_one_line_and_its_prints_go_to_stderr(tmp_path: Path) -> None:
+    (tmp_path / "quits.py").write_text(FACTORY.format(body="    import os\n    os._exit(3)\n"))
+    done = run_hwsim(["count", "quits.py:make"], tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "os._exit(3) called inside hwsim's process" in done.stderr and "quits.py:make" in done.stderr
+    (tmp_path / "chatty.py").write_text("print('loading chatty')\n" + FACTORY.format(
+        body="    print('building', flush=True)\n    import os\n    os.write(1, b'from C\\n')\n"))
+    done = run_hwsim(["count", "chatty.py:make", "--format", "json"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    parsed = json.loads(done.stdout)  # stdout is the result alone
+    assert parsed and "loading chatty" in done.stderr and "building" in done.stderr and "from C" in done.stderr
+
+
+# ------------------------------------------------------------------------------------------------ declarations
+
+def test_an_algorithms_declared_options_decide_what_it_accepts_and_receives() -> None:
+    from hwsim.train._checks import Option
+    from hwsim.train.algorithms import ALGORITHMS, Algorithm, AttackSettings, register_algorithm
+    from hwsim.train.trainer import build_algorithm
+
+    @register_algorithm("replayer-test")
+    class Replayer(Algorithm):  # declares one option another algorithm (free) uses too
+        OPTIONS = (Option("replays", 8, low=1, high=1_000),)
+
+        def __init__(self, attack: AttackSettings, replays: int = 8) -> None:
+            super().__init__(attack)
+            self.replays = replays
+
+    try:
+        config = make_config({"algorithm": "replayer-test", "replays": 3}, given=True)
+        assert build_algorithm(config).replays == 3  # the trainer passes what the class declares
+        with pytest.raises(HwsimError, match="replays applies only to --algorithm free or replayer-test, not "
+                                             "pgd-at"):
+            make_config({"algorithm": "pgd-at", "replays": 8}, given=True)
+        with pytest.raises(HwsimError, match=r"replays must be an integer in \[1, 1,000\], got 0"):
+            make_config({"algorithm": "replayer-test", "replays": 0}, given=True)
+        with pytest.raises(HwsimError, match="beta applies only to --algorithm trades or mart, not replayer-test"):
+            make_config({"algorithm": "replayer-test", "beta": 6}, given=True)
+    finally:
+        del ALGORITHMS["replayer-test"]
+
+
+def test_the_cli_help_states_the_declared_defaults() -> None:
+    import re
+
+    from hwsim.cli.train import train_command
+    from hwsim.train.config import OPTIONS
+
+    flags = {"pgd_lambda": "lambda_", "beta": "beta", "replays": "replays", "fast_step": "fast_step",
+             "bt_p": "bt_p", "bt_gamma": "bt_gamma", "prune_rate": "prune_rate", "oat_lambdas": "oat_lambdas"}
+    helps = {p.name: p.help for p in train_command.params}
+    for field, flag in flags.items():
+        default = OPTIONS[field].default
+        shown = ",".join(f"{v:g}" for v in default) if isinstance(default, tuple) else f"{default:g}"
+        said = re.search(r"\(default ([^)]+)\)", helps[flag])
+        assert said is not None and said.group(1) == shown, (field, helps[flag], shown)
+    assert set(OPTIONS) >= set(flags) and {"noise_lambda", "early_stop", "bt_steps"} <= set(OPTIONS)
+
+
+def test_synthetic_size_on_a_data_set_of_files_is_refused_when_given(tmp_path: Path, monkeypatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(["train", "--model", "small_cnn", "--dataset", "mnist", "--synthetic-size", "2000", "--out",
+                        "X"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "synthetic_size applies only to dataset synthetic, not mnist" in err
