@@ -1,0 +1,192 @@
+"""Regenerate ``compute_reports.csv``: SCALE-Sim 3.0.0's cycles and filter reads for the layers hwsim exports.
+
+Run from the repository root with hwsim's environment; SCALE-Sim runs in a second one (it needs numpy < 2.3):
+
+    python tests/data/scalesim/regenerate.py --scalesim-python /work/venv-hwtools/bin/python
+
+What is run (CIFAR ResNet18, the zoo's ``resnet18``, exported by :mod:`hwsim.export.scalesim`):
+
+* ``full``: SCALE-Sim's simulator as ``python -m scalesim.scale`` runs it (``scalesim.scale_sim.scalesim``,
+  compute and memory simulation; traces not written), on: the whole base network at 32 x 32 ws; the distinct
+  FLOAT rows (a conv with its noise row, the GEMM (M + 1, N, K)) and OAT rows (``film_mlp1``, ``film_mlp2``,
+  ``film_affine``) at 32 x 32 ws; and three layers (``conv1``, ``layer4.0.shortcut.0``, ``linear``) at every other
+  array and dataflow. Cycles: the report's ``Total Cycles`` (``Stall Cycles`` is 0 in every run here).
+* ``compute``: SCALE-Sim's compute model alone (its operand matrices and ``systolic_compute_{ws,os,is}`` demand
+  matrices), without the memory simulation that takes 95% of a run (13.6 s per ResNet18 layer at 32 x 32): on
+  every distinct layer of base, FLOAT and OAT at 8 x 8, 25 x 7 and 32 x 32 in ws, os and is. With no stall its
+  ``Total Cycles`` is the index of the last demand row (the cycle the last output is written), so cycles =
+  demand rows - 1; filter reads = its filter requests, as the full report's. Where both ran they agree
+  (tests/test_systolic_vs_scalesim.py checks it).
+
+Rows are deduplicated by (M, N, K) and conv geometry before running (ResNet18's 21 layers have 12 shapes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "compute_reports.csv"
+ARRAYS = ((8, 8), (25, 7), (32, 32))
+DATAFLOWS = ("ws", "os", "is")
+VARIANTS = ("base", "float", "oat")
+SAMPLE = ("conv1", "layer4.0.shortcut.0", "linear")
+COLUMNS = ("array", "dataflow", "run", "variant", "scalesim_name", "layer", "part", "m", "n", "k",
+           "ifmap_h", "ifmap_w", "filter_h", "filter_w", "channels", "num_filter", "stride",
+           "cycles", "stall_cycles", "filter_reads", "seconds")
+
+
+# ------------------------------------------------------------------------- in SCALE-Sim's environment
+def run_folder(folder: Path, mode: str) -> None:
+    """Run SCALE-Sim on ``folder``'s topology (``run.json``: stem) and write ``result.json``."""
+    spec = json.loads((folder / "run.json").read_text())
+    cfg, topo, layout = (str(folder / f"{spec['stem']}.cfg"), str(folder / f"{spec['stem']}.csv"),
+                         str(folder / "layout.csv"))
+    results = []
+    if mode == "full":
+        from scalesim.scale_sim import scalesim
+
+        start = time.perf_counter()
+        sim = scalesim(save_disk_space=True, verbose=False, config=cfg, topology=topo, layout=layout)
+        sim.run_scale(top_path=str(folder / "out"))
+        seconds = time.perf_counter() - start
+        report = folder / "out" / spec["stem"]
+        compute = list(csv.reader(open(report / "COMPUTE_REPORT.csv")))[1:]
+        detail = list(csv.reader(open(report / "DETAILED_ACCESS_REPORT.csv")))
+        col = [h.strip() for h in detail[0]].index("SRAM Filter Reads")
+        for line, access in zip(compute, detail[1:]):
+            results.append({"cycles": int(float(line[2])), "stall_cycles": int(float(line[3])),
+                            "filter_reads": int(float(access[col])), "seconds": seconds / len(compute)})
+    else:
+        from scalesim.compute.operand_matrix import operand_matrix
+        from scalesim.compute.systolic_compute_is import systolic_compute_is
+        from scalesim.compute.systolic_compute_os import systolic_compute_os
+        from scalesim.compute.systolic_compute_ws import systolic_compute_ws
+        from scalesim.layout_utils import layouts
+        from scalesim.scale_config import scale_config
+        from scalesim.topology_utils import topologies
+
+        config = scale_config()
+        config.read_conf_file(cfg)
+        topology = topologies()
+        topology.load_arrays(topofile=topo)
+        lay = layouts()
+        lay.load_arrays(layoutfile=layout)
+        kind = {"ws": systolic_compute_ws, "os": systolic_compute_os, "is": systolic_compute_is}[config.df]
+        for i in range(topology.get_num_layers()):  # as single_layer_sim.run does, up to the memory system
+            start = time.perf_counter()
+            op = operand_matrix()
+            op.set_params(layer_id=i, config_obj=config, topoutil_obj=topology, layoututil_obj=lay)
+            _, ifmap = op.get_ifmap_matrix()
+            _, filt = op.get_filter_matrix()
+            _, ofmap = op.get_ofmap_matrix()
+            compute = kind()
+            extra = {}
+            if config.df == "ws":
+                extra = dict(sparsity_ratio_N=1, sparsity_ratio_M=1, ifmap_op_mat_original=op.ifmap_addr_matrix_original,
+                             sparsity_filter_array=op.sparse_filter_array)
+            compute.set_params(config_obj=config, ifmap_op_mat=ifmap, filter_op_mat=filt, ofmap_op_mat=ofmap, **extra)
+            compute.get_prefetch_matrices()
+            _, _, ofmap_demand = compute.get_demand_matrices()
+            results.append({"cycles": ofmap_demand.shape[0] - 1, "stall_cycles": "",
+                            "filter_reads": int(compute.get_filter_requests()),
+                            "seconds": time.perf_counter() - start})
+    (folder / "result.json").write_text(json.dumps(results))
+
+
+# ------------------------------------------------------------------------------- in hwsim's environment
+def records(variant: str):
+    from hwsim.cost import ModelSetting
+    from hwsim.shapecache import analyze
+
+    return analyze(ModelSetting("resnet18", variant)).trace.layers
+
+
+def distinct(rows, seen: set) -> list:
+    """Rows whose SCALE-Sim input (geometry) was not run yet."""
+    out = []
+    for row in rows:
+        key = row.cells()[1:]
+        if key not in seen:
+            seen.add(key)
+            out.append(row)
+    return out
+
+
+def jobs() -> list[tuple[str, str, int, int, str, list]]:
+    """(run, variant, rows, cols, dataflow, topology rows) of every SCALE-Sim run to make."""
+    from hwsim.export.gemm import model_gemms
+    from hwsim.export.scalesim import topology_rows
+
+    rows = {v: topology_rows(model_gemms(records(v))) for v in VARIANTS}
+    out = []
+    for r, c in ARRAYS:
+        for df in DATAFLOWS:
+            seen: set = set()
+            for variant in VARIANTS:
+                out.append(("compute", variant, r, c, df, distinct(rows[variant], seen)))
+            if (r, c, df) == (32, 32, "ws"):
+                out.append(("full", "base", r, c, df, rows["base"]))
+                seen = {row.cells()[1:] for row in rows["base"]}
+                for variant in ("float", "oat"):
+                    out.append(("full", variant, r, c, df, distinct(rows[variant], seen)))
+            else:
+                out.append(("full", "base", r, c, df, [x for x in rows["base"] if x.gemm.layer in SAMPLE]))
+    return [job for job in out if job[5]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scalesim-python", default="python", help="a Python with scalesim 3.0.0 installed")
+    parser.add_argument("--run", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", help=argparse.SUPPRESS)
+    parser.add_argument("--only", choices=("full", "compute"), help="make only these runs (others kept)")
+    args = parser.parse_args()
+    if args.run:
+        run_folder(Path(args.run), args.mode)
+        return
+    sys.path.insert(0, str(HERE.parent.parent.parent))
+    from hwsim.export.scalesim import config_text, topology_text, LAYOUT_HEADER
+
+    kept = []
+    if args.only and OUT.exists():
+        kept = [row for row in csv.DictReader(open(OUT)) if row["run"] != args.only]
+    table = []
+    with tempfile.TemporaryDirectory(prefix="hwsim-scalesim-") as tmp:
+        for n, (run, variant, r, c, df, rows) in enumerate(jobs()):
+            if args.only and run != args.only:
+                continue
+            folder = Path(tmp) / f"job{n}"
+            folder.mkdir()
+            stem = f"resnet18_{variant}_{r}x{c}_{df}"
+            (folder / f"{stem}.csv").write_text(topology_text(rows))
+            (folder / f"{stem}.cfg").write_text(config_text(stem, r, c, df))
+            (folder / "layout.csv").write_text(", ".join(LAYOUT_HEADER) + ",\n")
+            (folder / "run.json").write_text(json.dumps({"stem": stem}))
+            start = time.perf_counter()
+            subprocess.run([args.scalesim_python, __file__, "--run", str(folder), "--mode", run], check=True)
+            print(f"{run:8s} {stem:28s} {len(rows):3d} rows {time.perf_counter() - start:7.1f} s", flush=True)
+            results = json.loads((folder / "result.json").read_text())
+            for row, result in zip(rows, results, strict=True):
+                g = row.gemm
+                table.append({"array": f"{r}x{c}", "dataflow": df, "run": run, "variant": variant,
+                              "scalesim_name": row.name, "layer": g.layer, "part": g.part, "m": g.m, "n": g.n,
+                              "k": g.k, "ifmap_h": row.ifmap_h, "ifmap_w": row.ifmap_w, "filter_h": row.filter_h,
+                              "filter_w": row.filter_w, "channels": row.channels, "num_filter": row.num_filter,
+                              "stride": row.stride, **result, "seconds": f"{result['seconds']:.3f}"})
+    with open(OUT, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(kept + table)
+    print(f"wrote {len(kept) + len(table)} rows to {OUT}")
+
+
+if __name__ == "__main__":
+    main()
