@@ -11,7 +11,9 @@ def test_asic65_has_the_papers_constants_and_says_where_they_come_from():
     assert (hw.b_io, hw.b_w, hw.n_bank, hw.n_mult, hw.t_read_ns, hw.t_mult_ns) == (16, 8, 4, 175, 9.0, 4.0)
     assert (hw.sparse_storage, hw.zero_skip) == ("dense", False)
     assert "FLOAT paper" in hw.description and "not independently published" in hw.description
-    assert hw == HardwareConfig(name="asic65", description=hw.description)
+    assert hw == HardwareConfig(name="asic65", description=hw.description, e_read_pj=274.0, e_mult_pj=0.38,
+                                e_add_pj=0.057, e_acc_pj=0.19)
+    assert (hw.e_rng_pj, hw.e_bits) == (0.0, 8)  # the defaults of the energy group, said in the preset file
     assert "asic65" in list_presets()
 
 
