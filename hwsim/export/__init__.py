@@ -47,7 +47,7 @@ def export(setting, fmt: str, out: str | Path, hw=None) -> list[Path]:
         from hwsim.shapecache import analyze
 
         hw = hw or get_preset("asic65")
-        records = analyze(setting, hw).trace.layers
+        records = analyze(setting).trace.layers  # records do not depend on the hardware
         with staged_dir(out) as tmp:
             write_scalesim(records, hw, tmp, stem)
             names = sorted(p.name for p in tmp.iterdir() if p.name != DIR_MARKER)

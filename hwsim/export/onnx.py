@@ -143,12 +143,36 @@ def export_onnx(model, input_size: tuple[int, int, int], path: str | Path) -> No
                 return self.model(x)
 
         wrapper = Exported()
+        stack.enter_context(_distinct_values(wrapper))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(wrapper, tuple(inputs), str(path), dynamo=False, export_params=False,
                               input_names=names, output_names=["logits"], opset_version=OPSET,
                               do_constant_folding=False)
     _rename_inputs(path)
+
+
+@contextlib.contextmanager
+def _distinct_values(model) -> Iterator[None]:
+    """Every parameter and buffer filled with distinct values for the export, restored after it.
+
+    torch's exporter merges inputs of equal values into one (``Identity`` nodes): every alpha is 0.25 at build
+    and an unset weight is all zeros, so without this ``layer4.1.conv2.alpha`` would be read from ``conv1.alpha``.
+    The graph carries shapes only, so the values are never seen."""
+    import torch
+
+    tensors = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+    saved = [t.detach().clone() for t in tensors]
+    generator = torch.Generator().manual_seed(0)
+    try:
+        with torch.no_grad():
+            for t in tensors:
+                t.copy_(torch.rand(t.shape, generator=generator) + 0.5)  # positive: a valid BN variance
+        yield
+    finally:
+        with torch.no_grad():
+            for t, old in zip(tensors, saved):
+                t.copy_(old)
 
 
 def _prepare_conv(stack, module, in_active: int) -> None:
