@@ -148,7 +148,9 @@ def main() -> None:
     parser.add_argument("--run", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--only", choices=("full", "compute"), help="make only these runs (others kept)")
+    parser.add_argument("--output", default=str(OUT), help="the table to write (default: %(default)s)")
     args = parser.parse_args()
+    out = Path(args.output)
     if args.run:
         run_folder(Path(args.run), args.mode)
         return
@@ -156,8 +158,8 @@ def main() -> None:
     from hwsim.export.scalesim import config_text, topology_text, LAYOUT_HEADER
 
     kept = []
-    if args.only and OUT.exists():
-        kept = [row for row in csv.DictReader(open(OUT)) if row["run"] != args.only]
+    if args.only and out.exists():
+        kept = [row for row in csv.DictReader(open(out)) if row["run"] != args.only]
     table = []
     with tempfile.TemporaryDirectory(prefix="hwsim-scalesim-") as tmp:
         for n, (run, variant, r, c, df, rows) in enumerate(jobs()):
@@ -181,11 +183,11 @@ def main() -> None:
                               "k": g.k, "ifmap_h": row.ifmap_h, "ifmap_w": row.ifmap_w, "filter_h": row.filter_h,
                               "filter_w": row.filter_w, "channels": row.channels, "num_filter": row.num_filter,
                               "stride": row.stride, **result, "seconds": f"{result['seconds']:.3f}"})
-    with open(OUT, "w", newline="") as handle:
+    with open(out, "w", newline="") as handle:
         writer = csv.DictWriter(handle, COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(kept + table)
-    print(f"wrote {len(kept) + len(table)} rows to {OUT}")
+    print(f"wrote {len(kept) + len(table)} rows to {out}")
 
 
 if __name__ == "__main__":
