@@ -15,7 +15,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from hwsim.delay import DelayReport, LayerShape, NormalizedDelay, model_delay, normalized_delay
+from hwsim.delay import (
+    DelayReport,
+    EnergyReport,
+    LayerShape,
+    NormalizedDelay,
+    model_delay,
+    model_energy,
+    normalized_delay,
+)
 from hwsim.errors import HwsimError
 from hwsim.hardware import HardwareConfig, get_preset
 
@@ -74,6 +82,23 @@ class Analysis:
         """Total delay over the plain network's (1.0 for a model without conv or linear layers)."""
         base = self.base_delay.delay_ns
         return self.delay.delay_ns / base if base else 1.0
+
+    @property
+    def energy(self) -> EnergyReport:
+        """Energy (SPEC 3.1) of the layers as costed (an error naming the energy fields when the hardware
+        has none)."""
+        return model_energy([d.layer for d in self.delay.layers], self.hardware)
+
+    @property
+    def base_energy(self) -> EnergyReport:
+        """Energy of the same network plain and dense (the reference of ``norm_energy``)."""
+        return model_energy([d.layer for d in self.base_delay.layers], self.hardware)
+
+    @property
+    def norm_energy(self) -> float:
+        """Total energy over the plain network's (1.0 for a model without conv or linear layers)."""
+        base = self.base_energy.energy_pj
+        return self.energy.energy_pj / base if base else 1.0
 
     @property
     def normalized(self) -> NormalizedDelay:

@@ -42,6 +42,7 @@ import numpy as np
 
 from hwsim.errors import HwsimError
 from hwsim.hardware import HardwareConfig, field_problem
+from hwsim.systolic import layer_cycles
 
 FORMULAS = ("eq7", "eq8", "eq9", "matmul")
 FORMULA_NAMES = {"eq7": "plain (Eq. 7)", "eq8": "FLOAT noise (Eq. 8)", "eq9": "OAT FiLM (Eq. 9)",
@@ -148,13 +149,19 @@ class LayerShape:
 
 @dataclass(frozen=True)
 class LayerDelay:
-    """Delay of one layer: exact integer counts and their times in ns."""
+    """Delay of one layer: exact integer counts and their times in ns.
+
+    On a systolic array (``cycles`` set) the layer computes for ``cycles`` array cycles (SCALE-Sim v3,
+    stall-free: no memory time), so ``reads = mult_passes = 0``, ``read_ns = 0`` and ``mult_ns`` is the
+    compute time ``cycles x t_cycle_ns``.
+    """
 
     layer: LayerShape
     reads: int  # parallel memory reads
     mult_passes: int  # passes of the multiplier array
     read_ns: float
     mult_ns: float
+    cycles: int | None = None  # systolic arrays: compute cycles of all the layer's GEMMs
 
     @property
     def delay_ns(self) -> float:
@@ -167,7 +174,10 @@ def _ceil_div(a, b):
 
 
 def layer_delay(layer: LayerShape, hw: HardwareConfig) -> LayerDelay:
-    """The scalar path: Eq. 7/8/9 for one layer in Python integers."""
+    """The scalar path: Eq. 7/8/9 for one layer in Python integers (on a systolic array: its cycles)."""
+    if hw.systolic:
+        cycles = layer_cycles(layer, hw.array_rows, hw.array_cols, hw.dataflow, hw.vector_lanes)
+        return LayerDelay(layer, 0, 0, 0.0, cycles * hw.t_cycle_ns, cycles)
     w, f, nnz = layer.weights, layer.film_weights, layer.stored_nnz
     weight_bits = nnz * hw.b_w + w if hw.sparse_storage == "bitmap" and layer.nnz is not None else w * hw.b_w
     reads = _ceil_div(weight_bits + f * hw.b_w, hw.b_io * hw.n_bank)
@@ -309,11 +319,18 @@ class DelayReport:
         return sum(d.mult_passes for d in self.layers)
 
     @property
+    def cycles(self) -> int | None:
+        """Total compute cycles on a systolic array (None on the Von-Neumann ASIC)."""
+        return sum(d.cycles for d in self.layers) if self.hardware.systolic else None
+
+    @property
     def read_ns(self) -> float:
-        return self.reads * self.hardware.t_read_ns
+        return 0.0 if self.hardware.systolic else self.reads * self.hardware.t_read_ns
 
     @property
     def mult_ns(self) -> float:
+        if self.hardware.systolic:
+            return self.cycles * self.hardware.t_cycle_ns
         return self.mult_passes * self.hardware.t_mult_ns
 
     @property
@@ -326,6 +343,8 @@ def model_delay(layers: Sequence[LayerShape], hw: HardwareConfig) -> DelayReport
     """Delay of every layer in ``layers`` under ``hw`` (vectorised over layers) and the totals."""
     if not layers:
         return DelayReport(hw, ())
+    if hw.systolic:
+        return DelayReport(hw, tuple(layer_delay(layer, hw) for layer in layers))
     arrays = evaluate_layers(layers, hw)
     records = tuple(
         LayerDelay(layer, int(r), int(m), float(rn), float(mn))
@@ -334,6 +353,137 @@ def model_delay(layers: Sequence[LayerShape], hw: HardwareConfig) -> DelayReport
         )
     )
     return DelayReport(hw, records)
+
+
+# ------------------------------------------------------------------------------------------------- energy
+@dataclass(frozen=True)
+class OpEnergies:
+    """Energy (pJ) of each action the energy model counts, from a configuration's energy fields (SPEC 3.1).
+
+    The multiply and add energies are given at ``e_bits`` bits and scale to ``b_w`` bits by
+    ``(b_w / e_bits)^2`` and ``b_w / e_bits`` (Horowitz: 8 -> 32 bit is x15.5 and x3.3); the accumulate (into the
+    wide accumulator) and the read step are not scaled.
+    """
+
+    read: float  # one read step (n_bank banks x one b_io-bit access)
+    mult: float  # one multiply at b_w bits
+    add: float  # one add at b_w bits
+    acc: float  # one accumulate
+    rng: float  # one Gaussian sample
+
+    @classmethod
+    def of(cls, hw: HardwareConfig) -> OpEnergies:
+        """The per-action energies of ``hw`` (an error naming the energy fields when it has none)."""
+        hw.require_energy()
+        scale = hw.b_w / hw.e_bits
+        return cls(hw.e_read_pj, hw.e_mult_pj * scale * scale, hw.e_add_pj * scale, hw.e_acc_pj, hw.e_rng_pj)
+
+
+@dataclass(frozen=True)
+class EnergyCounts:
+    """Exact integer counts of the actions a layer (or a model) performs in one inference (SPEC 3.1).
+
+    ``reads``: read steps of weights (FiLM weights included, none for a matmul); ``macs``: multiply-accumulates
+    of the layer (W' H_o W_o, W' = nnz with zero skipping); ``noise_ops``: FLOAT's alpha * eta and theta + s * eta,
+    once per weight (W'); ``film_macs``: the FiLM MLP's F multiply-accumulates; ``affine_ops``: the FiLM affine's
+    C H_o W_o multiply-adds.
+    """
+
+    reads: int
+    macs: int
+    noise_ops: int
+    film_macs: int
+    affine_ops: int
+
+    def __add__(self, other: EnergyCounts) -> EnergyCounts:
+        return EnergyCounts(*(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other),
+                                                    strict=True)))
+
+    def split(self, e: OpEnergies) -> dict[str, float]:
+        """``energy_pj`` and its split ``read_pj``, ``mac_pj``, ``noise_pj``, ``film_pj`` under ``e``."""
+        parts = {"read_pj": self.reads * e.read, "mac_pj": self.macs * (e.mult + e.acc),
+                 "noise_pj": self.noise_ops * (e.mult + e.add + e.rng),
+                 "film_pj": self.film_macs * (e.mult + e.acc) + self.affine_ops * (e.mult + e.add)}
+        return {"energy_pj": parts["read_pj"] + parts["mac_pj"] + parts["noise_pj"] + parts["film_pj"], **parts}
+
+
+def energy_counts(layer: LayerShape, hw: HardwareConfig) -> EnergyCounts:
+    """The action counts of SPEC 3.1 for one layer under ``hw``'s storage options (bitmap storage changes the
+    reads and zero skipping the multiplies, exactly as they change the delay; a systolic array skips none)::
+
+        eq7:    reads(W) e_read + MACs (e_mult + e_acc)
+        eq8:    eq7 + W (e_mult + e_add + e_rng)
+        eq9:    reads(W + F) e_read + MACs (e_mult + e_acc) + F (e_mult + e_acc) + C H_o W_o (e_mult + e_add)
+        matmul: MACs (e_mult + e_acc)
+
+    >>> from hwsim.hardware import get_preset
+    >>> conv = LayerShape("c", "conv", k=3, c_in=64, c_out=64, h_out=32, w_out=32, formula="eq8")
+    >>> energy_counts(conv, get_preset("asic65"))      # 36864 weights: 4608 reads, 37748736 MACs
+    EnergyCounts(reads=4608, macs=37748736, noise_ops=36864, film_macs=0, affine_ops=0)
+    """
+    w, nnz = layer.weights, layer.stored_nnz
+    weight_bits = nnz * hw.b_w + w if hw.sparse_storage == "bitmap" and layer.nnz is not None else w * hw.b_w
+    reads = 0 if layer.formula == "matmul" else _ceil_div(weight_bits + layer.film_weights * hw.b_w,
+                                                          hw.b_io * hw.n_bank)
+    multiplied = nnz if hw.zero_skip else w
+    return EnergyCounts(
+        reads=reads,
+        macs=multiplied * layer.positions,
+        noise_ops=multiplied if layer.formula == "eq8" else 0,
+        film_macs=layer.film_weights,
+        affine_ops=layer.film_channels * layer.positions if layer.formula == "eq9" else 0,
+    )
+
+
+@dataclass(frozen=True)
+class LayerEnergy:
+    """Energy of one layer: its action counts and their energies in pJ."""
+
+    layer: LayerShape
+    counts: EnergyCounts
+    energy_pj: float
+    read_pj: float
+    mac_pj: float
+    noise_pj: float
+    film_pj: float
+
+
+@dataclass(frozen=True)
+class EnergyReport:
+    """Per-layer energies of a model under one configuration; totals from the summed integer counts."""
+
+    hardware: HardwareConfig
+    layers: tuple[LayerEnergy, ...]
+
+    @property
+    def counts(self) -> EnergyCounts:
+        return sum((e.counts for e in self.layers), EnergyCounts(0, 0, 0, 0, 0))
+
+    @property
+    def totals(self) -> dict[str, float]:
+        """``energy_pj``, ``read_pj``, ``mac_pj``, ``noise_pj``, ``film_pj`` of the whole model."""
+        return self.counts.split(OpEnergies.of(self.hardware))
+
+    @property
+    def energy_pj(self) -> float:
+        return self.totals["energy_pj"]
+
+
+def model_energy(layers: Sequence[LayerShape], hw: HardwareConfig) -> EnergyReport:
+    """Energy (pJ) of every layer in ``layers`` under ``hw`` and the totals (SPEC 3.1). Energy asked of a
+    configuration without the energy fields raises the error that names them.
+
+    >>> from hwsim.hardware import get_preset
+    >>> conv = LayerShape("c", "conv", k=3, c_in=64, c_out=64, h_out=32, w_out=32)
+    >>> round(model_energy([conv], get_preset("asic65")).energy_pj)   # 4608 x 274 + 37748736 x (0.38 + 0.19)
+    22779372
+    """
+    e = OpEnergies.of(hw)
+    records = []
+    for layer in layers:
+        counts = energy_counts(layer, hw)
+        records.append(LayerEnergy(layer, counts, **counts.split(e)))
+    return EnergyReport(hw, tuple(records))
 
 
 @dataclass(frozen=True)

@@ -184,8 +184,7 @@ class HardwareConfig:
     def as_dict(self) -> dict[str, Any]:
         """The fields that apply to this configuration's arch (energy fields when set) as a plain dict
         (JSON-ready; ``HardwareConfig(**hw.as_dict()) == hw``)."""
-        values = dataclasses.asdict(self)
-        return {"arch": self.arch, **{name: value for name, value in values.items() if _shown(self, name)}}
+        return {name: value for name, value in dataclasses.asdict(self).items() if _shown(self, name)}
 
     def require_energy(self) -> None:
         """Raise the one-line error of energy asked of a configuration without energy fields."""

@@ -23,6 +23,39 @@ CONVENTIONS: dict[str, str] = {
     "memory": "bytes of stored parameters at b_w bits: conv, linear, FiLM and other (embeddings, LayerNorm); "
               "BN and alpha excluded",
 }
+#: Conventions added to a document when it reports energy (SPEC 3.1) or runs on a systolic array (SPEC 3.2).
+ENERGY_CONVENTION = ("energy in pJ (SPEC 3.1): read_pj = weight read steps x e_read_pj (FiLM weights included), "
+                     "mac_pj = MACs x (e_mult + e_acc), noise_pj = FLOAT's W x (e_mult + e_add + e_rng), film_pj = "
+                     "FiLM MLP F x (e_mult + e_acc) + affine C H_o W_o x (e_mult + e_add); multiply and add scaled "
+                     "to b_w bits by (b_w/e_bits)^2 and b_w/e_bits; no activation traffic is charged (ZigZag puts "
+                     "about 70% of a CIFAR ResNet18's energy there); on a systolic array each weight is read once "
+                     "and each MAC done once, whatever the dataflow")
+SYSTOLIC_CONVENTION = ("systolic array (SPEC 3.2): cycles = SCALE-Sim v3's stall-free compute cycles of the layer's "
+                       "GEMMs (M = H_o W_o, N = C_o / g, K = k^2 C_i / g, g groups; FLOAT's noise as one more "
+                       "row; OAT's FiLM as GEMMs film_mlp1 (1, 2C, d), film_mlp2 (1, 2C, 2C) and the affine "
+                       "(C H_o W_o, 1, 1) on one PE, or on vector_lanes); delay_ns = cycles x t_cycle_ns; memory "
+                       "stalls are not modelled (read_ns = 0)")
+_ENERGY_KEYS = ("energy_pj", "read_pj", "mac_pj", "noise_pj", "film_pj")
+
+
+def conventions(hw, *, energy: bool = False) -> dict[str, str]:
+    """The conventions a document states: :data:`CONVENTIONS`, plus the systolic and energy ones that apply."""
+    out = dict(CONVENTIONS)
+    if hw.systolic:
+        out["systolic"] = SYSTOLIC_CONVENTION
+    if energy:
+        out["energy"] = ENERGY_CONVENTION
+    return out
+
+
+def hardware_text(hw: Mapping[str, Any]) -> str:
+    """One-line description of a configuration (from its ``as_dict``), for the heads of text outputs."""
+    if hw.get("arch") == "systolic":
+        lanes = f", {hw['vector_lanes']} vector lanes" if hw["vector_lanes"] else ""
+        return (f"{hw['name']} (systolic {hw['array_rows']}x{hw['array_cols']} {hw['dataflow']}, "
+                f"t_cycle={hw['t_cycle_ns']:g} ns{lanes})")
+    return (f"{hw['name']} (b_io={hw['b_io']}, b_w={hw['b_w']}, n_bank={hw['n_bank']}, "
+            f"n_mult={hw['n_mult']}, t_read={hw['t_read_ns']:g} ns, t_mult={hw['t_mult_ns']:g} ns)")
 
 
 def render_rows(rows: Sequence[Mapping[str, Any]], fmt: str, columns: Sequence[str] | None = None) -> str:
@@ -195,13 +228,18 @@ def delay_document(
     input_size: Sequence[int] | None,
     layer_params: Mapping[str, int] | None = None,
     totals: Mapping[str, Any] | None = None,
+    energy=None,
 ) -> dict[str, Any]:
     """The JSON document of ``hwsim delay`` (SPEC 8) for a :class:`~hwsim.delay.DelayReport`.
 
     ``layer_params`` gives each layer's traced parameter count (default: its weights W); ``totals`` adds
-    model-level totals (e.g. the whole model's params) over those computed from the layers.
+    model-level totals (e.g. the whole model's params) over those computed from the layers. On a systolic
+    array each layer has its ``cycles``; with ``energy`` (a :class:`~hwsim.delay.EnergyReport` of the same
+    layers) each layer and the totals have ``energy_pj`` and its split ``read_pj``, ``mac_pj``, ``noise_pj``,
+    ``film_pj``.
     """
     layers = []
+    systolic = report.hardware.systolic
     for d in report.layers:
         shape = d.layer
         layers.append({
@@ -219,20 +257,22 @@ def delay_document(
             "film_dim": shape.film_dim,
             "film_weights": shape.film_weights,
             "nnz": shape.stored_nnz,
-            "reads": d.reads,
-            "mult_passes": d.mult_passes,
+            **({"cycles": d.cycles} if systolic else {"reads": d.reads, "mult_passes": d.mult_passes}),
             "read_ns": d.read_ns,
             "mult_ns": d.mult_ns,
             "delay_ns": d.delay_ns,
         })
+    if energy is not None:
+        for layer, e in zip(layers, energy.layers, strict=True):
+            layer.update({key: getattr(e, key) for key in _ENERGY_KEYS})
     document_totals = {
         "params": sum(layer["params"] for layer in layers),
         "macs": sum(layer["macs"] for layer in layers),
-        "reads": report.reads,
-        "mult_passes": report.mult_passes,
+        **({"cycles": report.cycles} if systolic else {"reads": report.reads, "mult_passes": report.mult_passes}),
         "read_ns": report.read_ns,
         "mult_ns": report.mult_ns,
         "delay_ns": report.delay_ns,
+        **(energy.totals if energy is not None else {}),
     }
     document_totals.update(totals or {})
     return {
@@ -240,7 +280,7 @@ def delay_document(
         "variant": variant,
         "input_size": list(input_size) if input_size is not None else None,
         "hardware": report.hardware.as_dict(),
-        "conventions": CONVENTIONS,
+        "conventions": conventions(report.hardware, energy=energy is not None),
         "layers": layers,
         "totals": document_totals,
     }
@@ -250,18 +290,18 @@ def render_delay(document: Mapping[str, Any], fmt: str) -> str:
     """``hwsim delay`` output: JSON as is; otherwise the per-layer table followed by the totals."""
     if fmt == "json":
         return to_json(document)
-    layer_rows = [{k: layer[k] for k in _TABLE_COLUMNS} for layer in document["layers"]]
+    columns = _delay_columns(document)
+    layer_rows = [{k: layer[k] for k in columns} for layer in document["layers"]]
     totals = document["totals"]
     if fmt == "csv":
-        total_row = {"name": "TOTAL", "params": totals["params"], "macs": totals["macs"],
-                     "read_ns": totals["read_ns"], "mult_ns": totals["mult_ns"], "delay_ns": totals["delay_ns"]}
-        return render_rows([*layer_rows, total_row], "csv", _TABLE_COLUMNS)
+        total_row = {"name": "TOTAL", **{k: totals[k] for k in ("params", "macs", "cycles", "read_ns", "mult_ns",
+                                                                "delay_ns", *_ENERGY_KEYS) if k in columns}}
+        return render_rows([*layer_rows, total_row], "csv", columns)
     hw = document["hardware"]
     what = document["model"] or "layers"
     head = (f"{what} | variant {document['variant']}"
             + (f" | input {'x'.join(map(str, document['input_size']))}" if document["input_size"] else "")
-            + f" | hardware {hw['name']} (b_io={hw['b_io']}, b_w={hw['b_w']}, n_bank={hw['n_bank']}, "
-            f"n_mult={hw['n_mult']}, t_read={hw['t_read_ns']:g} ns, t_mult={hw['t_mult_ns']:g} ns)")
+            + f" | hardware {hardware_text(hw)}")
     flat: dict[str, Any] = {}
     for key, value in totals.items():
         if isinstance(value, Mapping):
@@ -270,17 +310,32 @@ def render_delay(document: Mapping[str, Any], fmt: str) -> str:
             flat[key] = value
     total_rows = [{"total": key, "value": value if isinstance(value, str) else _number(value)}
                   for key, value in flat.items()]
-    body = render_rows(layer_rows, fmt, _TABLE_COLUMNS)
+    body = render_rows(layer_rows, fmt, columns)
     tail = render_rows(total_rows, fmt)
     sep = "\n\n"
+    extra = "".join(f"; {key} = {document['conventions'][key]}" for key in ("systolic", "energy")
+                    if key in document["conventions"])
     if fmt == "markdown":
-        return f"**{head}**{sep}{body}{sep}{tail}{sep}Delays in ns; MACs = {CONVENTIONS['macs']}."
-    return f"{head}{sep}{body}{sep}{tail}{sep}delays in ns; macs = {CONVENTIONS['macs']}"
+        return f"**{head}**{sep}{body}{sep}{tail}{sep}Delays in ns; MACs = {CONVENTIONS['macs']}{extra}."
+    return f"{head}{sep}{body}{sep}{tail}{sep}delays in ns; macs = {CONVENTIONS['macs']}{extra}"
+
+
+def _delay_columns(document: Mapping[str, Any]) -> tuple[str, ...]:
+    """The per-layer table columns: the paper's, with ``cycles`` on a systolic array and the energy split when
+    the document reports energy."""
+    layers = document["layers"]
+    columns = _TABLE_COLUMNS
+    if layers and "cycles" in layers[0]:
+        columns = (*columns[:-3], "cycles", *columns[-3:])
+    if layers and "energy_pj" in layers[0]:
+        columns = (*columns, *_ENERGY_KEYS)
+    return columns
 
 
 # --------------------------------------------------------------------------------------------- analysis
-def analysis_document(analysis, *, ops_all: bool = False) -> dict[str, Any]:
-    """The JSON document of ``hwsim count`` / ``hwsim delay MODEL`` for a :class:`hwsim.cost.Analysis`."""
+def analysis_document(analysis, *, ops_all: bool = False, energy: bool = False) -> dict[str, Any]:
+    """The JSON document of ``hwsim count`` / ``hwsim delay MODEL`` for a :class:`hwsim.cost.Analysis`
+    (``energy``: with each layer's energy, the totals' split and ``base_energy_pj``, ``norm_energy``)."""
     setting, counts, trace = analysis.setting, analysis.counts, analysis.trace
     stats = analysis.normalized
     totals: dict[str, Any] = {
@@ -300,9 +355,12 @@ def analysis_document(analysis, *, ops_all: bool = False) -> dict[str, Any]:
     }
     if ops_all:
         totals["ops"] = counts.ops
+    if energy:
+        totals.update(base_energy_pj=analysis.base_energy.energy_pj, norm_energy=analysis.norm_energy)
     document = delay_document(
         analysis.delay, model=setting.model, variant=setting.variant, input_size=analysis.input_size,
         layer_params={r.name: r.params for r in trace.layers}, totals=totals,
+        energy=analysis.energy if energy else None,
     )
     records = {r.name: r for r in trace.layers}
     for layer in document["layers"]:
@@ -353,6 +411,8 @@ def render_analysis(document: Mapping[str, Any], fmt: str, *, command: str) -> s
     notes = [f"normalised delay vs the same network plain (Eq. 7, dense): total {t['norm_delay']:.4f}; "
              f"per conditional conv (n={t['conditional_convs']}) min {t['conv_norm_delay_min']:.4f} "
              f"mean {t['conv_norm_delay_mean']:.4f} max {t['conv_norm_delay_max']:.4f}"] if command == "delay" else []
+    if command == "delay" and "norm_energy" in t:
+        notes.append(f"normalised energy vs the same network plain: {t['norm_energy']:.4f}")
     if document["unsupported_ops"]:
         notes.append("unsupported ops (not counted): " + ", ".join(
             f"{op} x{n}" for op, n in document["unsupported_ops"].items()))
@@ -360,10 +420,12 @@ def render_analysis(document: Mapping[str, Any], fmt: str, *, command: str) -> s
 
 
 # ---------------------------------------------------------------------------------------------- compare
-def compare_rows(results) -> list[dict[str, Any]]:
+def compare_rows(results, *, energy: bool = False) -> list[dict[str, Any]]:
     """One row per variant from :func:`hwsim.cost.compare`; delay normalised to the ``base`` row when
-    present (else to each variant's own plain network)."""
+    present (else to each variant's own plain network). On a systolic array each row has the total ``cycles``;
+    with ``energy``, ``energy_pj`` and ``norm_energy`` (normalised as the delay is) follow the delay."""
     base_delay = next((a.delay.delay_ns for s, a in results if s.variant == "base"), None)
+    base_energy = next((a.energy.energy_pj for s, a in results if s.variant == "base"), None) if energy else None
     base_memory = next((a.counts.memory_bytes for s, a in results if s.variant == "base"), None)
     rows = []
     for setting, analysis in results:
@@ -378,8 +440,10 @@ def compare_rows(results) -> list[dict[str, Any]]:
             "memory_bytes": analysis.counts.memory_bytes,
             "norm_memory": analysis.counts.memory_bytes / base_memory if base_memory else None,
             "macs": analysis.counts.macs,
+            **({"cycles": analysis.delay.cycles} if analysis.hardware.systolic else {}),
             "delay_ns": analysis.delay.delay_ns,
             "norm_delay": analysis.delay.delay_ns / reference if reference else 1.0,
+            **(_energy_columns(analysis, base_energy) if energy else {}),
             "conv_norm_min": stats.min,
             "conv_norm_mean": stats.mean,
             "conv_norm_max": stats.max,
@@ -387,12 +451,20 @@ def compare_rows(results) -> list[dict[str, Any]]:
     return rows
 
 
+def _energy_columns(analysis, base_energy: float | None) -> dict[str, float]:
+    total = analysis.energy.energy_pj
+    reference = base_energy if base_energy is not None else analysis.base_energy.energy_pj
+    return {"energy_pj": total, "norm_energy": total / reference if reference else 1.0}
+
+
 def render_compare(rows: Sequence[Mapping[str, Any]], fmt: str, *, model: str, hw) -> str:
+    energy = bool(rows) and "energy_pj" in rows[0]
     if fmt == "json":
-        return to_json({"model": model, "hardware": hw.as_dict(), "conventions": CONVENTIONS, "variants": rows})
+        return to_json({"model": model, "hardware": hw.as_dict(), "conventions": conventions(hw, energy=energy),
+                        "variants": rows})
     text = render_rows(rows, fmt)
     if fmt == "csv":
         return text
-    head = (f"{model} | hardware {hw.name} | delay normalised to base; conv_norm_* = per conditional conv "
-            "t_V / t (paper Fig. 7c)")
+    head = (f"{model} | hardware {hw.name} | delay{' and energy' if energy else ''} "
+            "normalised to base; conv_norm_* = per conditional conv t_V / t (paper Fig. 7c)")
     return (f"**{head}**" if fmt == "markdown" else head) + "\n\n" + text

@@ -17,6 +17,7 @@ without one Python object per row, or as Parquet (binary columns: no number is f
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +25,22 @@ from typing import Any
 
 import numpy as np
 
-from hwsim.delay import _GRID_FIELDS, GridTotals, HardwareGrid, LayerShape, model_totals_grid, take_flat
+from hwsim.delay import (
+    _GRID_FIELDS,
+    EnergyCounts,
+    GridTotals,
+    HardwareGrid,
+    LayerShape,
+    OpEnergies,
+    model_totals_grid,
+    take_flat,
+)
 from hwsim.errors import HwsimError
+from hwsim.hardware import SYSTOLIC_SWEEP_FIELDS, HardwareConfig, field_problem
+from hwsim.systolic import gemm_arrays, total_cycles_grid
+
+#: What ``--pareto`` minimises beside the hardware size.
+OBJECTIVES = ("delay", "energy")
 
 #: Rows per chunk: about 50 MB of column arrays at most, and a progress step on long sweeps.
 CHUNK = 1 << 18
@@ -45,26 +60,81 @@ class Sweep:
     axes: tuple[str, ...]
     layers: Sequence[LayerShape]
     plain_layers: Sequence[LayerShape]
+    hardware: HardwareConfig | None = None  # the energy fields' source; needed with ``energy``
+    energy: bool = False  # add energy_pj, plain_energy_pj and norm_energy (SPEC 3.1)
     totals: GridTotals = field(init=False)
     plain: GridTotals = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "totals", model_totals_grid(self.layers, self.grid))
         object.__setattr__(self, "plain", model_totals_grid(self.plain_layers, self.grid))
+        if self.energy:
+            if self.hardware is None:
+                raise ValueError("energy needs the hardware configuration (Sweep(..., hardware=hw))")
+            self.hardware.require_energy()
+            object.__setattr__(self, "_energy", self._energy_totals(self.layers, self.totals))
+            object.__setattr__(self, "_plain_energy", self._energy_totals(self.plain_layers, self.plain))
+
+    def _energy_totals(self, layers: Sequence[LayerShape], totals: GridTotals) -> np.ndarray:
+        """Whole-model energy (pJ) over the grid: it depends on (b_io, b_w, n_bank) only (reads, and the
+        multiply and add energies scaled to b_w), so it has the shape of ``totals.reads``. Summed as
+        :meth:`EnergyCounts.split` sums a single configuration's (dense layers, as the delay sweep).
+
+        ``e_read_pj`` prices one read step of the base configuration's ``b_io x n_bank`` bits; where the grid
+        sweeps b_io or n_bank, a step of another width costs in proportion (the energy per bit read is held
+        fixed), so that wider memories are not free. At the base configuration's width the factor is exactly 1."""
+        hw = self.hardware
+        scale = np.asarray(self.grid.b_w, dtype=np.float64) / hw.e_bits
+        width = np.asarray(self.grid.b_io, dtype=np.float64) * np.asarray(self.grid.n_bank, dtype=np.float64)
+        per_op = OpEnergies(hw.e_read_pj * (width / (hw.b_io * hw.n_bank)), hw.e_mult_pj * scale * scale,
+                            hw.e_add_pj * scale, hw.e_acc_pj, hw.e_rng_pj)
+        return EnergyCounts(totals.reads, *_op_counts(layers)).split(per_op)["energy_pj"]
 
     def __len__(self) -> int:
         return len(self.grid)
 
     def columns(self, flat: np.ndarray, *, hw_size: bool = False) -> dict[str, np.ndarray]:
         """The row values at flat grid indices: the swept fields, ``delay_ns``, ``plain_delay_ns`` and
-        ``norm_delay`` (and ``hw_size`` = n_mult x n_bank when asked)."""
+        ``norm_delay`` (then ``energy_pj``, ``plain_energy_pj`` and ``norm_energy`` with ``energy``, and
+        ``hw_size`` = n_mult x n_bank when asked)."""
         coords = np.unravel_index(np.asarray(flat, dtype=np.int64), self.grid.shape)
         out = {name: take_flat(getattr(self.grid, name), coords) for name in self.axes}
         total, plain = self.totals.delay_ns(flat), self.plain.delay_ns(flat)
         out.update(delay_ns=total, plain_delay_ns=plain, norm_delay=total / plain)
+        if self.energy:
+            energy, plain_energy = take_flat(self._energy, coords), take_flat(self._plain_energy, coords)
+            out.update(energy_pj=energy, plain_energy_pj=plain_energy, norm_energy=energy / plain_energy)
         if hw_size:
             out["hw_size"] = take_flat(self.grid.n_mult, coords) * take_flat(self.grid.n_bank, coords)
         return out
+
+    def pareto_energy(self) -> np.ndarray:
+        """Flat indices of the non-dominated configurations of (hardware size n_mult x n_bank, energy), both to
+        be small; ties all kept, sorted by size then grid order (as :meth:`pareto`). Energy depends on
+        (b_io, b_w, n_bank) only, so a block of equal (n_bank, n_mult) has the least energy of its n_bank
+        column, and every configuration of a frontier block that reaches it is on the frontier."""
+        energy = _full_dims(self._energy)  # axes b_io, b_w, n_bank, -, -, -
+        banks = _full_dims(self.grid.n_bank).reshape(-1)
+        mults = _full_dims(self.grid.n_mult).reshape(-1)
+        per_bank = np.moveaxis(energy[:, :, :, 0, 0, 0], 2, 0).reshape(len(banks), -1)  # (n_bank, b_io*b_w)
+        bank_min = per_bank.min(axis=1)
+        size = banks[:, None] * mults[None, :]
+        best = np.broadcast_to(bank_min[:, None], size.shape)
+        keep = _front(size.reshape(-1), best.reshape(-1))
+        shape = self.grid.shape
+        io_w = (shape[_AXIS["b_io"]], shape[_AXIS["b_w"]])
+        found = []
+        for block in keep.tolist():
+            j, k = divmod(block, len(mults))
+            io, w = np.unravel_index(np.flatnonzero(per_bank[j] == bank_min[j]), io_w)
+            tr, tm = np.meshgrid(np.arange(shape[_AXIS["t_read_ns"]]), np.arange(shape[_AXIS["t_mult_ns"]]),
+                                 indexing="ij")
+            n = len(io) * tr.size
+            coords = (np.repeat(io, tr.size), np.repeat(w, tr.size), np.full(n, j), np.full(n, k),
+                      np.tile(tr.ravel(), len(io)), np.tile(tm.ravel(), len(io)))
+            found.append(np.ravel_multi_index(coords, shape))
+        flat = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+        return flat[np.lexsort((flat, size.reshape(-1)[_block_of(flat, shape, len(mults))]))]
 
     def chunks(self, size: int | None = None) -> Iterator[np.ndarray]:
         """Flat indices of every configuration, ``size`` (default :data:`CHUNK`) at a time."""
@@ -112,6 +182,111 @@ class Sweep:
         return flat[np.lexsort((flat, size.reshape(-1)[_block_of(flat, shape, len(mults))]))]
 
 
+def _op_counts(layers: Sequence[LayerShape]) -> tuple[int, int, int, int]:
+    """(MACs, noise ops, FiLM MLP MACs, FiLM affine ops) of dense ``layers``: the hardware-independent counts
+    of :class:`~hwsim.delay.EnergyCounts`."""
+    macs = sum(layer.weights * layer.positions for layer in layers)
+    noise = sum(layer.weights for layer in layers if layer.formula == "eq8")
+    film = sum(layer.film_weights for layer in layers)
+    affine = sum(layer.film_channels * layer.positions for layer in layers if layer.formula == "eq9")
+    return macs, noise, film, affine
+
+
+@dataclass(frozen=True)
+class SystolicSweep:
+    """Total delay (and energy) of a model and of its plain network over a grid of systolic arrays.
+
+    ``axes`` (a subset of ``array_rows``, ``array_cols``, ``vector_lanes``, ``t_cycle_ns``, each a list of
+    values) are swept; the other fields come from ``hardware``. Row ``i`` is the configuration at flat C-order
+    index ``i`` of the grid (rows, cols, lanes, t_cycle), the last varying fastest. Whole-model cycles come
+    from :func:`hwsim.systolic.total_cycles_grid` (two integer matrix products per dataflow, not one
+    evaluation per layer x configuration). Energy does not depend on the swept fields (SPEC 3.2: each weight
+    read once and each MAC done once), so it is one number per model.
+    """
+
+    hardware: HardwareConfig
+    axes: dict[str, list]
+    layers: Sequence[LayerShape]
+    plain_layers: Sequence[LayerShape]
+    energy: bool = False
+
+    FIELDS = ("array_rows", "array_cols", "vector_lanes", "t_cycle_ns")
+
+    def __post_init__(self) -> None:
+        hw = self.hardware
+        problems = []
+        for name, values in self.axes.items():
+            if name not in SYSTOLIC_SWEEP_FIELDS:
+                problems.append(f"--grid {name} does not apply to arch {hw.arch!r} (its sweepable fields: "
+                                f"{', '.join(SYSTOLIC_SWEEP_FIELDS)})")
+                continue
+            problems += [p for v in dict.fromkeys(values) if (p := field_problem(name, v)) is not None]
+        if problems:
+            raise HwsimError("invalid hardware grid: " + "; ".join(dict.fromkeys(problems)))
+        lists = {name: np.asarray(self.axes.get(name, [getattr(hw, name)])) for name in self.FIELDS}
+        object.__setattr__(self, "_lists", lists)
+        object.__setattr__(self, "shape", tuple(len(v) for v in lists.values()))
+        args = (lists["array_rows"], lists["array_cols"], hw.dataflow, lists["vector_lanes"])
+        object.__setattr__(self, "_cycles", total_cycles_grid(gemm_arrays(self.layers), *args))
+        object.__setattr__(self, "_plain_cycles", total_cycles_grid(gemm_arrays(self.plain_layers), *args))
+        if self.energy:
+            from hwsim.delay import model_energy
+
+            hw.require_energy()
+            dense = [dataclasses.replace(layer, nnz=None) for layer in self.layers]
+            object.__setattr__(self, "_energy", model_energy(dense, hw).energy_pj)
+            object.__setattr__(self, "_plain_energy", model_energy(self.plain_layers, hw).energy_pj)
+
+    def __len__(self) -> int:
+        return int(np.prod(self.shape))
+
+    def columns(self, flat: np.ndarray, *, hw_size: bool = False) -> dict[str, np.ndarray]:
+        """The row values at flat indices: the swept fields, ``cycles``, ``delay_ns`` (cycles x t_cycle_ns),
+        ``plain_delay_ns``, ``norm_delay`` (then the energy columns with ``energy``, and ``hw_size`` = array_rows
+        x array_cols when asked)."""
+        r, c, lane, t = np.unravel_index(np.asarray(flat, dtype=np.int64), self.shape)
+        out = {name: self._lists[name][(r, c, lane, t)[self.FIELDS.index(name)]] for name in self.axes}
+        cycles, plain = self._cycles[r, c, lane], self._plain_cycles[r, c, lane]
+        t_cycle = self._lists["t_cycle_ns"][t].astype(np.float64)
+        delay, plain_delay = cycles * t_cycle, plain * t_cycle
+        out.update(cycles=cycles, delay_ns=delay, plain_delay_ns=plain_delay, norm_delay=delay / plain_delay)
+        if self.energy:
+            n = len(cycles)
+            energy, plain_energy = np.full(n, self._energy), np.full(n, self._plain_energy)
+            out.update(energy_pj=energy, plain_energy_pj=plain_energy, norm_energy=energy / plain_energy)
+        if hw_size:
+            out["hw_size"] = self._lists["array_rows"][r].astype(np.int64) * self._lists["array_cols"][c]
+        return out
+
+    def chunks(self, size: int | None = None) -> Iterator[np.ndarray]:
+        size = size or CHUNK
+        for start in range(0, len(self), size):
+            yield np.arange(start, min(start + size, len(self)), dtype=np.int64)
+
+    def pareto(self, objective: str = "delay") -> np.ndarray:
+        """Flat indices of the non-dominated configurations of (array_rows x array_cols, delay or energy), both
+        to be small; ties all kept, sorted by size then grid order. Within a block of equal (rows, cols) the
+        least delay is (least cycles over the lanes) x (least t_cycle): a product of non-negative factors is
+        monotone in each, so the frontier's blocks are found first, then their configurations that reach it."""
+        rows, cols = self._lists["array_rows"].astype(np.int64), self._lists["array_cols"].astype(np.int64)
+        t_cycle = self._lists["t_cycle_ns"].astype(np.float64)
+        size = rows[:, None] * cols[None, :]
+        if objective == "energy":  # energy is one number: the smallest arrays, every configuration of them
+            value = np.zeros((self.shape[0], self.shape[1], self.shape[2], self.shape[3]))
+        else:
+            value = self._cycles[:, :, :, None] * t_cycle[None, None, None, :]
+        best = value.reshape(self.shape[0], self.shape[1], -1).min(axis=2)
+        keep = _front(size.reshape(-1), best.reshape(-1))
+        found = []
+        for block in keep.tolist():
+            i, j = divmod(block, self.shape[1])
+            lane, t = np.nonzero(value[i, j] == best[i, j])
+            found.append(np.ravel_multi_index((np.full(len(lane), i), np.full(len(lane), j), lane, t), self.shape))
+        flat = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+        block_of = np.unravel_index(flat, self.shape)
+        return flat[np.lexsort((flat, size[block_of[0], block_of[1]]))]
+
+
 def _block_of(flat: np.ndarray, shape: tuple[int, ...], n_mults: int) -> np.ndarray:
     """The flat (n_bank, n_mult) block index of flat grid indices."""
     coords = np.unravel_index(flat, shape)
@@ -155,7 +330,7 @@ def csv_lines(columns: dict[str, np.ndarray]) -> str:
 def write_csv(sweep: Sweep, write: Callable[[str], object], *, flat: np.ndarray | None = None,
               hw_size: bool = False, progress: Callable[[int, int], None] | None = None) -> None:
     """Stream the sweep (or the rows at ``flat``) as CSV through ``write``, a chunk at a time."""
-    header = [*sweep.axes, "delay_ns", "plain_delay_ns", "norm_delay", *(["hw_size"] if hw_size else [])]
+    header = list(sweep.columns(np.zeros(0, dtype=np.int64), hw_size=hw_size))
     write(",".join(header) + "\n")
     for columns in _column_chunks(sweep, flat, hw_size, progress):
         write(csv_lines(columns))

@@ -15,11 +15,14 @@ from hwsim.output import emit
 @model_options(variant=False)
 @click.option("--variants", default=None,
               help="Comma-separated variants to compare (default: every variant).")
+@click.option("--energy", is_flag=True,
+              help="Add energy_pj and norm_energy (SPEC 3.1) beside the delay; the hardware must have the "
+                   "energy fields (asic65 does).")
 @hardware_options
 @output_options
 def compare_command(model: str, dataset: str | None, input_size: str | None, width: float | None,
                     widths: str | None, density: float | None, film_dim: int | None, bn: str | None,
-                    variants: str | None, hw_spec: str, overrides: tuple[str, ...], fmt: str,
+                    variants: str | None, energy: bool, hw_spec: str, overrides: tuple[str, ...], fmt: str,
                     output: str | None) -> None:
     """Params, memory, MACs and delay of every variant, with delay normalised to the base model.
 
@@ -34,6 +37,8 @@ def compare_command(model: str, dataset: str | None, input_size: str | None, wid
       hwsim compare resnet34
       hwsim compare wrn16_8 --dataset svhn --variants base,float,oat --format markdown
       hwsim compare examples/my_net.py:build --width 0.5
+      hwsim compare resnet18 --variants base,float,oat,floats-c --energy
+      hwsim compare resnet18 --hw systolic32 --energy
     """
     from hwsim.cost import compare
     from hwsim.shapecache import analyze
@@ -42,6 +47,8 @@ def compare_command(model: str, dataset: str | None, input_size: str | None, wid
     from hwsim.variants import VARIANTS
 
     hw = load_hardware(hw_spec, overrides)
+    if energy:  # refused before any tracing
+        hw.require_energy()
     chosen = VARIANTS if variants is None else tuple(v.strip() for v in variants.split(","))
     if not all(chosen) or len(set(chosen)) != len(chosen):
         raise HwsimError(f"--variants {variants!r} must name distinct variants, each once; valid: "
@@ -54,4 +61,4 @@ def compare_command(model: str, dataset: str | None, input_size: str | None, wid
     left_out = [v for v in chosen if v not in {s.variant for s, _ in results}]
     if left_out:  # by default every variant that applies; name the ones that do not
         click.echo(f"hwsim: variants that do not apply to {model} left out: {', '.join(left_out)}", err=True)
-    emit(render_compare(compare_rows(results), fmt, model=model, hw=hw), output)
+    emit(render_compare(compare_rows(results, energy=energy), fmt, model=model, hw=hw), output)

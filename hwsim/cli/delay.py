@@ -60,11 +60,14 @@ def parse_layer(text: str, index: int, *, variant: str, film_dim: int):
                    "used when no MODEL is given.")
 @model_options()
 @masks_option
+@click.option("--energy", is_flag=True,
+              help="Add energy (pJ, SPEC 3.1) per layer and in total, split into read_pj, mac_pj, noise_pj and "
+                   "film_pj, and norm_energy; the hardware must have the energy fields (asic65 does).")
 @hardware_options
 @output_options
 def delay_command(model: str | None, layers: tuple[str, ...], variant: str, dataset: str | None,
                   input_size: str | None, width: float | None, widths: str | None, density: float | None,
-                  film_dim: int | None, bn: str | None, masks: str | None, hw_spec: str,
+                  film_dim: int | None, bn: str | None, masks: str | None, energy: bool, hw_spec: str,
                   overrides: tuple[str, ...], fmt: str, output: str | None) -> None:
     """Analytical ASIC delay (ns) per layer and in total, FLOAT paper Eq. 7 (plain), 8 (FLOAT), 9 (OAT).
 
@@ -79,12 +82,16 @@ def delay_command(model: str | None, layers: tuple[str, ...], variant: str, data
       hwsim delay wrn40_2 --variant floats-c --density 0.3 --set sparse_storage=bitmap
       hwsim delay --layer k=3,cin=64,cout=64,hout=32,wout=32 --variant oat
       hwsim delay --layer k=3,cin=64,cout=64,hout=32,wout=32 --hw asic65 --set n_mult=256 --format json
+      hwsim delay resnet18 --variant oat --energy
+      hwsim delay resnet18 --variant oat --hw systolic32 --set dataflow=os --energy --format json
     """
-    from hwsim.delay import model_delay
+    from hwsim.delay import model_delay, model_energy
     from hwsim.hardware import load_hardware
     from hwsim.output import delay_document, render_delay
 
     hw = load_hardware(hw_spec, overrides)
+    if energy:  # refused before any tracing
+        hw.require_energy()
     if film_dim is not None and film_dim < 0:
         raise HwsimError(f"--film-dim={film_dim} must be an integer >= 0")
     if model is None:
@@ -104,7 +111,8 @@ def delay_command(model: str | None, layers: tuple[str, ...], variant: str, data
         film_dim = 1 if film_dim is None else film_dim
         shapes = [parse_layer(text, i, variant=variant, film_dim=film_dim) for i, text in enumerate(layers)]
         report = model_delay(shapes, hw)
-        document = delay_document(report, model=None, variant=variant, input_size=None)
+        document = delay_document(report, model=None, variant=variant, input_size=None,
+                                  energy=model_energy(shapes, hw) if energy else None)
         emit(render_delay(document, fmt), output)
         return
     if layers:
@@ -118,5 +126,5 @@ def delay_command(model: str | None, layers: tuple[str, ...], variant: str, data
 
         path, trained_density = resolve_masks(masks, variant, density)
         setting = dataclasses.replace(setting, masks=path, density=trained_density or setting.density)
-    document = analysis_document(analyze(setting, hw))
+    document = analysis_document(analyze(setting, hw), energy=energy)
     emit(render_analysis(document, fmt, command="delay"), output)
