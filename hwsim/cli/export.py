@@ -12,20 +12,22 @@ from hwsim.errors import HwsimError
 @click.argument("model")
 @model_options()
 @masks_option
-@click.option("--format", "fmt", required=True, metavar="scalesim|onnx",
-              help="scalesim: SCALE-Sim v3 topology, config and layout; onnx: the network as an ONNX graph.")
+@click.option("--format", "fmt", required=True, metavar="scalesim|onnx|zigzag",
+              help="scalesim: SCALE-Sim v3 topology, config and layout; onnx: the network as an ONNX graph; "
+                   "zigzag: ZigZag workload, hardware and mapping.")
 @click.option("--out", required=True, metavar="DIR",
               help="A new (or empty, or hwsim-written) directory; written all at once, nothing on failure.")
 @click.option("--hw", "hw_spec", default=None, metavar="PRESET|FILE.toml",
-              help="scalesim: the hardware whose array the config describes (default asic65: a 25 x 7 array, "
-                   "ws, for its 175 multipliers; a systolic preset gives its own array and dataflow).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="scalesim: override a hardware field.")
+              help="scalesim, zigzag: the hardware the files describe (default asic65: a 25 x 7 array, ws, for "
+                   "its 175 multipliers; a systolic preset gives its own array and dataflow).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="scalesim, zigzag: override a hardware field.")
 @click.option("--no-cache", is_flag=True, help="Trace the model afresh instead of reading its layer shapes.")
 def export_command(model: str, variant: str, dataset: str | None, input_size: str | None, width: float | None,
                    widths: str | None, density: float | None, film_dim: int | None, bn: str | None,
                    masks: str | None, fmt: str, out: str, hw_spec: str | None, overrides: tuple[str, ...],
                    no_cache: bool) -> None:
-    """Write MODEL (a zoo name or `path/to/file.py:factory`) as VARIANT for SCALE-Sim or as ONNX.
+    """Write MODEL (a zoo name or `path/to/file.py:factory`) as VARIANT for SCALE-Sim, as ONNX or for ZigZag.
 
     \b
     Examples:
@@ -33,6 +35,7 @@ def export_command(model: str, variant: str, dataset: str | None, input_size: st
       (cd r18-oat && python -m scalesim.scale -c resnet18_oat.cfg -t resnet18_oat.csv -l layout.csv -p out)
       hwsim export resnet18 --variant float --format scalesim --hw asic65 --set n_mult=256 --out r18-float
       hwsim export wrn16_8 --variant oat-slim --width 0.5 --format onnx --out wrn-onnx
+      hwsim export resnet18 --variant oat --format zigzag --out r18-zz && (cd r18-zz && python run_zigzag.py)
     """
     import dataclasses
 
@@ -45,7 +48,7 @@ def export_command(model: str, variant: str, dataset: str | None, input_size: st
     if fmt == "onnx" and no_cache:
         raise HwsimError("--no-cache does not apply to --format onnx (it always builds the model)")
     hw = None
-    if fmt == "scalesim":
+    if fmt in ("scalesim", "zigzag"):
         from hwsim.hardware import load_hardware
 
         hw = load_hardware(hw_spec or "asic65", overrides)

@@ -1,11 +1,12 @@
 """Export a model at a variant and knob setting to the hardware tools (SPEC 3.3).
 
 >>> FORMATS
-('scalesim', 'onnx')
+('scalesim', 'onnx', 'zigzag')
 
 * ``scalesim``: SCALE-Sim v3's topology, config and layout (:mod:`hwsim.export.scalesim`), from the layer
   records of the cost commands (the shape cache where it holds them: no torch);
-* ``onnx``: the transformed network as an ONNX graph (:mod:`hwsim.export.onnx`; needs torch and ``onnx``).
+* ``onnx``: the transformed network as an ONNX graph (:mod:`hwsim.export.onnx`; needs torch and ``onnx``);
+* ``zigzag``: ZigZag's workload, hardware and mapping (:mod:`hwsim.export.zigzag`), from the layer records.
 
 Everything is written into a new directory at once (:func:`hwsim.files.staged_dir`): on any failure nothing
 is left half-written and an existing directory hwsim did not write is never replaced.
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from hwsim.errors import HwsimError
 
-FORMATS = ("scalesim", "onnx")
+FORMATS = ("scalesim", "onnx", "zigzag")
 
 
 def stem_of(setting) -> str:
@@ -32,8 +33,8 @@ def stem_of(setting) -> str:
 
 def export(setting, fmt: str, out: str | Path, hw=None) -> list[Path]:
     """Write ``setting`` (a :class:`hwsim.cost.ModelSetting`) in format ``fmt`` into the directory ``out``;
-    returns the files written. ``hw``: the hardware a ``scalesim`` export maps to (default ``asic65``);
-    ``onnx`` takes none (a graph has no hardware)."""
+    returns the files written. ``hw``: the hardware a ``scalesim`` or ``zigzag`` export maps to (default
+    ``asic65``; ZigZag needs its energy fields); ``onnx`` takes none (a graph has no hardware)."""
     from hwsim.files import DIR_MARKER, staged_dir
 
     if fmt not in FORMATS:
@@ -41,15 +42,18 @@ def export(setting, fmt: str, out: str | Path, hw=None) -> list[Path]:
     if fmt == "onnx" and hw is not None:
         raise HwsimError("--hw and --set do not apply to --format onnx (a graph has no hardware)")
     stem = stem_of(setting)
-    if fmt == "scalesim":
+    if fmt in ("scalesim", "zigzag"):
         from hwsim.export.scalesim import write_scalesim
+        from hwsim.export.zigzag import write_zigzag
         from hwsim.hardware import get_preset
         from hwsim.shapecache import analyze
 
         hw = hw or get_preset("asic65")
+        if fmt == "zigzag":
+            hw.require_energy()  # before anything is traced or written
         records = analyze(setting).trace.layers  # records do not depend on the hardware
         with staged_dir(out) as tmp:
-            write_scalesim(records, hw, tmp, stem)
+            (write_scalesim if fmt == "scalesim" else write_zigzag)(records, hw, tmp, stem)
             names = sorted(p.name for p in tmp.iterdir() if p.name != DIR_MARKER)
     else:
         from hwsim.cost import build_model

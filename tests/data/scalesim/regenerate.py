@@ -7,10 +7,11 @@ Run from the repository root with hwsim's environment; SCALE-Sim runs in a secon
 What is run (CIFAR ResNet18, the zoo's ``resnet18``, exported by :mod:`hwsim.export.scalesim`):
 
 * ``full``: SCALE-Sim's simulator as ``python -m scalesim.scale`` runs it (``scalesim.scale_sim.scalesim``,
-  compute and memory simulation; traces not written), on: the whole base network at 32 x 32 ws; the distinct
-  FLOAT rows (a conv with its noise row, the GEMM (M + 1, N, K)) and OAT rows (``film_mlp1``, ``film_mlp2``,
-  ``film_affine``) at 32 x 32 ws; and three layers (``conv1``, ``layer4.0.shortcut.0``, ``linear``) at every other
-  array and dataflow. Cycles: the report's ``Total Cycles`` (``Stall Cycles`` is 0 in every run here).
+  compute and memory simulation; traces not written), on: every distinct row of the base network and of OAT
+  (``film_mlp1``, ``film_mlp2``, ``film_affine``) and two FLOAT rows (a conv with its noise row, the GEMM
+  (M + 1, N, K)) at 32 x 32 ws; and three layers (``conv1``, ``layer4.0.shortcut.0``, ``linear``) at every other
+  array and dataflow. Cycles: the report's ``Total Cycles`` (``Stall Cycles`` is 0 in every run here). The
+  whole simulator on everything would take hours of a shared CPU: 95% of its time is the memory simulation.
 * ``compute``: SCALE-Sim's compute model alone (its operand matrices and ``systolic_compute_{ws,os,is}`` demand
   matrices), without the memory simulation that takes 95% of a run (13.6 s per ResNet18 layer at 32 x 32): on
   every distinct layer of base, FLOAT and OAT at 8 x 8, 25 x 7 and 32 x 32 in ws, os and is. With no stall its
@@ -38,6 +39,7 @@ ARRAYS = ((8, 8), (25, 7), (32, 32))
 DATAFLOWS = ("ws", "os", "is")
 VARIANTS = ("base", "float", "oat")
 SAMPLE = ("conv1", "layer4.0.shortcut.0", "linear")
+FLOAT_SAMPLE = ("layer3.0.shortcut.0", "layer4.0.conv1")
 COLUMNS = ("array", "dataflow", "run", "variant", "scalesim_name", "layer", "part", "m", "n", "k",
            "ifmap_h", "ifmap_w", "filter_h", "filter_w", "channels", "num_filter", "stride",
            "cycles", "stall_cycles", "filter_reads", "seconds")
@@ -132,14 +134,23 @@ def jobs() -> list[tuple[str, str, int, int, str, list]]:
             seen: set = set()
             for variant in VARIANTS:
                 out.append(("compute", variant, r, c, df, distinct(rows[variant], seen)))
-            if (r, c, df) == (32, 32, "ws"):
-                out.append(("full", "base", r, c, df, rows["base"]))
-                seen = {row.cells()[1:] for row in rows["base"]}
-                for variant in ("float", "oat"):
-                    out.append(("full", variant, r, c, df, distinct(rows[variant], seen)))
+            if (r, c, df) == (32, 32, "ws"):  # SCALE-Sim's whole simulator on every distinct base and OAT row
+                seen = set()
+                out.append(("full", "base", r, c, df, distinct(rows["base"], seen)))
+                out.append(("full", "oat", r, c, df, distinct(rows["oat"], seen)))
+                out.append(("full", "float", r, c, df, [x for x in rows["float"] if x.gemm.layer in FLOAT_SAMPLE]))
             else:
                 out.append(("full", "base", r, c, df, [x for x in rows["base"] if x.gemm.layer in SAMPLE]))
     return [job for job in out if job[5]]
+
+
+def write(out: Path, table: list[dict]) -> None:
+    tmp = out.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(table)
+    tmp.replace(out)
 
 
 def main() -> None:
@@ -160,11 +171,11 @@ def main() -> None:
     kept = []
     if args.only and out.exists():
         kept = [row for row in csv.DictReader(open(out)) if row["run"] != args.only]
-    table = []
+    table: list[dict] = []
+    todo = [job for job in jobs() if not args.only or job[0] == args.only]
+    todo.sort(key=lambda job: job[0] == "full" and (job[2], job[3], job[4]) != (32, 32, "ws"))  # 32 x 32 ws first
     with tempfile.TemporaryDirectory(prefix="hwsim-scalesim-") as tmp:
-        for n, (run, variant, r, c, df, rows) in enumerate(jobs()):
-            if args.only and run != args.only:
-                continue
+        for n, (run, variant, r, c, df, rows) in enumerate(todo):
             folder = Path(tmp) / f"job{n}"
             folder.mkdir()
             stem = f"resnet18_{variant}_{r}x{c}_{df}"
@@ -183,10 +194,7 @@ def main() -> None:
                               "k": g.k, "ifmap_h": row.ifmap_h, "ifmap_w": row.ifmap_w, "filter_h": row.filter_h,
                               "filter_w": row.filter_w, "channels": row.channels, "num_filter": row.num_filter,
                               "stride": row.stride, **result, "seconds": f"{result['seconds']:.3f}"})
-    with open(out, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(kept + table)
+            write(out, kept + table)  # after every run: an interrupted regeneration keeps what it made
     print(f"wrote {len(kept) + len(table)} rows to {out}")
 
 
