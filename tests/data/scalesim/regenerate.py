@@ -144,6 +144,35 @@ def jobs() -> list[tuple[str, str, int, int, str, list]]:
     return [job for job in out if job[5]]
 
 
+def harvest(folder: Path, run: str) -> list[dict]:
+    """The rows of every finished run (``jobN/result.json``) in an interrupted regeneration's work directory."""
+    from hwsim.export.gemm import model_gemms
+    from hwsim.export.scalesim import read_topology, topology_rows
+
+    exported = {v: {row.name: row for row in topology_rows(model_gemms(records(v)))} for v in VARIANTS}
+    table = []
+    for job in sorted(folder.glob("job*")):
+        if not (job / "result.json").exists():
+            continue
+        stem = json.loads((job / "run.json").read_text())["stem"]
+        _, variant, array, df = stem.split("_")
+        r, c = (int(v) for v in array.split("x"))
+        results = json.loads((job / "result.json").read_text())
+        for cells, result in zip(read_topology(job / f"{stem}.csv"), results, strict=True):
+            row = exported[variant][cells[0]]
+            assert row.cells() == cells, (stem, cells)
+            table.append(_line(run, variant, r, c, df, row, result))
+    return table
+
+
+def _line(run, variant, r, c, df, row, result) -> dict:
+    g = row.gemm
+    return {"array": f"{r}x{c}", "dataflow": df, "run": run, "variant": variant, "scalesim_name": row.name,
+            "layer": g.layer, "part": g.part, "m": g.m, "n": g.n, "k": g.k, "ifmap_h": row.ifmap_h,
+            "ifmap_w": row.ifmap_w, "filter_h": row.filter_h, "filter_w": row.filter_w, "channels": row.channels,
+            "num_filter": row.num_filter, "stride": row.stride, **result, "seconds": f"{result['seconds']:.3f}"}
+
+
 def write(out: Path, table: list[dict]) -> None:
     tmp = out.with_suffix(".tmp")
     with open(tmp, "w", newline="") as handle:
@@ -160,6 +189,9 @@ def main() -> None:
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--only", choices=("full", "compute"), help="make only these runs (others kept)")
     parser.add_argument("--output", default=str(OUT), help="the table to write (default: %(default)s)")
+    parser.add_argument("--arrays", default=None, help="only these arrays, e.g. 32x32,25x7 (default: all)")
+    parser.add_argument("--harvest", default=None, metavar="DIR",
+                        help="collect the finished runs of an interrupted regeneration's work directory instead")
     args = parser.parse_args()
     out = Path(args.output)
     if args.run:
@@ -168,11 +200,15 @@ def main() -> None:
     sys.path.insert(0, str(HERE.parent.parent.parent))
     from hwsim.export.scalesim import config_text, topology_text, LAYOUT_HEADER
 
+    if args.harvest:
+        write(out, harvest(Path(args.harvest), args.only or "compute"))
+        return
     kept = []
     if args.only and out.exists():
         kept = [row for row in csv.DictReader(open(out)) if row["run"] != args.only]
     table: list[dict] = []
-    todo = [job for job in jobs() if not args.only or job[0] == args.only]
+    todo = [job for job in jobs() if (not args.only or job[0] == args.only)
+            and (not args.arrays or f"{job[2]}x{job[3]}" in args.arrays.split(","))]
     todo.sort(key=lambda job: job[0] == "full" and (job[2], job[3], job[4]) != (32, 32, "ws"))  # 32 x 32 ws first
     with tempfile.TemporaryDirectory(prefix="hwsim-scalesim-") as tmp:
         for n, (run, variant, r, c, df, rows) in enumerate(todo):
@@ -188,12 +224,7 @@ def main() -> None:
             print(f"{run:8s} {stem:28s} {len(rows):3d} rows {time.perf_counter() - start:7.1f} s", flush=True)
             results = json.loads((folder / "result.json").read_text())
             for row, result in zip(rows, results, strict=True):
-                g = row.gemm
-                table.append({"array": f"{r}x{c}", "dataflow": df, "run": run, "variant": variant,
-                              "scalesim_name": row.name, "layer": g.layer, "part": g.part, "m": g.m, "n": g.n,
-                              "k": g.k, "ifmap_h": row.ifmap_h, "ifmap_w": row.ifmap_w, "filter_h": row.filter_h,
-                              "filter_w": row.filter_w, "channels": row.channels, "num_filter": row.num_filter,
-                              "stride": row.stride, **result, "seconds": f"{result['seconds']:.3f}"})
+                table.append(_line(run, variant, r, c, df, row, result))
             write(out, kept + table)  # after every run: an interrupted regeneration keeps what it made
     print(f"wrote {len(kept) + len(table)} rows to {out}")
 
