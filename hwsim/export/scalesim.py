@@ -194,13 +194,17 @@ def write_scalesim(records: Iterable, hw, folder: str | Path, stem: str,
         for i, row in enumerate(rows):
             g = row.gemm
             writer.writerow((i, row.name, g.layer, g.part, g.index, g.m, g.n, g.k, int(g.noise)))
+    lanes = getattr(hw, "vector_lanes", 0) or 0
+    vector = (f"Note: hwsim costs the FiLM affine rows on {lanes} vector lanes beside the array; SCALE-Sim has no "
+              "vector unit and runs them on the array, so its cycles for the .film_affine rows are not hwsim's.\n"
+              if lanes and any(r.gemm.part == "film_affine" for r in rows) else "")
     (folder / "README.txt").write_text(
         f"SCALE-Sim v3 input written by hwsim: a {rows_} x {cols} array, dataflow {dataflow}.\n"
         f"Run it here with\n\n    {COMMAND.format(stem=stem)}\n\n"
         f"(SCALE-Sim 3.0.0 needs numpy < 2.3). Its out/{stem}/COMPUTE_REPORT.csv numbers the rows of {stem}.csv "
         "from 0; hwsim_rows.csv says which hwsim layer and part each row is. Convs are written as convolutions "
         "without padding (IFMAP = (H_o - 1) s + k); everything else as the GEMM (M, N, K) in conv form "
-        "(M x K input, N filters of 1 x K).\n", encoding="utf-8")
+        "(M x K input, N filters of 1 x K).\n" + vector, encoding="utf-8")
     return rows
 
 
