@@ -79,3 +79,23 @@ def test_real_zigzag_runs_the_export(capsys, tmp_path):
         macs = math.prod(layer["loop_sizes"])
         assert float(row["mac_energy_pj"]) == pytest.approx(macs * 0.57, rel=1e-12)
         assert int(row["ideal_cycle"]) == math.ceil(macs / 175)
+
+
+def test_stored_zigzag_run_prices_macs_as_hwsim():
+    """ZigZag 3.9 on layers of the export (tests/data/zigzag/resnet18_asic65.csv): its MAC energy is hwsim's MACs
+    x (e_mult + e_acc) and its ideal cycles MACs / n_mult; its weight reads are at least hwsim's reads(W)
+    (whole 64-bit accesses) and at most 25% more (it reads tiles padded to its mapping)."""
+    data = Path(__file__).resolve().parent / "data" / "zigzag" / "resnet18_asic65.csv"
+    rows = [r for r in csv.DictReader(open(data)) if r["layer"] != "total"]
+    sizes = {"conv1": (64, 3, 32, 32, 3), "layer1.0.conv1": (64, 64, 32, 32, 3), "layer2.0.conv1": (128, 64, 16, 16, 3),
+             "layer2.0.shortcut.0": (128, 64, 16, 16, 1), "layer4.1.conv2": (512, 512, 4, 4, 3),
+             "linear": (10, 512, 1, 1, 1), "layer1.0.conv1.film_mlp1": (128, 1, 1, 1, 1),
+             "layer1.0.conv1.film_mlp2": (128, 128, 1, 1, 1), "layer1.0.conv1.film_affine": (1, 1, 65536, 1, 1)}
+    assert [r["layer"] for r in rows] == list(sizes)
+    for row in rows:
+        c_out, c_in, h, w, k = sizes[row["layer"]]
+        weights, macs = c_out * c_in * k * k, c_out * c_in * k * k * h * w
+        assert float(row["mac_energy_pj"]) == pytest.approx(macs * 0.57, rel=1e-12)
+        assert int(row["ideal_cycle"]) == math.ceil(macs / 175)
+        hwsim_reads = math.ceil(weights * 8 / 64) * 274.0
+        assert hwsim_reads <= float(row["weight_read_energy_pj"]) <= 1.25 * hwsim_reads, row

@@ -1,5 +1,5 @@
 """reports/hardware: the variants on the paper's ASIC and on a systolic array (delay and energy, SRAM and DRAM
-weights), and hwsim's systolic cycles against SCALE-Sim 3.0.0's own.
+weights), and hwsim against SCALE-Sim 3.0.0 (cycles, filter reads) and ZigZag 3.9 (MAC and read energy).
 
 Regenerate the committed report with::
 
@@ -7,8 +7,8 @@ Regenerate the committed report with::
 
 Costs are hwsim's (:func:`hwsim.shapecache.analyze`: Eq. 7-9 on ``asic65`` and ``asic65-dram``, SCALE-Sim v3's
 closed form on ``systolic32``, energies of SPEC 3.1). The SCALE-Sim side is the stored
-``tests/data/scalesim/compute_reports.csv`` (made by ``tests/data/scalesim/regenerate.py``; read, never
-recomputed here).
+``tests/data/scalesim/compute_reports.csv`` (made by ``tests/data/scalesim/regenerate.py``) and the ZigZag side
+``tests/data/zigzag/resnet18_asic65.csv``: read, never recomputed here.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from hwsim.report.markdown import markdown_table
 COMMAND = "python -m hwsim.report.hardware --out reports/hardware"
 ROOT = Path(__file__).resolve().parent.parent.parent
 SCALESIM = ROOT / "tests" / "data" / "scalesim" / "compute_reports.csv"
+ZIGZAG = ROOT / "tests" / "data" / "zigzag" / "resnet18_asic65.csv"
 #: (label, variant, knobs) of the comparison: the compare command's defaults (pruned at density 0.5; slim at
 #: width 0.5), FiLM d = 1 and single BN (the paper's cost convention).
 VARIANTS = (("base", "base", {}), ("FLOAT", "float", {}), ("OAT", "oat", {}),
@@ -117,6 +118,40 @@ def scalesim_comparison(path: Path = SCALESIM) -> tuple[pd.DataFrame, pd.DataFra
                                                          == layers.loc[s.index, "scalesim_cycles"]).sum())))
               .reset_index())
     return layers, totals
+
+
+def zigzag_comparison(path: Path = ZIGZAG) -> pd.DataFrame:
+    """ZigZag 3.9 on layers of ResNet18 OAT as exported for asic65, against hwsim's counts of the same GEMMs:
+    MAC energy (MACs x (e_mult + e_acc)), weight-read energy (reads(W) x e_read) and multiplier passes
+    (ceil(W / n_mult) H_o W_o, Eq. 7's multiply term) against ZigZag's ideal cycles (MACs / n_mult)."""
+    from hwsim.cost import ModelSetting
+    from hwsim.delay import OpEnergies
+    from hwsim.export.gemm import model_gemms
+    from hwsim.hardware import get_preset
+    from hwsim.shapecache import analyze
+
+    hw = get_preset("asic65")
+    e = OpEnergies.of(hw)
+    gemms = {}
+    for g in model_gemms(analyze(ModelSetting("resnet18", "oat")).trace.layers):
+        gemms[g.layer if g.part in ("conv", "linear") else f"{g.layer}.{g.part}"] = g
+    zz = pd.read_csv(path)
+    zz = zz[zz["layer"] != "total"]
+    rows = []
+    for _, row in zz.iterrows():
+        g = gemms[row["layer"]]
+        weights, macs = g.n * g.k, g.m * g.n * g.k
+        reads = -(-weights * hw.b_w // (hw.b_io * hw.n_bank))
+        # Eq. 7's multiply term for the conv and linear layers; Eq. 9 charges a FiLM's MLP ceil(F / n_mult) for
+        # both GEMMs together and its affine nothing, so the FiLM rows have no pass count of their own
+        passes = -(-weights // hw.n_mult) * g.m if g.part in ("conv", "linear") else None
+        rows.append({"layer": row["layer"], "hwsim_mac_pj": macs * (e.mult + e.acc),
+                     "zigzag_mac_pj": float(row["mac_energy_pj"]), "hwsim_read_pj": reads * e.read,
+                     "zigzag_read_pj": float(row["weight_read_energy_pj"]),
+                     "read_ratio": float(row["weight_read_energy_pj"]) / (reads * e.read),
+                     "hwsim_mult_passes": passes, "zigzag_ideal_cycles": int(row["ideal_cycle"]),
+                     "passes_ratio": passes / int(row["ideal_cycle"]) if passes is not None else None})
+    return pd.DataFrame(rows).astype({"hwsim_mult_passes": "Int64"})
 
 
 def _plot_variants(costs: pd.DataFrame, stem: Path) -> None:
@@ -227,7 +262,8 @@ def _plot_film(film: pd.DataFrame, stem: Path) -> None:
     plt.close(fig)
 
 
-def _readme(costs, film, totals, layers) -> str:
+def _readme(costs, film, totals, layers, zz) -> str:
+    plain = zz[zz.passes_ratio.notna()]
     ws = layers[(layers.array == "32x32") & (layers.dataflow == "ws") & (layers.variant == "oat")]
     equal = int((layers.hwsim_cycles == layers.scalesim_cycles).sum())
     reads = layers[layers.dataflow == "ws"]
@@ -289,7 +325,20 @@ OAT at 32 x 32 ws, layer by layer:
 
 {markdown_table(ws, ["layer", "hwsim_cycles", "scalesim_cycles", "hwsim_weight_reads", "scalesim_filter_reads"])}
 
-ZigZag: not compared (hwsim does not export to ZigZag yet).
+## hwsim against ZigZag 3.9 (`zigzag.csv`)
+
+Layers of ResNet18 OAT as `hwsim export --format zigzag` writes them for asic65 (a 25 x 7 multiplier array,
+one weight memory of 64-bit accesses at 274 pJ, 0.57 pJ per MAC, free activation memories), run by ZigZag
+(`tests/data/zigzag/resnet18_asic65.csv`, made by `tests/data/zigzag/regenerate.py`). MAC energy: equal in
+{int((zz.hwsim_mac_pj.round(6) == zz.zigzag_mac_pj.round(6)).sum())} of {len(zz)} layers (the same constant
+times the same MACs). Weight reads: ZigZag's are {plain.read_ratio.min():.3f}x to {plain.read_ratio.max():.3f}x
+hwsim's ceil(W b_w / 64) for the convs and linears (it reads tiles padded to its mapping on the 25 x 7 array).
+Multiplier passes of the convs and linears (Eq. 7's ceil(W / n_mult) H_o W_o) against ZigZag's ideal cycles
+(MACs / n_mult): {plain.passes_ratio.min():.4f}x to {plain.passes_ratio.max():.4f}x.
+Note that hwsim prices the FiLM affine at e_mult + e_add (SPEC 3.1) where a GEMM row in ZigZag pays
+e_mult + e_acc.
+
+{markdown_table(zz, list(zz.columns))}
 """
 
 
@@ -299,7 +348,9 @@ def write_hardware_report(out: str | Path) -> list[str]:
     costs = variant_costs()
     film = film_overhead()
     layers, totals = scalesim_comparison()
+    zz = zigzag_comparison()
     with staged_dir(out) as tmp:
+        zz.to_csv(tmp / "zigzag.csv", index=False, float_format="%.10g")
         costs.to_csv(tmp / "variants.csv", index=False, float_format="%.10g")
         film.to_csv(tmp / "film_overhead.csv", index=False, float_format="%.10g")
         layers.to_csv(tmp / "scalesim_layers.csv", index=False)
@@ -308,7 +359,7 @@ def write_hardware_report(out: str | Path) -> list[str]:
         _plot_energy_split(costs, tmp / "energy_split")
         _plot_scalesim(layers, tmp / "scalesim")
         _plot_film(film, tmp / "film_overhead")
-        (tmp / "README.md").write_text(_readme(costs, film, totals, layers), encoding="utf-8")
+        (tmp / "README.md").write_text(_readme(costs, film, totals, layers, zz), encoding="utf-8")
         files = sorted(p.name for p in tmp.iterdir())
     return files
 
