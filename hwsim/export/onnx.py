@@ -77,18 +77,18 @@ def _active_inputs(model, input_size) -> dict:
     return seen
 
 
-def _conv_forward(module, theta, keep):
-    """The forward of a conditional conv at its effective shape (``theta`` the weight that runs)."""
+def _conv_forward(module, in_active: int, keep):
+    """The forward of a conditional conv at its effective shape: its (swapped) weight, plus alpha * eta when
+    noise-conditioned, on the kept input channels (``keep``: their indices, or None for all)."""
     import torch.nn.functional as F
 
     noise = bool(getattr(module, "noise_conditioned", False))
+    groups = module.active_groups(in_active) if hasattr(module, "active_groups") else module.groups
 
     def forward(x):
         if keep is not None:
             x = x.index_select(1, keep)
         weight = module.weight + module.alpha * module.eta if noise else module.weight
-        groups = module.active_groups(x.shape[1] if keep is None else int(module._export_in)) \
-            if hasattr(module, "active_groups") else module.groups
         bias = module.bias[: weight.shape[0]] if module.bias is not None else None
         return F.conv2d(x, weight, bias, module.stride, module.padding, module.dilation, groups)
 
@@ -193,9 +193,7 @@ def _prepare_conv(stack, module, in_active: int) -> None:
         stack.enter_context(_swapped(module, "buffers", "weight_mask", None))
     if getattr(module, "noise_conditioned", False):
         stack.enter_context(_swapped(module, "parameters", "eta", _param(torch.zeros_like(theta))))
-    module._export_in = in_active
-    stack.callback(lambda: module.__dict__.pop("_export_in", None))
-    stack.enter_context(_attribute(module, "forward", _conv_forward(module, theta, keep)))
+    stack.enter_context(_attribute(module, "forward", _conv_forward(module, in_active, keep)))
 
 
 @contextlib.contextmanager
