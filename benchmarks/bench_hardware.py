@@ -100,8 +100,11 @@ def main() -> None:
             (folder / f"{stem}.cfg").write_text(config_text(stem, rows_, cols, args.dataflow))
             (folder / "layout.csv").write_text(", ".join(LAYOUT_HEADER) + ",\n")
             start = time.perf_counter()
-            subprocess.run([python, "-m", "scalesim.scale", "-c", f"{stem}.cfg", "-t", f"{stem}.csv", "-l",
-                            "layout.csv", "-p", "out"], cwd=folder, check=True, stdout=subprocess.DEVNULL)
+            done = subprocess.run([python, "-m", "scalesim.scale", "-c", f"{stem}.cfg", "-t", f"{stem}.csv", "-l",
+                                   "layout.csv", "-p", "out"], cwd=folder, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True)  # its progress bars
+            if done.returncode:
+                sys.exit(f"SCALE-Sim failed:\n{done.stderr[-2000:]}")
             scalesim_s = time.perf_counter() - start
             report = read_compute_report(folder / "out" / stem / "COMPUTE_REPORT.csv")
         ours = [int(systolic.gemm_cycles(r.gemm.m, r.gemm.n, r.gemm.k, rows_, cols, args.dataflow)) for r in run_rows]
