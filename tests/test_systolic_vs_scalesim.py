@@ -59,7 +59,7 @@ def test_full_runs_had_no_stall_and_agree_with_the_compute_model(table):
     full = [r for r in table if r["run"] == "full"]
     assert all(r["stall_cycles"] == "0" for r in full)
     # every distinct base and OAT row and two FLOAT rows at 32 x 32 ws; three layers at each other configuration
-    assert len([r for r in full if (r["array"], r["dataflow"]) == ("32x32", "ws")]) == 12 + 9 + 2
+    assert len([r for r in full if (r["array"], r["dataflow"]) == ("32x32", "ws")]) == 12 + 12 + 2
     compute = {(r["array"], r["dataflow"], *(r[g] for g in GEOMETRY)): r for r in table if r["run"] == "compute"}
     matched = 0
     for r in full:

@@ -190,6 +190,8 @@ def main() -> None:
     parser.add_argument("--only", choices=("full", "compute"), help="make only these runs (others kept)")
     parser.add_argument("--output", default=str(OUT), help="the table to write (default: %(default)s)")
     parser.add_argument("--arrays", default=None, help="only these arrays, e.g. 32x32,25x7 (default: all)")
+    parser.add_argument("--dataflows", default=None, help="only these dataflows, e.g. is (default: all)")
+    parser.add_argument("--variants", default=None, help="only these variants, e.g. float,oat (default: all)")
     parser.add_argument("--harvest", default=None, metavar="DIR",
                         help="collect the finished runs of an interrupted regeneration's work directory instead")
     args = parser.parse_args()
@@ -208,7 +210,9 @@ def main() -> None:
         kept = [row for row in csv.DictReader(open(out)) if row["run"] != args.only]
     table: list[dict] = []
     todo = [job for job in jobs() if (not args.only or job[0] == args.only)
-            and (not args.arrays or f"{job[2]}x{job[3]}" in args.arrays.split(","))]
+            and (not args.arrays or f"{job[2]}x{job[3]}" in args.arrays.split(","))
+            and (not args.dataflows or job[4] in args.dataflows.split(","))
+            and (not args.variants or job[1] in args.variants.split(","))]
     todo.sort(key=lambda job: job[0] == "full" and (job[2], job[3], job[4]) != (32, 32, "ws"))  # 32 x 32 ws first
     with tempfile.TemporaryDirectory(prefix="hwsim-scalesim-") as tmp:
         for n, (run, variant, r, c, df, rows) in enumerate(todo):
