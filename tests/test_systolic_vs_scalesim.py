@@ -80,9 +80,13 @@ def test_filter_reads(table):
         assert r["filter_reads"] == r["k"] * r["n"] * -(-r["m"] // rows), r
 
 
-@pytest.mark.parametrize("variant", ["base", "float", "oat"])
-@pytest.mark.parametrize("array", sorted(ARRAYS))
-@pytest.mark.parametrize("dataflow", ["ws", "os", "is"])
+#: Every (array, dataflow, variant) whose rows all ran: SCALE-Sim builds its input-stationary schedule in time
+#: quadratic in the folds, so is on the small arrays and OAT's FiLM affines in is left rows out (see regenerate.py).
+COMPLETE = [(a, d, v) for a in sorted(ARRAYS) for d in ("ws", "os") for v in ("base", "float", "oat")] + \
+    [("32x32", "is", "base"), ("32x32", "is", "float")]
+
+
+@pytest.mark.parametrize(("array", "dataflow", "variant"), COMPLETE)
 def test_resnet18_layer_by_layer(table, variant, array, dataflow):
     """Every layer of the network hwsim exports costs in hwsim exactly the cycles SCALE-Sim gave its rows."""
     from hwsim.cost import ModelSetting

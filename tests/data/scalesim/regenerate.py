@@ -17,7 +17,8 @@ What is run (CIFAR ResNet18, the zoo's ``resnet18``, exported by :mod:`hwsim.exp
   every distinct layer of base, FLOAT and OAT at 8 x 8, 25 x 7 and 32 x 32 in ws, os and is. With no stall its
   ``Total Cycles`` is the index of the last demand row (the cycle the last output is written), so cycles =
   demand rows - 1; filter reads = its filter requests, as the full report's. Where both ran they agree
-  (tests/test_systolic_vs_scalesim.py checks it).
+  (tests/test_systolic_vs_scalesim.py checks it). Input-stationary rows are limited to those SCALE-Sim
+  computes in reasonable time (:data:`IS_BUDGET`: its is schedule is built in time quadratic in the folds).
 
 Rows are deduplicated by (M, N, K) and conv geometry before running (ResNet18's 21 layers have 12 shapes).
 """
@@ -40,6 +41,11 @@ DATAFLOWS = ("ws", "os", "is")
 VARIANTS = ("base", "float", "oat")
 SAMPLE = ("conv1", "layer4.0.shortcut.0", "linear")
 FLOAT_SAMPLE = ("layer3.0.shortcut.0", "layer4.0.conv1")
+#: SCALE-Sim 3.0.0 builds its input-stationary demand matrices by concatenating every fold onto the matrix so far
+#: (``systolic_compute_is.create_*_demand_mat``): time grows with folds x cycles, hours for ResNet18's large layers
+#: (ceil(K/R) ceil(M/C) = 9,216 folds for layer1.0.conv1 at 8 x 8, 2,048 for a FiLM affine at 32 x 32). Rows
+#: above this folds x cycles are left out of the is runs.
+IS_BUDGET = 6 * 10**7
 COLUMNS = ("array", "dataflow", "run", "variant", "scalesim_name", "layer", "part", "m", "n", "k",
            "ifmap_h", "ifmap_w", "filter_h", "filter_w", "channels", "num_filter", "stride",
            "cycles", "stall_cycles", "filter_reads", "seconds")
@@ -122,6 +128,17 @@ def distinct(rows, seen: set) -> list:
     return out
 
 
+def affordable(row, r: int, c: int, df: str) -> bool:
+    """Whether SCALE-Sim computes this row in reasonable time (see :data:`IS_BUDGET`)."""
+    from hwsim import systolic
+
+    if df != "is":
+        return True
+    g = row.gemm
+    folds = -(-g.k // r) * -(-g.m // c)
+    return folds * int(systolic.gemm_cycles(g.m, g.n, g.k, r, c, df)) <= IS_BUDGET
+
+
 def jobs() -> list[tuple[str, str, int, int, str, list]]:
     """(run, variant, rows, cols, dataflow, topology rows) of every SCALE-Sim run to make."""
     from hwsim.export.gemm import model_gemms
@@ -133,7 +150,8 @@ def jobs() -> list[tuple[str, str, int, int, str, list]]:
         for df in DATAFLOWS:
             seen: set = set()
             for variant in VARIANTS:
-                out.append(("compute", variant, r, c, df, distinct(rows[variant], seen)))
+                out.append(("compute", variant, r, c, df,
+                            [x for x in distinct(rows[variant], seen) if affordable(x, r, c, df)]))
             if (r, c, df) == (32, 32, "ws"):  # SCALE-Sim's whole simulator on every distinct base and OAT row
                 seen = set()
                 out.append(("full", "base", r, c, df, distinct(rows["base"], seen)))
