@@ -241,12 +241,19 @@ class CostSummary:
     conv_norm_delay_min: float  # per conditional conv t_V / t (1.0 when none)
     conv_norm_delay_mean: float
     conv_norm_delay_max: float
+    energy_pj: float = float("nan")  # SPEC 3.1 energy (NaN: the hardware has no energy fields)
+    base_energy_pj: float = float("nan")  # the same network plain and dense
+    norm_energy: float = float("nan")  # energy_pj / base_energy_pj
 
 
 def summarize(analysis: Analysis) -> CostSummary:
     stats = analysis.normalized
     counts = analysis.counts
-    return CostSummary(
+    energy = {}
+    if analysis.hardware.has_energy:
+        energy = {"energy_pj": analysis.energy.energy_pj, "base_energy_pj": analysis.base_energy.energy_pj,
+                  "norm_energy": analysis.norm_energy}
+    return CostSummary(**energy,
         params=counts.params.active,
         nonzero_params=counts.params.nonzero,
         memory_bytes=counts.memory_bytes,

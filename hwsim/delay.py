@@ -1,4 +1,6 @@
-"""Analytical delay of conv and linear layers on a Von-Neumann ASIC: the FLOAT paper's Eq. 7, 8 and 9.
+"""Analytical delay of conv and linear layers on a Von-Neumann ASIC: the FLOAT paper's Eq. 7, 8 and 9 (on a
+systolic array, ``arch = "systolic"``: SCALE-Sim v3's compute cycles, :mod:`hwsim.systolic`), and their energy
+(SPEC 3.1, :func:`model_energy`).
 
 Memory reads and multiplies are sequential. For a layer with ``W = k^2 (C_i / g) C_o`` weights and an
 ``H_o x W_o`` output map (linear layers: ``k = 1``, ``H_o = W_o = 1``)::
@@ -563,6 +565,9 @@ def hardware_grid(base: HardwareConfig, *, sparse: bool = False, **axes: Sequenc
     >>> hardware_grid(get_preset("asic65"), sparse=True, n_mult=[64, 128], n_bank=[2, 4, 8]).shape
     (1, 1, 3, 2, 1, 1)
     """
+    if base.systolic:
+        raise HwsimError(f"hardware_grid sweeps the Von-Neumann ASIC's fields; {base.name!r} is a systolic array "
+                         "(sweep it with hwsim.sweep.SystolicSweep)")
     unknown = sorted(set(axes) - set(_GRID_FIELDS))
     if unknown:
         raise HwsimError(f"unknown grid field(s) {', '.join(unknown)}; valid fields: {', '.join(_GRID_FIELDS)}")

@@ -408,7 +408,8 @@ def render_analysis(document: Mapping[str, Any], fmt: str, *, command: str) -> s
     if fmt == "csv":
         return text
     t = document["totals"]
-    notes = [f"normalised delay vs the same network plain (Eq. 7, dense): total {t['norm_delay']:.4f}; "
+    plain = "plain and dense, on the same array" if document["hardware"].get("arch") == "systolic" else "Eq. 7, dense"
+    notes = [f"normalised delay vs the same network plain ({plain}): total {t['norm_delay']:.4f}; "
              f"per conditional conv (n={t['conditional_convs']}) min {t['conv_norm_delay_min']:.4f} "
              f"mean {t['conv_norm_delay_mean']:.4f} max {t['conv_norm_delay_max']:.4f}"] if command == "delay" else []
     if command == "delay" and "norm_energy" in t:

@@ -36,7 +36,7 @@ from hwsim.delay import (
     take_flat,
 )
 from hwsim.errors import HwsimError
-from hwsim.hardware import SYSTOLIC_SWEEP_FIELDS, HardwareConfig, field_problem
+from hwsim.hardware import ARCH_FIELDS, SYSTOLIC_SWEEP_FIELDS, HardwareConfig, field_problem
 from hwsim.systolic import gemm_arrays, total_cycles_grid
 
 #: What ``--pareto`` minimises beside the hardware size.
@@ -217,7 +217,8 @@ class SystolicSweep:
         problems = []
         for name, values in self.axes.items():
             if name not in SYSTOLIC_SWEEP_FIELDS:
-                problems.append(f"--grid {name} does not apply to arch {hw.arch!r} (its sweepable fields: "
+                why = "does not apply to" if name in ARCH_FIELDS["von-neumann"] else "cannot be swept on"
+                problems.append(f"--grid {name} {why} arch {hw.arch!r} (its sweepable fields: "
                                 f"{', '.join(SYSTOLIC_SWEEP_FIELDS)})")
                 continue
             problems += [p for v in dict.fromkeys(values) if (p := field_problem(name, v)) is not None]

@@ -124,6 +124,7 @@ def run_cli(capsys, *args):
 @pytest.mark.parametrize(("args", "fragment"), [
     (["--hw", "systolic32", "--grid", "n_mult=1,2"], "--grid n_mult does not apply to arch 'systolic'"),
     (["--grid", "array_rows=8,16"], "--grid array_rows does not apply to arch 'von-neumann'"),
+    (["--hw", "systolic32", "--grid", "b_w=4,8"], "--grid b_w cannot be swept on arch 'systolic'"),
     (["--hw", "systolic32", "--grid", "array_rows=0,8"], "array_rows=0 must be an integer in [1, 65536]"),
     (["--grid", "n_mult=1,2", "--pareto-by", "energy"], "--pareto-by applies with --pareto only"),
     (["--grid", "n_mult=1,2", "--energy", "--set", "e_read_pj=-1"], "e_read_pj=-1.0 must be a number"),
@@ -146,3 +147,21 @@ def test_cli_systolic_sweep_json(capsys):
     assert row["cycles"] == model_delay(shapes, SA32).cycles
     assert row["energy_pj"] == model_energy(shapes, SA32).energy_pj
     assert round(row["norm_energy"], 4) == 1.2791 and doc["hardware"]["arch"] == "systolic"
+
+
+def test_the_von_neumann_grid_refuses_a_systolic_base():
+    from hwsim.errors import HwsimError
+
+    with pytest.raises(HwsimError, match="'systolic32' is a systolic array"):
+        hardware_grid(SA32, n_mult=[1])
+
+
+def test_systolic_energy_pareto_is_the_smallest_arrays():
+    # energy does not depend on the array (each MAC once, each weight read once): every configuration of the
+    # smallest arrays is on the front, nothing larger is
+    axes = {"array_rows": [8, 4, 16], "array_cols": [2, 8], "t_cycle_ns": [1.0, 3.0]}
+    sweep = SystolicSweep(SA32, axes, LAYERS, PLAIN, energy=True)
+    c = sweep.columns(np.arange(len(sweep)), hw_size=True)
+    front = sweep.pareto("energy").tolist()
+    assert front == brute_front(c["hw_size"], c["energy_pj"], len(sweep))
+    assert sorted(c["hw_size"][front].tolist()) == [8, 8]  # 4 x 2 at both clocks

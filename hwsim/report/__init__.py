@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from hwsim.files import check_output_dir, staged_dir
-from hwsim.report.join import check_cost_axis, read_sanity, select_points, series_costs
+from hwsim.report.join import ENERGY_FIELDS, check_cost_axis, read_sanity, select_points, series_costs
 from hwsim.report.join import join as join_table
 from hwsim.report.markdown import render_report
 from hwsim.report.pareto import pareto_front
@@ -74,6 +74,21 @@ def _flag_frontiers(table: pd.DataFrame, selected: pd.DataFrame, cost: str) -> t
     return table, table.loc[fronts["front_joint"].index]
 
 
+#: Caption of the accuracy-vs-energy frontier, drawn when the costs have energy and the frontier's axis is not it.
+ENERGY_FIGURE = "Accuracy vs energy with the Pareto frontiers"
+
+
+def _energy_frontier(selected: pd.DataFrame, cost: str) -> pd.DataFrame | None:
+    """``selected`` with ``front_ca`` / ``front_ra`` flagged against ``energy_pj``, or None when the points have
+    no energy (hardware without energy fields) or the report's frontier is already on energy."""
+    if cost == "energy_pj" or "energy_pj" not in selected.columns or not selected["energy_pj"].notna().any():
+        return None
+    out = selected.copy()
+    for name, gain in (("front_ca", "ca"), ("front_ra", "ra")):
+        out[name] = out.index.isin(pareto_front(selected, "energy_pj", gain).index)
+    return out
+
+
 def build_report(runs: Sequence[str | Path], out: str | Path, hw: Any = None, reference: str | Path | None = None,
                  cost: str = "memory_bytes", *, checkpoint: str | None = None, attack: str | None = None,
                  cost_fn: Callable[..., Any] | None = None, command: str | None = None) -> ReportResult:
@@ -109,6 +124,8 @@ def build_report(runs: Sequence[str | Path], out: str | Path, hw: Any = None, re
         from hwsim.hardware import get_preset
 
         hw = get_preset("asic65")
+    if cost in ENERGY_FIELDS and hasattr(hw, "require_energy"):
+        hw.require_energy()
     command = command or _default_command(runs, out, hw, reference, cost)
 
     table = join_table(runs, hw=hw, reference=reference, cost_fn=cost_fn)
@@ -126,6 +143,12 @@ def build_report(runs: Sequence[str | Path], out: str | Path, hw: Any = None, re
 
         fig_dir = tmp / "figures"
         plots.plot_frontier(selected, fig_dir / "frontier", cost=cost)
+        figures = {caption: f"figures/{stem}.png" for stem, caption in FIGURES.items()}
+        energy_front = _energy_frontier(selected, cost)
+        if energy_front is not None:  # accuracy vs energy beside the chosen cost's frontier (SPEC 3.1)
+            plots.plot_frontier(energy_front, fig_dir / "frontier_energy", cost="energy_pj")
+            figures = {FIGURES["frontier"]: figures[FIGURES["frontier"]],
+                       ENERGY_FIGURE: "figures/frontier_energy.png", **figures}
         plots.plot_tradeoff(shown, fig_dir / "tradeoff")
         plots.plot_accuracy_vs_memory(shown, fig_dir / "accuracy_vs_memory")
         plots.plot_conv_delay(selected, fig_dir / "conv_delay")
@@ -137,7 +160,7 @@ def build_report(runs: Sequence[str | Path], out: str | Path, hw: Any = None, re
             command=command, cost=cost, hardware=hw.as_dict() if hasattr(hw, "as_dict") else vars(hw),
             attack=attack_used, checkpoint=checkpoint_used, frontier=frontier, series=series_costs(selected),
             points=table[table["origin"] == "run"], reference=refs,
-            figures={caption: f"figures/{stem}.png" for stem, caption in FIGURES.items()}, sanity=sanity)
+            figures=figures, sanity=sanity)
         if not sanity.empty:
             sanity.to_csv(tmp / "sanity.csv", index=False)
         from hwsim.report.training import plot_training_cost, render_training_section, training_cost

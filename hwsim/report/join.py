@@ -72,8 +72,12 @@ COST_FIELDS: tuple[str, ...] = (
     "params", "nonzero_params", "memory_bytes", "macs", "delay_ns", "base_delay_ns", "norm_delay",
     "conv_norm_delay_min", "conv_norm_delay_mean", "conv_norm_delay_max")
 
+#: Energy fields of hwsim.cost.CostSummary (SPEC 3.1; NaN where the hardware has no energy fields or a cost
+#: function does not give them).
+ENERGY_FIELDS: tuple[str, ...] = ("energy_pj", "base_energy_pj", "norm_energy")
+
 #: Every column that can serve as the cost axis of a frontier (lower is better).
-COST_AXES: tuple[str, ...] = (*COST_FIELDS, "norm_memory", "norm_memory_max")
+COST_AXES: tuple[str, ...] = (*COST_FIELDS, "norm_memory", "norm_memory_max", *ENERGY_FIELDS)
 
 #: Columns a reference CSV must have.
 REFERENCE_REQUIRED: tuple[str, ...] = ("label", "variant", "ca", "ra", "source")
@@ -373,6 +377,10 @@ def attach_costs(df: pd.DataFrame, hw: Any = None, cost_fn: CostFn | None = None
     base_memory = [getattr(cost_of(k.base()), "memory_bytes", np.nan) if k else np.nan for k in keys]
     for f in COST_FIELDS:
         values = pd.Series(computed[f], index=out.index, dtype=float)
+        out[f] = out[f].astype(float).fillna(values) if f in out.columns else values
+    for f in ENERGY_FIELDS:  # optional: absent from cost objects that do not compute energy
+        values = pd.Series([getattr(c, f, np.nan) if c is not None else np.nan for c in ok], index=out.index,
+                           dtype=float)
         out[f] = out[f].astype(float).fillna(values) if f in out.columns else values
     out["cost_note"] = notes
     out["norm_memory"] = out["memory_bytes"] / pd.Series(base_memory, index=out.index, dtype=float)

@@ -24,7 +24,8 @@ SANITY_COLUMNS: tuple[str, ...] = ("run_name", "checkpoint", "lambda_n", "width"
                                    "verdict", "rule")
 SERIES_COLUMNS: tuple[str, ...] = (
     "series", "model", "dataset", "params", "memory_bytes", "norm_memory", "macs", "delay_ns", "norm_delay",
-    "conv_norm_delay_min", "conv_norm_delay_mean", "conv_norm_delay_max", "epoch_time_s", "norm_epoch_time")
+    "conv_norm_delay_min", "conv_norm_delay_mean", "conv_norm_delay_max", "energy_pj", "norm_energy",
+    "epoch_time_s", "norm_epoch_time")
 
 
 def _cell(value: Any) -> str:
@@ -97,6 +98,9 @@ def render_report(*, command: str, cost: str, hardware: Mapping[str, Any], attac
         "memory over that of the plain network at full width and density. `norm_memory_max`: memory over "
         "the largest model of the same architecture in the table (Fig. 1's normalisation). "
         "`conv_norm_delay_*`: min / mean / max over the conditional conv layers of t_V / t (Fig. 7c).",
+        "- `energy_pj` (when the hardware has energy fields): energy per inference in pJ (SPEC 3.1: weight "
+        "reads, MACs, FLOAT's noise, OAT's FiLM; no activation traffic); `norm_energy`: over that of the plain "
+        "network at the same width. The accuracy-vs-energy frontier is drawn beside the chosen cost's.",
         f"- Hardware: {hw_rows}.",
         f"- Pareto frontier: cost `{cost}` lower is better, CA and RA higher are better; a point is on the "
         "frontier when no other point is at least as good in all three and better in one. Identical points "

@@ -47,6 +47,9 @@ AXIS_LABELS: dict[str, str] = {
     "conv_norm_delay_max": "max conditional conv delay / plain",
     "norm_memory": "memory / memory of the plain network",
     "norm_memory_max": "normalised memory (1 = largest model)",
+    "energy_pj": "energy per inference (pJ)",
+    "base_energy_pj": "energy of the plain network (pJ)",
+    "norm_energy": "energy / energy of the plain network",
     "ca": "clean accuracy CA (%)",
     "ra": "robust accuracy RA (%)",
 }
