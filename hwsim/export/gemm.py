@@ -31,8 +31,9 @@ class Gemm:
 
     ``layer``: the hwsim layer (record name); ``part``: the layer's kind (``conv``, ``linear``, ``matmul``) or
     ``film_mlp1``, ``film_mlp2``, ``film_affine``; ``index``: which group or product (0 for the others);
-    ``noise``: m includes FLOAT's noise row. ``conv_form``: a plain conv, written as a convolution with its
-    ``kernel``, ``stride``, ``h_out`` x ``w_out`` and ``channels`` (input channels per group)."""
+    ``noise``: m includes FLOAT's noise row. ``conv_form``: a plain 2-D conv, written as a convolution with its
+    kernel ``kernel_h`` x ``kernel_w``, strides ``stride_h``, ``stride_w``, dilations ``dilation_h``,
+    ``dilation_w``, output ``h_out`` x ``w_out`` and ``channels`` (input channels per group)."""
 
     layer: str
     part: str
@@ -42,8 +43,12 @@ class Gemm:
     index: int = 0
     noise: bool = False
     conv_form: bool = False
-    kernel: int = 1
-    stride: int = 1
+    kernel_h: int = 1
+    kernel_w: int = 1
+    stride_h: int = 1
+    stride_w: int = 1
+    dilation_h: int = 1
+    dilation_w: int = 1
     h_out: int = 1
     w_out: int = 1
     channels: int = 1
@@ -54,6 +59,21 @@ def as_record(record) -> LayerRecord:
     return record if isinstance(record, LayerRecord) else LayerRecord(**vars(record))
 
 
+def _geometry(record) -> tuple[int, int, int, int, int, int] | None:
+    """(kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w) of a 2-D conv that is not transposed;
+    None for any other layer. Reads the per-axis fields of the records where they have them (``kernel``,
+    ``strides``, ``dilation``), else the square ``k`` and ``stride``."""
+    if record.kind != "conv" or getattr(record, "transposed", False):
+        return None
+    kernel = tuple(getattr(record, "kernel", ()) or ())
+    if kernel and len(kernel) != 2:
+        return None  # Conv1d / Conv3d: written as its GEMM
+    kh, kw = kernel or (record.k, record.k)
+    sh, sw = tuple(getattr(record, "strides", ()) or ()) or (record.stride, record.stride)
+    dh, dw = tuple(getattr(record, "dilation", ()) or ()) or (1, 1)
+    return kh, kw, sh, sw, dh, dw
+
+
 def layer_gemms(record) -> list[Gemm]:
     """The GEMMs of one layer record in the order they run (the layer, then its FiLM); none for a layer pruned
     to no weight (it does not run, as in the delay model)."""
@@ -62,14 +82,17 @@ def layer_gemms(record) -> list[Gemm]:
         return []
     shape = record.shape()
     noise = shape.formula == "eq8"
+    geometry = _geometry(record)
+    kh, kw, sh, sw, dh, dw = geometry or (1, 1, 1, 1, 1, 1)
     out = []
     for g in systolic.layer_gemms(shape):
         part = record.kind if g.part == "layer" else g.part
-        plain_conv = part == "conv" and not noise
+        plain_conv = part == "conv" and not noise and geometry is not None
         for index in range(g.count):
             out.append(Gemm(record.name, part, g.m, g.n, g.k, index=index, noise=noise and g.part == "layer",
-                            conv_form=plain_conv, kernel=shape.k, stride=record.stride, h_out=shape.h_out,
-                            w_out=shape.w_out, channels=shape.c_in // shape.groups))
+                            conv_form=plain_conv, kernel_h=kh, kernel_w=kw, stride_h=sh, stride_w=sw,
+                            dilation_h=dh, dilation_w=dw, h_out=shape.h_out, w_out=shape.w_out,
+                            channels=shape.c_in // shape.groups))
     return out
 
 

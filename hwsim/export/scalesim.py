@@ -5,9 +5,10 @@ runs in it as it is:
 
 * ``STEM.csv``, the topology in SCALE-Sim's conv form: the header ``Layer name, IFMAP Height, IFMAP Width, Filter
   Height, Filter Width, Channels, Num Filter, Strides,`` and one row per GEMM of :mod:`hwsim.export.gemm`, every
-  row ending with a comma (its parser drops the last field). A conv is written as a convolution: SCALE-Sim has
-  no padding, so the input is the part the outputs read, ``IFMAP = (H_o - 1) s + k``, and its output is again
-  H_o x W_o. Everything else (linears, activation products, a FLOAT layer with its noise row, the FiLM steps) is
+  row ending with a comma (its parser drops the last field). A 2-D conv is written as a convolution: SCALE-Sim
+  has no padding, so the input is the part the outputs read, ``IFMAP = (H_o - 1) s + k``, and its output is
+  again H_o x W_o (with one stride for both axes, as SCALE-Sim has: the height's; a dilated kernel is written
+  at its k, whose MACs it is). Everything else (linears, activation products, a FLOAT layer with its noise row, the FiLM steps) is
   a GEMM (M, N, K) written as the convolution SCALE-Sim's own GEMM reader makes of it: an M x K input, one
   1 x K filter per column, ``name, M, K, 1, K, 1, N, 1,``. A grouped conv is one row per group, a batched
   product one row per product.
@@ -116,10 +117,10 @@ def topology_rows(gemms: Sequence[Gemm]) -> list[TopologyRow]:
         while name in used:  # two layers whose names differ only in unsafe characters
             name, n = f"{base}_{n}", n + 1
         used.add(name)
-        if gemm.conv_form:
-            k, s = gemm.kernel, gemm.stride
-            rows.append(TopologyRow(name, (gemm.h_out - 1) * s + k, (gemm.w_out - 1) * s + k, k, k, gemm.channels,
-                                    gemm.n, s, gemm))
+        if gemm.conv_form:  # SCALE-Sim has one stride for both axes: the input it reads gives H_o x W_o with it
+            kh, kw, s = gemm.kernel_h, gemm.kernel_w, gemm.stride_h
+            rows.append(TopologyRow(name, (gemm.h_out - 1) * s + kh, (gemm.w_out - 1) * s + kw, kh, kw,
+                                    gemm.channels, gemm.n, s, gemm))
         else:
             rows.append(TopologyRow(name, gemm.m, gemm.k, 1, gemm.k, 1, gemm.n, 1, gemm))
     return rows

@@ -7,7 +7,7 @@ get_hardware_performance_zigzag`` on the three files, minimal energy):
   rows as the SCALE-Sim export): a plain conv as ``Conv`` with its kernel, stride and output size; every other
   GEMM (M, N, K) as the convolution ``K = N``, ``C = K``, ``OY = M``, ``OX = FY = FX = 1`` (linears, activation
   products, a FLOAT layer with its noise row, OAT's ``film_mlp1``, ``film_mlp2`` and ``film_affine``), so that
-  one mapping serves all of them. Deviation from SPEC 3.3 (ONNX for the backbone, yaml for the extras): one yaml
+  one mapping serves all of them. Strides and dilations per axis go into the dimension relations. Deviation from SPEC 3.3 (ONNX for the backbone, yaml for the extras): one yaml
   for everything, written from the records without torch, so that one ZigZag run covers the whole network
   (ZigZag's ONNX path prices the FLOAT and FiLM Mul/Add at zero anyway).
 * ``hardware.yaml``: the multipliers as a 2-D array (a Von-Neumann machine's n_mult as the R x C of
@@ -95,18 +95,18 @@ def workload(records: Iterable, b_w: int) -> list[dict]:
         if g.index or g.part == "matmul":
             name += f".{'b' if g.part == 'matmul' else 'g'}{g.index}"
         if g.conv_form:
-            sizes, stride, kernel = [1, g.n, g.channels, g.h_out, g.w_out, g.kernel, g.kernel], g.stride, g.kernel
+            sizes = [1, g.n, g.channels, g.h_out, g.w_out, g.kernel_h, g.kernel_w]
+            relations = [f"ix={g.stride_w}*ox+{g.dilation_w}*fx", f"iy={g.stride_h}*oy+{g.dilation_h}*fy"]
         else:
-            sizes, stride, kernel = [1, g.n, g.k, g.m, 1, 1, 1], 1, 1
+            sizes, relations = [1, g.n, g.k, g.m, 1, 1, 1], ["ix=1*ox+1*fx", "iy=1*oy+1*fy"]
         layers.append({
             "id": i, "name": name, "operator_type": "Conv",
             "equation": "O[b][k][oy][ox]+=W[k][c][fy][fx]*I[b][c][iy][ix]",
-            "dimension_relations": [f"ix={stride}*ox+1*fx", f"iy={stride}*oy+1*fy"],
+            "dimension_relations": relations,
             "loop_dims": ["B", "K", "C", "OY", "OX", "FY", "FX"], "loop_sizes": sizes,
             "operand_precision": {"W": b_w, "I": b_w, "O": 32, "O_final": b_w},
             "operand_source": {"I": i},
         })
-        del kernel
     return layers
 
 
