@@ -72,12 +72,14 @@ def test_full_runs_had_no_stall_and_agree_with_the_compute_model(table):
 
 def test_filter_reads(table):
     """SCALE-Sim's filter SRAM reads: in ws K N, each weight once, as hwsim's read count (SPEC 3.2); in os the
-    weights are read again for every fold of the M output rows over the R array rows, K N ceil(M / R)."""
+    weights are read again for every fold of the M output rows over the R array rows, K N ceil(M / R); in is
+    for every fold of the M inputs over the C columns, K N ceil(M / C)."""
     ws = [r for r in table if r["dataflow"] == "ws"]
     assert ws and all(r["filter_reads"] == r["k"] * r["n"] for r in ws)
-    for r in (r for r in table if r["dataflow"] == "os"):
-        rows, _ = ARRAYS[r["array"]]
-        assert r["filter_reads"] == r["k"] * r["n"] * -(-r["m"] // rows), r
+    for r in (r for r in table if r["dataflow"] != "ws"):
+        rows, cols = ARRAYS[r["array"]]
+        folds = -(-r["m"] // (rows if r["dataflow"] == "os" else cols))
+        assert r["filter_reads"] == r["k"] * r["n"] * folds, r
 
 
 #: Every (array, dataflow, variant) whose rows all ran: SCALE-Sim builds its input-stationary schedule in time
