@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,11 +68,15 @@ def test_hardware_without_energy_is_refused(capsys, tmp_path):
 
 @pytest.mark.slow
 def test_real_zigzag_runs_the_export(capsys, tmp_path):
-    """Opt-in (zigzag-dse installed): ZigZag's MAC energy equals hwsim's MACs x (e_mult + e_acc), layer by layer,
-    and its ideal cycles are the MACs over the 175 multipliers."""
-    pytest.importorskip("zigzag")
+    """Opt-in (zigzag-dse in this Python, or in the one ``HWSIM_ZIGZAG_PYTHON`` names): ZigZag's MAC energy equals
+    hwsim's MACs x (e_mult + e_acc), layer by layer, and its ideal cycles are the MACs over the 175 multipliers."""
+    python = os.environ.get("HWSIM_ZIGZAG_PYTHON")
+    if python is None:
+        pytest.importorskip("zigzag")
+        python = sys.executable
     out = export(capsys, tmp_path, "small_cnn", "--input-size", "3,8,8")
-    run = subprocess.run([sys.executable, "run_zigzag.py"], cwd=out, check=True, capture_output=True, text=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run = subprocess.run([python, "run_zigzag.py"], cwd=out, check=True, capture_output=True, text=True, env=env)
     rows = [r for r in csv.DictReader(io.StringIO(run.stdout)) if r["layer"] != "total"]
     layers = yaml.safe_load((out / "small_cnn_base.yaml").read_text())
     assert [r["layer"] for r in rows] == [layer["name"] for layer in layers]
