@@ -108,8 +108,19 @@ def _film_forward(module, encoding, active):
 
 
 def export_onnx(model, input_size: tuple[int, int, int], path: str | Path) -> None:
-    """Write ``model`` (built at its knob setting, e.g. by :func:`hwsim.cost.build_model`) as ONNX to ``path``."""
+    """Write ``model`` (built at its knob setting, e.g. by :func:`hwsim.cost.build_model`) as ONNX to ``path``
+    and check it with ``onnx.checker.check_model(full_check=True)``.
+
+    Raises:
+        HwsimError: onnx is not installed, or the model cannot be exported or checked (the first line of why).
+    """
     import torch
+
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise HwsimError("--format onnx needs onnx: in a checkout of hwsim run pip install -e \".[onnx]\" "
+                         "(or pip install \"hwsim[onnx]\")") from None
 
     model.eval()
     active_in = _active_inputs(model, input_size)
@@ -144,12 +155,25 @@ def export_onnx(model, input_size: tuple[int, int, int], path: str | Path) -> No
 
         wrapper = Exported()
         stack.enter_context(_distinct_values(wrapper))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(wrapper, tuple(inputs), str(path), dynamo=False, export_params=False,
-                              input_names=names, output_names=["logits"], opset_version=OPSET,
-                              do_constant_folding=False)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(wrapper, tuple(inputs), str(path), dynamo=False, export_params=False,
+                                  input_names=names, output_names=["logits"], opset_version=OPSET,
+                                  do_constant_folding=False)
+        except Exception as exc:  # the exporter's own errors (unsupported ops, data-dependent control flow)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise HwsimError(f"torch cannot export this model to ONNX: {first}") from None
     _rename_inputs(path)
+
+
+def _check(path) -> None:
+    import onnx
+
+    try:
+        onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise HwsimError(f"the exported ONNX graph fails onnx's full check: {str(exc).splitlines()[0]}") from None
 
 
 @contextlib.contextmanager
@@ -254,3 +278,4 @@ def _rename_inputs(path) -> None:
     for node in graph.graph.node:
         node.input[:] = [renames.get(n, n) for n in node.input]
     onnx.save(graph, str(path))
+    _check(path)
