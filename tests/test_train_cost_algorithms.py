@@ -127,10 +127,12 @@ def test_bullettrain_classification_allocation_and_fr_update() -> None:
     probs = _softmax(logits.numpy().astype(np.float64))
     sign = np.where(probs.argmax(1) == 0, 1.0, -1.0)
     svar = sign * probs.var(1)
-    for f_r in (0.0, 0.4, 0.8):
+    for f_r in (0.4, 0.8):
         threshold = np.quantile(svar, 1 - f_r)
         want = np.where(svar < 0, OUTLIER, np.where(svar < threshold, BOUNDARY, ROBUST))
         assert classify(logits, y, f_r).tolist() == want.tolist()
+    # F_R = 0 (the estimate's start): no robust sample (the literal percentile would class the top one robust)
+    assert classify(logits, y, 0.0).tolist() == np.where(svar < 0, OUTLIER, BOUNDARY).tolist()
     assert classify(logits, y, 0.4).tolist() == [ROBUST, BOUNDARY, ROBUST, OUTLIER, BOUNDARY]
     bt = BulletTrain(k=7, n_r=2)
     attack = AttackSettings(eps=0.03, step_size=0.007, steps=7)

@@ -41,8 +41,10 @@ def test_one_step_of_each_algorithm_is_unchanged_by_the_protocol(one_thread, alg
         magnitude = sum(float(p.double().abs().sum()) for p in model.parameters())
     want = PINNED[(algorithm, variant)]
     assert float(loss) == pytest.approx(want[0], rel=1e-6)
-    assert total == pytest.approx(want[1], rel=1e-9)
-    assert magnitude == pytest.approx(want[2], rel=1e-9)
+    # rel 1e-7: float32 convolution kernels differ in their last bits between CPUs (an AMD EPYC gives 1.4e-8
+    # relative on the sum); any change to the step itself moves these sums by far more
+    assert total == pytest.approx(want[1], rel=1e-7)
+    assert magnitude == pytest.approx(want[2], rel=1e-7)
 
 
 def test_slim_step_accumulates_both_widths_like_two_hand_made_passes(one_thread) -> None:

@@ -46,10 +46,12 @@ def _interrupt_hint(run: Path) -> Iterator[None]:
 @click.option("--weight-decay", help="Weight decay (default 5e-4).")
 @click.option("--schedule", help="cosine, multistep, constant (per epoch) or cyclic (one-cycle per batch, "
               "peak --lr at 2/5 of the run; Fast AT) (default cosine).")
-@click.option("--eps", help="Training attack L-inf radius, e.g. 8/255 (default 8/255).")
+@click.option("--eps", help="Training attack L-inf radius, e.g. 8/255 (default 0.031 for trades and mart, "
+              "8/255 otherwise).")
 @click.option("--step-size", help="Training attack step, e.g. 2/255, or 'oat' for min(1.25eps, eps+4/255)/k "
-              "(default: 'oat' for oat and float, 2/255 otherwise).")
-@click.option("--attack-steps", type=int, help="PGD steps k for training (default 7).")
+              "(default: 'oat' for oat and float, 0.007 for trades and mart, 2/255 otherwise).")
+@click.option("--attack-steps", type=int,
+              help="PGD steps k for training (default 10 for trades and mart, 7 otherwise).")
 @click.option("--attack-mode", help="Model mode while generating training attacks: eval or train "
               "(default train for fast and free, eval otherwise).")
 @click.option("--lambda", "lambda_", help="pgd-at: weight of the adversarial loss (default 1).")

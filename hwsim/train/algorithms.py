@@ -278,14 +278,41 @@ class OAT(Algorithm):
             return ctx.forward(x)
 
 
+def probe_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, step_size: float,
+              steps: int) -> torch.Tensor:
+    """Fast AT's early-stop probe: PGD-``steps`` from a uniform start in the eps ball (clipped to [0, 1]) where
+    each step moves only the samples the model still classifies correctly, ending when none is (as
+    ``attack_pgd`` in locuslab/fast_adversarial ``CIFAR10/utils.py``, one restart). The model's mode is the
+    caller's."""
+    x = x.detach()
+    x_adv = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp_(0, 1)
+    for _ in range(steps):
+        with torch.enable_grad():
+            x_adv.requires_grad_(True)
+            logits = model(x_adv)
+            still = logits.argmax(1) == y
+            if not bool(still.any()):
+                break
+            (grad,) = torch.autograd.grad(F.cross_entropy(logits.float(), y), x_adv)
+        with torch.no_grad():
+            moved = x_adv + step_size * grad.sign()
+            moved = torch.min(torch.max(moved, x - eps), x + eps).clamp_(0, 1)
+            x_adv = torch.where(still.view(-1, *[1] * (x.dim() - 1)), moved, x_adv.detach())
+    return x_adv.detach()
+
+
 @register_algorithm("fast")
 class Fast(Algorithm):
     """Fast AT (Wong et al. 2020, "Fast is better than free"): FGSM from a uniform random start.
 
     delta ~ U(-eps, eps), one signed step of ``step_factor x eps`` (1.25 eps), projected to the eps ball and the
-    image to [0, 1]; loss CE on the result. ``early_stop``: after every epoch, PGD-5 accuracy on a fixed
-    training batch (the run's first) falling by more than 20 points stops the run (catastrophic overfitting)
-    and keeps the previous epoch's weights as best. Validation uses the configured PGD attack.
+    image to [0, 1]; loss CE on the result. ``early_stop``: after every epoch, PGD-5 accuracy on the epoch's
+    first training batch falling by more than 20 points from the previous epoch's stops the run (catastrophic
+    overfitting) and keeps the previous epoch's weights as best. As locuslab/fast_adversarial
+    (``CIFAR10/train_fgsm.py``, ``attack_pgd`` in ``CIFAR10/utils.py``) the probe runs in train mode (batch
+    statistics; its forwards update BN running statistics), from a uniform start, each step moving only the
+    samples still classified correctly (none left: it stops), and the test is ``acc - previous < -0.2`` in
+    fractions, the previous starting at 0. Validation uses the configured PGD attack.
     """
 
     PROBE_STEPS = 5
@@ -297,16 +324,18 @@ class Fast(Algorithm):
             raise HwsimError(f"fast step factor must be > 0, got {step_factor}")
         self.fgsm = AttackSettings(attack.eps, step_factor * attack.eps, 1, attack.mode)
         self.early_stop = early_stop
-        self.probe: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.probe_acc: float | None = None
+        self.probe: tuple[torch.Tensor, torch.Tensor] | None = None  # this epoch's first batch
+        self.probe_acc: float | None = None  # last epoch's probe accuracy, a fraction
+        self._probe_epoch: int | None = None  # the epoch whose first batch `probe` is
 
     def perturb(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor | None = None,
                 **overrides: Any) -> torch.Tensor:
         return ctx.attack(self.fgsm, x, y, **overrides)
 
     def loss(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.early_stop and self.probe is None:
+        if self.early_stop and self._probe_epoch != ctx.epoch:  # the first batch of every epoch
             self.probe = (x.detach().clone(), y.detach().clone())
+            self._probe_epoch = ctx.epoch
         return F.cross_entropy(ctx.forward(self.perturb(ctx, x, y)), y)
 
     def end_epoch(self, ctx: StepContext, epoch: int) -> dict[str, Any]:
@@ -314,27 +343,27 @@ class Fast(Algorithm):
             return {}
         device = next(ctx.model.parameters()).device
         x, y = self.probe[0].to(device), self.probe[1].to(device)
-        with attack_context(ctx.model, "eval"):
-            x_adv = pgd(ctx.model, x, y, eps=self.attack.eps, step_size=self.attack.step_size,
-                        steps=self.PROBE_STEPS)
+        with attack_context(ctx.model, "train"):
+            x_adv = probe_pgd(ctx.model, x, y, self.attack.eps, self.attack.step_size, self.PROBE_STEPS)
             with torch.no_grad():
-                acc = 100.0 * float((ctx.model(x_adv).argmax(1) == y).float().mean())
-        if self.probe_acc is not None and acc < self.probe_acc - self.DROP:
-            ctx.request_stop(f"catastrophic overfitting after epoch {epoch}: PGD-{self.PROBE_STEPS} accuracy on a "
-                             f"training batch fell from {self.probe_acc:.1f}% to {acc:.1f}%")
+                correct = int((ctx.model(x_adv).argmax(1) == y).sum())
+        acc = correct / len(y)  # a fraction, compared as the reference compares it (prev_robust_acc from 0)
+        previous = 0.0 if self.probe_acc is None else self.probe_acc
+        if acc - previous < -self.DROP / 100.0:
+            ctx.request_stop(f"catastrophic overfitting after epoch {epoch}: PGD-{self.PROBE_STEPS} accuracy on the "
+                             f"epoch's first training batch fell from {100 * previous:.1f}% to {100 * acc:.1f}%")
         self.probe_acc = acc
-        return {"probe_pgd_acc": acc}
+        return {"probe_pgd_acc": 100.0 * acc}
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"probe_acc": self.probe_acc}
-        if self.probe is not None:
-            state["probe"] = [self.probe[0].cpu(), self.probe[1].cpu()]
-        return state
+        # checkpoints are written after end_epoch: the next epoch takes its own first batch, so no probe is kept
+        return {"probe_fraction": self.probe_acc}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.probe_acc = state.get("probe_acc")
-        if "probe" in state:
-            self.probe = (state["probe"][0], state["probe"][1])
+        if "probe_fraction" in state:
+            self.probe_acc = state["probe_fraction"]
+        else:  # a checkpoint from before issue 22 kept the accuracy in percent
+            self.probe_acc = None if state.get("probe_acc") is None else state["probe_acc"] / 100.0
 
 
 @register_algorithm("free")
@@ -343,6 +372,12 @@ class Free(Algorithm):
     one backward give both the weight step and the perturbation update ``delta <- clip(delta + eps sign(g_x),
     -eps, eps)``. delta persists across batches (and checkpoints); the configured epochs E mean ceil(E / m)
     passes over the data, so the optimizer takes as many steps as E epochs of PGD-AT would.
+
+    As mahyarnajibi/FreeAdversarialTraining (``main_free.py``): the clamp of ``x + delta`` to [0, 1] is inside
+    the graph, so g_x is 0 (and delta does not move) where ``x + delta`` leaves [0, 1]; delta is one buffer
+    of the largest batch seen, a smaller batch (the last of an epoch) using and updating its first rows and
+    leaving the others as they were. Unlike the reference, a replay whose input gradient is not finite (a
+    step the AMP grad scaler skips) leaves delta unchanged, so delta never becomes NaN.
     """
 
     def __init__(self, attack: AttackSettings, replays: int = 8) -> None:
@@ -358,16 +393,21 @@ class Free(Algorithm):
     def train_step(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if len(ctx.widths) > 1:
             raise HwsimError("free does not train slimmable variants (its replays own the optimizer steps)")
-        if self.delta is None or self.delta.shape != x.shape:
+        n = len(x)
+        if self.delta is None or self.delta.shape[1:] != x.shape[1:]:  # the first batch, or other images
             self.delta = torch.zeros_like(x)
-        self.delta = self.delta.to(x.device)
+        self.delta = self.delta.to(device=x.device, dtype=x.dtype)
+        if len(self.delta) < n:  # a larger batch than any before: new rows start at 0, the others are kept
+            self.delta = torch.cat([self.delta, self.delta.new_zeros((n - len(self.delta), *x.shape[1:]))])
         total = x.new_zeros((), dtype=torch.float64)
         eps = self.attack.eps
         for _ in range(self.replays):
-            x_adv = (x + self.delta).clamp(0, 1).requires_grad_(True)
-            loss = F.cross_entropy(ctx.forward(x_adv), y)
+            noise = self.delta[:n].clone().requires_grad_(True)
+            loss = F.cross_entropy(ctx.forward((x + noise).clamp(0, 1)), y)  # clamp in the graph: g = 0 outside
             ctx.backward(loss)
-            self.delta = (self.delta + eps * x_adv.grad.sign()).clamp(-eps, eps).detach()
+            grad = noise.grad
+            if bool(torch.isfinite(grad).all()):  # an AMP-skipped step (inf/NaN) leaves delta as it was
+                self.delta[:n] = (self.delta[:n] + eps * grad.sign()).clamp(-eps, eps)
             ctx.optimizer_step()
             total = total + loss.detach().double()
         return total / self.replays
@@ -407,9 +447,18 @@ class _CleanAndAdversarial(Algorithm):
         return x_adv
 
     def loss(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        clean = ctx.forward(x)
-        x_adv, attacked = self.adversarial(ctx, x, y, clean)
-        adv = self.adversarial_logits(ctx, x_adv, y, attacked, clean)
+        if ctx.allocator is None:
+            # as both references (yaodongyu/TRADES trades.py, YisenWang/MART mart.py): the attack first, with
+            # the model in the attack's mode, then the training forwards of x and x' in train mode
+            x_adv = self.perturb(ctx, x, y)
+            clean = ctx.forward(x)
+            adv = self.adversarial_logits(ctx, x_adv, y, None, clean)
+        else:
+            # BulletTrain (its Algorithm 2): the clean logits z come first, they decide each sample's steps,
+            # and a sample left clean reuses them
+            clean = ctx.forward(x)
+            x_adv, attacked = self.adversarial(ctx, x, y, clean)
+            adv = self.adversarial_logits(ctx, x_adv, y, attacked, clean)
         return self.combine(clean.float(), adv.float(), y)
 
 

@@ -6,7 +6,8 @@ From the clean logits z of the samples about to be attacked:
 - signed prediction variance ``SVar = sign x Var(softmax(z))`` (Eq. 4: sign +1 when argmax z = y, else -1;
   the variance over the K class probabilities, population form);
 - Eq. 6: outliers ``SVar < 0``; boundary ``0 <= SVar < Percentile(SVar, 1 - F_R)``; robust otherwise
-  (the percentile over the batch, linear interpolation as numpy's default);
+  (the percentile over the batch, linear interpolation as numpy's default); at F_R = 0 (the start) no sample
+  is robust (see :func:`classify`);
 - steps: N_O (default 0) for outliers, N_B (default the algorithm's k, at its step size) for boundary samples,
   N_R (default 1, step size 1.7 eps / N_R) for robust samples. A sample with 0 steps keeps its clean image,
   and algorithms that have its clean logits reuse them (no forward or backward for it). Attacks run only on
@@ -41,11 +42,19 @@ def signed_prediction_variance(logits: torch.Tensor, y: torch.Tensor) -> torch.T
 
 
 def classify(logits: torch.Tensor, y: torch.Tensor, f_r: float) -> torch.Tensor:
-    """Eq. 6: OUTLIER (0), BOUNDARY (1) or ROBUST (2) per sample, given the estimated robust fraction F_R."""
+    """Eq. 6: OUTLIER (0), BOUNDARY (1) or ROBUST (2) per sample, given the estimated robust fraction F_R.
+
+    F_R is the estimated fraction of robust samples (it starts at zero, Algorithm 2; gamma scales it down "to
+    make conservative predictions for robust examples"), so at F_R = 0 no sample is robust: every correctly
+    classified sample is a boundary one and gets N_B steps. Read literally, Eq. 6 at F_R = 0 would compare with
+    Percentile(SVar, 1), the batch maximum, and class that sample and every sample tied with it as robust
+    (with identical logits, the whole batch at N_R steps), which is not a fraction of zero.
+    """
     svar = signed_prediction_variance(logits, y)
-    threshold = torch.quantile(svar, 1.0 - f_r)
-    classes = torch.full_like(y, ROBUST)
-    classes[svar < threshold] = BOUNDARY
+    classes = torch.full_like(y, BOUNDARY)
+    if f_r > 0:
+        threshold = torch.quantile(svar, 1.0 - f_r)
+        classes[svar >= threshold] = ROBUST
     classes[svar < 0] = OUTLIER
     return classes
 
@@ -54,7 +63,7 @@ def theoretical_speedup(f_o: float, f_b: float, f_r: float, n: int, n_o: int, n_
     """BulletTrain Eq. 7: ``(N + 1) / (F_B N_B + F_R N_R + F_O N_O + 1)``.
 
     >>> theoretical_speedup(0.2, 0.3, 0.5, 10, 0, 10, 1)
-    3.1428571428571432
+    2.4444444444444446
     """
     return (n + 1) / (f_b * n_b + f_r * n_r + f_o * n_o + 1)
 

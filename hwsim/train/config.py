@@ -1,7 +1,8 @@
 """The training configuration: one frozen dataclass, filled from defaults, a TOML file and CLI flags.
 
 Defaults follow the FLOAT paper's supplement (and OAT's reference): SGD, lr 0.1, momentum 0.9, weight decay
-5e-4, cosine schedule over 200 epochs, batch 128, PGD-7 with eps 8/255.
+5e-4, cosine schedule over 200 epochs, batch 128, PGD-7 with eps 8/255; trades and mart take their papers'
+PGD-10 with eps 0.031 and step 0.007.
 """
 
 from __future__ import annotations
@@ -44,11 +45,14 @@ class TrainConfig:
     schedule: str = "cosine"  # cosine annealing to 0 over `epochs`, stepped once per epoch (OAT reference);
     # "cyclic": one-cycle, linear 0 -> lr at 2/5 of the run -> 0, stepped per batch (Fast AT)
     milestones: tuple[int, ...] = (50, 150)  # for schedule = "multistep" (x0.1 at each)
-    eps: float = 8 / 255  # training attack L-inf radius, fraction of 1
-    # training attack step; None: OAT's min(1.25 eps, eps + 4/255) / k for oat and float (the FLOAT supplement
-    # reproduces OAT's settings), 2/255 otherwise; "oat" in a config/flag selects OAT's step explicitly
+    # training attack L-inf radius, fraction of 1; None: 0.031 for trades and mart (both papers), 8/255 otherwise
+    eps: float | None = None
+    # training attack step; None: 0.007 for trades and mart (both papers), OAT's min(1.25 eps, eps + 4/255) / k
+    # for oat and float (the FLOAT supplement reproduces OAT's settings), 2/255 otherwise; "oat" in a
+    # config/flag selects OAT's step explicitly
     step_size: float | None = None
-    attack_steps: int = 7  # PGD-k for training (FLOAT: PGD-7)
+    # PGD-k for training; None: 10 for trades and mart (both papers), 7 otherwise (FLOAT: PGD-7)
+    attack_steps: int | None = None
     # model mode while generating training attacks; None: "train" for fast and free (their references attack
     # in train mode; Free's one forward serves both), "eval" otherwise (OAT reference)
     attack_mode: str | None = None
@@ -154,7 +158,7 @@ def _coerce(name: str, value: Any) -> Any:
         if not isinstance(value, bool):
             raise HwsimError(f"{name} must be true or false, got {value!r}")
         return value
-    if isinstance(default, int):
+    if isinstance(default, int) or name == "attack_steps":
         if isinstance(value, bool) or not isinstance(value, int):
             raise HwsimError(f"{name} must be an integer, got {value!r}")
         return value
@@ -202,11 +206,17 @@ def make_config(values: dict[str, Any], source: str = "options", *, given: bool 
 
 def resolve_defaults(config: TrainConfig, oat_step: bool = False) -> TrainConfig:
     """Fill the defaults that depend on the algorithm or the model (see the field comments)."""
+    paper = config.algorithm in ("trades", "mart")  # their papers: eps 0.031, step 0.007, 10 steps
     changes: dict[str, Any] = {}
+    if config.eps is None:
+        changes["eps"] = 0.031 if paper else 8 / 255
+    if config.attack_steps is None:
+        changes["attack_steps"] = 10 if paper else 7
+    config = dataclasses.replace(config, **changes)
     if oat_step or (config.step_size is None and config.algorithm in ("oat", "float")):
         changes["step_size"] = oat_step_size(config.eps, config.attack_steps) if config.attack_steps >= 1 else 0.0
     elif config.step_size is None:
-        changes["step_size"] = 2 / 255
+        changes["step_size"] = 0.007 if paper else 2 / 255
     if config.attack_mode is None:
         changes["attack_mode"] = "train" if config.algorithm in ("fast", "free") else "eval"
     if config.dropout is None:

@@ -12,19 +12,21 @@ masks (``weight_mask`` buffers), so it composes with every training algorithm:
   so Eq. 5 (active weights <= d P) holds after every step and a checkpoint's weights are zero where its mask
   is. The growth statistic is updated first: the momentum SGD keeps for active weights, and for inactive
   ones the momentum SGD *would* have (``mu m + grad``; the mask gates a weight's value, not its gradient).
-- **end of every epoch but the last**: each layer loses ``ceil(p a_l)`` of its ``a_l`` active units with
-  the smallest magnitude; the same number of weights is regrown, spread over layers in proportion to each
-  layer's mean momentum magnitude over its active weights (before pruning), each layer's part regrown where
-  the momentum magnitude of its inactive units is largest (capped at what the layer has inactive); what the
-  rounding leaves over goes to the largest inactive momenta anywhere. The prune rate ``p`` follows a cosine
-  decay from ``p0`` (0.5): ``p(e) = p0 (1 + cos(pi (e - 1) / E)) / 2`` after epoch ``e`` of ``E``.
-  Regrown weights start at zero (a weight pruned and regrown in the same step keeps its value: it never
-  left). No prune/regrow follows the last epoch, so the final model is trained.
+- **end of every epoch but the last**: each layer loses ``ceil(p a_l)`` (:func:`prune_count`) of its ``a_l``
+  active units with the smallest magnitude; the same number of weights is regrown, spread over layers in
+  proportion to each layer's mean momentum magnitude over its active weights (before pruning), each layer's
+  part regrown where the momentum magnitude of its inactive units is largest (capped at what the layer has
+  inactive); what the rounding leaves over goes to the largest inactive momenta anywhere. The prune rate
+  ``p`` follows a cosine decay from ``p0`` (0.5): ``p(e) = p0 (1 + cos(pi (e - 1) / E)) / 2`` after epoch
+  ``e`` of ``E``. Regrown weights start at zero, with zero momentum (a weight pruned and regrown in the same
+  step keeps its value: it never left). No prune/regrow follows the last epoch, so the final model is trained.
 
 Units are single weights for irregular masks (floats-i, floats-slim) and input channels for channel masks
 (floats-c: unit ``c`` of a layer is ``theta[:, c]``, its magnitude the squared F-norm ``f_c`` and its
 momentum score the F-norm of its momentum), so channel masks are always all-or-nothing per input channel.
 Ties are broken by position (the lower index first), so every rank of a DDP run computes the same masks.
+Where this differs from the sparse momentum reference (TimDettmers/sparse_learning) on purpose is listed in
+the README (training, "Deliberate differences from the reference code").
 """
 
 from __future__ import annotations
@@ -55,6 +57,19 @@ def prune_rate(p0: float, epoch: int, epochs: int) -> float:
     (0.5, 0.25)
     """
     return p0 * (1 + math.cos(math.pi * (epoch - 1) / epochs)) / 2
+
+
+def prune_count(p: float, active: int) -> int:
+    """Units a layer with ``active`` active units loses at prune rate ``p``: ``ceil(p active)`` of the float
+    product, as ``num_remove`` in TimDettmers/sparse_learning (``sparselearning/funcs.py``, ``core.py``).
+
+    The float product is the reference's own rounding: 0.07 x 100 is 7.000000000000001 there, so 8 units go
+    (an exact-decimal or tolerance-shaved product would give 7).
+
+    >>> prune_count(0.07, 100), prune_count(0.5, 7), prune_count(0.0, 50)
+    (8, 4, 0)
+    """
+    return math.ceil(p * active)
 
 
 @dataclass
@@ -246,7 +261,7 @@ class SparseLearning(Hooks):
         total_share = sum(shares)
         after, removed = [], 0
         for layer, active in zip(self.layers, before):
-            k = math.ceil(p * int(active.sum()) - 1e-9)
+            k = prune_count(p, int(active.sum()))
             drop = _top(layer.unit_scores(layer.weight, squared=True), active, k, largest=False)
             kept = active.clone()
             kept[drop] = False
