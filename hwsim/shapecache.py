@@ -50,7 +50,7 @@ SHIPPED = Path(__file__).resolve().parent / "data" / "shapes"
 _ROOT = Path(__file__).resolve().parent.parent  # holds hwsim/ and models/
 # hwsim's code that a trace depends on: everything but the CLI, the reports, the trainer and the formatting
 # of results (any doubt: in).
-_UNTRACED = ("cli", "report", "train", "output.py", "sweep.py")
+_UNTRACED = ("cli", "report", "train", "export", "output.py", "sweep.py")
 
 _enabled: ContextVar[bool] = ContextVar("hwsim_shape_cache", default=True)
 

@@ -28,6 +28,7 @@ _COMMANDS: dict[str, str] = {
     "train": "hwsim.cli.train:train_command",
     "eval": "hwsim.cli.evaluate:eval_command",
     "report": "hwsim.cli.report:report_command",
+    "export": "hwsim.cli.export:export_command",
 }
 
 
