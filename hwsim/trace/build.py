@@ -92,7 +92,7 @@ def build_trace(tracker: ModuleStack, recorder: Recorder, input_size: tuple[int,
         else:
             nnz, in_nz, out_nz = weight.numel(), raw["c_in"], raw["c_out"]
         bias_n = bias.numel() if bias is not None else 0
-        noise = raw["kind"] == "conv" and module is not None and is_noise_conditioned(module)
+        noise = raw["kind"] != "matmul" and module is not None and is_noise_conditioned(module)  # conv or linear
         film = film_of.get(index)
         conditioning = "film" if film is not None else "noise" if noise else "none"
         if noise:
