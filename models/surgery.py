@@ -169,8 +169,13 @@ def _channel_dims(model: nn.Module, norms: list[tuple[str, nn.Module]], input_si
     if not probe:
         return dims
     shapes: dict[str, torch.Size] = {}
-    handles = [m.register_forward_hook(lambda mod, i, out, name=name: shapes.setdefault(name, out.shape))
-               for name, m in probe]
+
+    def seen(name: str):
+        def hook(module, inputs, output) -> None:  # (a hook that returns a value replaces the output)
+            shapes.setdefault(name, output.shape)
+        return hook
+
+    handles = [m.register_forward_hook(seen(name)) for name, m in probe]
     was_training = model.training
     try:
         model.eval()
