@@ -281,8 +281,10 @@ def test_vit_tiny_golden_params_and_macs(dataset, channels, side):
                                      "floats-slim"])
 def test_vit_tiny_in_every_variant_learns_from_a_step(variant):
     torch.manual_seed(0)
-    model = create_model("vit_tiny", variant, dataset="mnist", film_dim=1, bn="dual",
-                         density=0.5 if variant.startswith("floats") else 1.0)
+    # (floats-c at 0.5 prunes every out_proj and fc2 of vit_tiny whole: the global ranking of input channels by
+    # ||theta[:, c]||^2 favours the wider q, k, v and fc1 layers, and the class token then sees no patch)
+    density = {"floats-c": 0.8}.get(variant, 0.5 if variant.startswith("floats") else 1.0)
+    model = create_model("vit_tiny", variant, dataset="mnist", film_dim=1, bn="dual", density=density)
     x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
     set_knobs(model, lambda_n=torch.tensor([0.0, 1.0] * 4) if variant.startswith("oat") else 0.5)
     loss = nn.functional.cross_entropy(model(x), y)
@@ -292,9 +294,7 @@ def test_vit_tiny_in_every_variant_learns_from_a_step(variant):
     films = [m for m in model.modules() if isinstance(m, FiLM)]
     if variant.startswith("float"):
         assert len(noisy) == 1 + 4 * 3
-        # floats-c may prune whole layers of a transformer at density 0.5 (the global channel ranking favours
-        # wide layers), and a pruned out_proj stops the gradient to its in_proj: there, some alphas learn
-        assert (any if variant == "floats-c" else all)(learns)
+        assert all(learns)
     if variant.startswith("oat"):
         assert len(films) == 7 and all(f.mlp[0].weight.grad.abs().sum() > 0 for f in films)
 
