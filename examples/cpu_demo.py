@@ -5,7 +5,7 @@
 
 Trains ``small_cnn`` through the trainer's library functions (``hwsim.train``) at eps 0.2: PGD-AT at lambda
 0 (the plain model), 0.5 and 1, PGD-AT with BulletTrain, FLOAT, OAT, FLOATS-i at density 0.3, FLOAT slim at
-widths {0.5, 1}, and Fast AT at steps 1.25 eps and 2 eps (with early stopping). Every run is evaluated at its
+widths {0.5, 1}, and Fast AT at steps 1.25 eps and 2 eps (with early stopping); and ``vit_tiny`` under OAT. Every run is evaluated at its
 own knob settings under PGD-10 (randomised settings: EOT and several scoring draws, reported with their
 spread); FLOAT and PGD-AT (lambda = 1) also get the gradient-masking sanity checks, PGD-AT's with transfer from
 the plain model. The report joins everything with hwsim's cost (:func:`hwsim.report.build_report`).
@@ -35,6 +35,9 @@ PLANS: tuple[tuple[str, str, str, dict], ...] = (
     ("float-slim", "float-slim", "float", {"widths": (0.5, 1.0)}),
     ("fast_1.25eps", "base", "fast", {"fast_step": 1.25, "early_stop": True}),
     ("fast_2eps", "base", "fast", {"fast_step": 2.0, "early_stop": True}),
+    # a transformer under OAT (SPEC 4.2): a FiLM after each of vit_tiny's 7 LayerNorms; MNIST's 28 x 28 is 7 x 7
+    # patches of 4. Adam-free SGD like the rest: lr 0.05, 6 epochs as OAT above
+    ("vit_tiny_oat", "oat", "oat", {"model": "vit_tiny", "film_dim": 1, "epochs": 6}),
 )
 #: Runs that also get the sanity checks: name -> the run their transfer check attacks from (None: own plain).
 SANITY = {"float": None, "pgd-at_l1.0": "pgd-at_l0.0"}
