@@ -375,6 +375,9 @@ class CondLinear(nn.Linear):
             w = _add_noise(w, self.alpha, mask, self._knobs)
         return w, self._take(self.bias, rows, None)
 
+    def effective_weight(self, in_active: int) -> torch.Tensor:
+        return self.effective(in_active)[0]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.effective(x.shape[-1])
         return F.linear(x, weight, bias)

@@ -54,14 +54,14 @@ class ViT(nn.Module):
         self.pos_embed = nn.Parameter(torch.randn(1, tokens, dim) * 0.02)
         self.blocks = nn.Sequential(*(Block(layers, dim, heads, mlp_dim, dropout) for _ in range(depth)))
         self.norm, self.film = layers.layer_norm(dim), layers.film(dim, channel_dim=-1)
-        self.head = layers.linear(dim, data.num_classes)
+        self.linear = layers.linear(dim, data.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch(self.normalize(x)).flatten(2).transpose(1, 2)
         c = x.shape[-1]  # the active width: the class token and positional embedding follow the features
         x = torch.cat([self.cls_token[..., :c].expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed[..., :c]
         x = self.film(self.norm(self.blocks(x)))
-        return self.head(x[:, 0])
+        return self.linear(x[:, 0])
 
 
 @register_model
