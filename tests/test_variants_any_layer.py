@@ -302,3 +302,35 @@ def test_vit_tiny_in_every_variant_learns_from_a_step(variant):
 def test_vit_tiny_refuses_an_input_side_that_is_not_a_multiple_of_the_patch():
     with pytest.raises(HwsimError, match="multiple of 4"):
         create_model("vit_tiny", dataset="custom", input_size=(3, 30, 30))
+
+
+@pytest.mark.parametrize("name", ["convnext", "bnact", "squeezenet"])
+def test_slim_channels_match_torch_pruning_depgraph(name):
+    """torch-pruning's DepGraph at ratio 0.5, keeping each coupled group's first channels, with the logits layer
+    ignored (a conv for SqueezeNet) and ConvNeXt's layer scales as unwrapped parameters, gives every layer the
+    (c_in, c_out, groups) of float-slim at width 0.5: LayerNorm2d, depthwise 7 x 7 convs, BatchNormAct2d and
+    the fire module's concatenation included."""
+    import importlib.util
+    import sys
+
+    tp = pytest.importorskip("torch_pruning")
+    from hwsim.cost import ModelSetting, analyze
+
+    class FirstKept(tp.importance.Importance):  # importance falls with the index: drop the last channels
+        def __call__(self, group):
+            return torch.arange(len(group[0].idxs), 0, -1, dtype=torch.float)
+
+    spec = importlib.util.spec_from_file_location("variant_standins_dg", STANDINS)
+    standins = importlib.util.module_from_spec(spec)
+    sys.modules["variant_standins_dg"] = standins
+    spec.loader.exec_module(standins)
+    net = getattr(standins, name)().eval()
+    logits = net.classifier[1] if name == "squeezenet" else [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
+    extra = {"unwrapped_parameters": [(net.stage1.gamma, 0), (net.stage2.gamma, 0)]} if name == "convnext" else {}
+    tp.pruner.BasePruner(net, torch.rand(1, 3, 32, 32), importance=FirstKept(), pruning_ratio=0.5,
+                         ignored_layers=[logits], **extra).step()
+    pruned = trace_model(net, (3, 32, 32))
+    slim = analyze(ModelSetting(f"{STANDINS}:{name}", "float-slim", width=0.5, input_size=(3, 32, 32))).trace
+    shape = lambda t: [(r.name, r.c_in, r.c_out, r.groups) for r in t.layers]  # noqa: E731
+    assert shape(slim) == shape(pruned)
+    assert len(shape(slim)) == {"convnext": 9, "bnact": 5, "squeezenet": 5}[name]
