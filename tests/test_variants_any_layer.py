@@ -362,3 +362,31 @@ def test_vit_tiny_trains_under_every_algorithm(tmp_path, variant, algorithm):
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert len(momenta) == len(trainable)
     assert sum(bool(m.abs().sum() > 0) for m in momenta) >= 0.9 * len(trainable)
+
+
+def test_groupnorm_gets_a_film_and_slims_by_thinning_its_groups(tmp_path):
+    path = tmp_path / "gn.py"
+    path.write_text(
+        "from torch import nn\n\ndef make():\n    return nn.Sequential(\n"
+        "        nn.Conv2d(3, 16, 3, padding=1), nn.GroupNorm(4, 16), nn.ReLU(),\n"
+        "        nn.Conv2d(16, 32, 3, 2, 1), nn.GroupNorm(4, 32), nn.ReLU(),\n"
+        "        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))\n")
+    spec = f"{path}:make"
+    base = 3 * 16 * 9 + 16 + 32 + 16 * 32 * 9 + 32 + 64 + 330  # convs with bias, GroupNorm affine, head
+    oat = create_model(spec, "oat", dataset="custom", input_size=(3, 8, 8), film_dim=1, bn="single")
+    assert sum(p.numel() for p in oat.parameters()) == base + film(16) + film(32)
+    assert isinstance(oat[1][1], FiLM) and isinstance(oat[4][1], FiLM)
+    slim = create_model(spec, "oat-slim", dataset="custom", input_size=(3, 8, 8), film_dim=1, bn="single")
+    set_knobs(slim, width=0.5)
+    norm = slim[4][0].active_norms()[0]
+    assert (norm.num_groups, norm.num_channels) == (4, 16)  # 4 groups of 4 channels instead of 4 of 8
+    assert slim(torch.rand(2, 3, 8, 8)).shape == (2, 10)
+
+
+def test_dual_norms_double_every_layernorm():
+    single, dual = build("vit", "float"), build("vit", "float", bn="dual")
+    extra = sum(p.numel() for p in dual.parameters()) - sum(p.numel() for p in single.parameters())
+    assert extra == 5 * 2 * 32  # one more LayerNorm(32) (weight and bias) for each of the 5
+    set_knobs(dual, lambda_n=1.0)
+    norm = dual.layers[0].ln_1
+    assert [type(n) for n in norm.bns] == [nn.LayerNorm, nn.LayerNorm]
