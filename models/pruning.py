@@ -38,8 +38,9 @@ def prune_(model: nn.Module, density: float, granularity: str = "irregular") -> 
 
     ``irregular``: keep the ``round(density * P)`` largest ``|theta|`` over all prunable weights (P of them),
     so the kept count is exact. ``channel``: rank input channels of all prunable convs globally by
-    ``f_c = ||theta[:, c]||_F^2`` (FLOATS-c, paper Sec. 3.2; input features of linear layers alike) and keep whole channels in rank order while the
-    kept weight count stays <= ``density * P``; the count falls short by less than one channel's weights.
+    ``f_c = ||theta[:, c]||_F^2`` (FLOATS-c, paper Sec. 3.2; input features of linear layers alike) and keep
+    whole channels in rank order while the kept weight count stays <= ``density * P``; the count falls short
+    by less than one channel's weights.
     A layer may lose all its channels at low density (the paper's global ranking allows it).
     """
     if not isinstance(density, (int, float)) or isinstance(density, bool) or not 0.0 < density <= 1.0:

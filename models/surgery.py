@@ -165,7 +165,8 @@ def _channel_dims(model: nn.Module, norms: list[tuple[str, nn.Module]], input_si
     LayerNorm such as ConvNeXt's LayerNorm2d) or -1 (``nn.LayerNorm`` over tokens). A LayerNorm subclass
     with its own forward is asked by one forward pass."""
     dims = {name: (-1 if isinstance(m, nn.LayerNorm) else 1) for name, m in norms}
-    probe = [(name, m) for name, m in norms if isinstance(m, nn.LayerNorm) and type(m).forward is not nn.LayerNorm.forward]
+    probe = [(name, m) for name, m in norms
+             if isinstance(m, nn.LayerNorm) and type(m).forward is not nn.LayerNorm.forward]
     if not probe:
         return dims
     shapes: dict[str, torch.Size] = {}

@@ -168,7 +168,8 @@ def test_film_encodings_are_orthogonal_rows() -> None:
     (("small_cnn", "float"), {"density": 0.5}, "floats-i, floats-c, floats-slim"),
     (("small_cnn",), {"dropout": 1.0}, "[0, 1)"),
     (("torch.nn:Identity", "float"), {}, "variant 'float' conditions conv and linear weights, but Identity has none"),
-    (("torch.nn:Identity", "oat"), {}, "variant 'oat' puts a FiLM after every normalization (BatchNorm, LayerNorm, GroupNorm), but Identity has none"),
+    (("torch.nn:Identity", "oat"), {},
+     "variant 'oat' puts a FiLM after every normalization (BatchNorm, LayerNorm, GroupNorm), but Identity has none"),
 ])
 def test_create_model_errors_name_the_choices(args: tuple, kwargs: dict, fragment: str) -> None:
     with pytest.raises(HwsimError) as err:

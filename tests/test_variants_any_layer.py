@@ -103,7 +103,8 @@ def test_variant_matrix_on_the_standins(name, variant):
                                     if r.name == logits[0])
     noisy = [r for r in trace.layers if r.conditioning == "noise"]
     assert len(noisy) == (alphas if variant in ("float", "floats-i", "floats-c", "float-slim") else 0)
-    assert len([r for r in trace.layers if r.conditioning == "film"]) == (len(films) if variant.startswith("oat") else 0)
+    films_run = [r for r in trace.layers if r.conditioning == "film"]
+    assert len(films_run) == (len(films) if variant.startswith("oat") else 0)
     x = torch.rand(2, 3, 32, 32)
     set_knobs(model, lambda_n=0.4)
     assert model(x).shape == (2, 10)
@@ -205,9 +206,11 @@ def test_a_conv2d_subclass_is_transformed_and_one_with_its_own_forward_is_refuse
         "import torch.nn.functional as F\nfrom torch import nn\n\n"
         "class Named(nn.Conv2d):\n    pass\n\n"
         "class Std(nn.Conv2d):\n    def forward(self, x):\n"
-        "        w = self.weight - self.weight.mean()\n        return F.conv2d(x, w, self.bias, self.stride, self.padding)\n\n"
-        "def plain():\n    return nn.Sequential(nn.Conv2d(3, 8, 3), Named(8, 8, 3), nn.Flatten(), nn.LazyLinear(10))\n\n"
-        "def own():\n    return nn.Sequential(nn.Conv2d(3, 8, 3), Std(8, 8, 3), nn.Flatten(), nn.LazyLinear(10))\n")
+        "        w = self.weight - self.weight.mean()\n"
+        "        return F.conv2d(x, w, self.bias, self.stride, self.padding)\n\n"
+        "def plain():\n"
+        "    return nn.Sequential(nn.Conv2d(3, 8, 3), Named(8, 8, 3), nn.Flatten(), nn.Linear(128, 10))\n\n"
+        "def own():\n    return nn.Sequential(nn.Conv2d(3, 8, 3), Std(8, 8, 3), nn.Flatten(), nn.Linear(128, 10))\n")
     model = create_model(f"{path}:plain", "float", dataset="custom", input_size=(3, 8, 8))
     assert isinstance(model[1], CondConv2d) and model[1].noise_conditioned
     with pytest.raises(HwsimError, match=r"cannot transform layer '1': Std is not an nn.Conv2d"):
