@@ -7,8 +7,8 @@ Trains ``small_cnn`` through the trainer's library functions (``hwsim.train``) a
 0 (the plain model), 0.5 and 1, PGD-AT with BulletTrain, FLOAT, OAT, FLOATS-i at density 0.3, FLOAT slim at
 widths {0.5, 1}, and Fast AT at steps 1.25 eps and 2 eps (with early stopping); and ``vit_tiny`` under OAT.
 Every run is evaluated at its own knob settings under PGD-10 (randomised settings: EOT and several scoring
-draws, reported with their spread); FLOAT and PGD-AT (lambda = 1) also get the gradient-masking sanity checks, PGD-AT's with transfer from
-the plain model. The report joins everything with hwsim's cost (:func:`hwsim.report.build_report`).
+draws, reported with their spread); FLOAT and PGD-AT (lambda = 1) also get the gradient-masking sanity checks,
+PGD-AT's with transfer from the plain model. The report joins everything with hwsim's cost (:func:`hwsim.report.build_report`).
 The run directories go to ``--runs`` (default: a temporary directory that is removed afterwards).
 """
 
