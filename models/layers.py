@@ -340,6 +340,7 @@ class CondLinear(nn.Linear):
             raise ValueError(f"out_units {self.out_units} do not make {out_features} output features")
         if noise:
             self.alpha = nn.Parameter(torch.tensor(ALPHA_INIT))
+            self.noise_scale_params = ("alpha",)  # FLOAT's alpha, marked for hwsim's counters (SPEC 5.2)
         if masked:
             self.register_buffer("weight_mask", torch.ones_like(self.weight))
 
