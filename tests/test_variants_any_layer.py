@@ -393,3 +393,16 @@ def test_dual_norms_double_every_layernorm():
     set_knobs(dual, lambda_n=1.0)
     norm = dual.layers[0].ln_1
     assert [type(n) for n in norm.bns] == [nn.LayerNorm, nn.LayerNorm]
+
+
+def test_floats_c_prunes_whole_input_features_of_linears():
+    model = create_model("vit_tiny", "floats-c", density=0.5)
+    masks = [m.weight_mask for m in model.modules() if isinstance(m, CondLinear) and hasattr(m, "weight_mask")]
+    assert len(masks) == 4 * 3  # in_proj, out_proj and both MLP layers of 3 blocks; not the head
+    for mask in masks:  # a column (one input feature) is kept or pruned whole
+        column = mask.amax(dim=0)
+        assert torch.equal(mask, column.expand_as(mask))
+    kept = sum(int(m.sum()) for m in masks) + sum(int(m.weight_mask.sum()) for m in model.modules()
+                                                  if isinstance(m, CondConv2d) and hasattr(m, "weight_mask"))
+    total = sum(m.numel() for m in masks)
+    assert total - 192 < 2 * kept <= total  # density 0.5, short by less than the largest column (192 weights)
