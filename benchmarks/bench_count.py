@@ -12,7 +12,12 @@ intra-op thread), interleaved and repeated, median, and each peer's time over hw
 The MACs each reports are printed beside its time (they count different things: thop and ptflops add BN,
 activations and pooling; FlopCounterMode counts 2 flops per MAC).
 
-    python benchmarks/bench_count.py [--repeats 7]
+A second part times what a user pays on the command line for a model of their own
+(``examples/my_net.py:build``), each in a fresh process, CPU seconds of the process, median: ``hwsim count`` served from the
+layer-shape cache (a second run: no torch imported) against fvcore counting the same model in a fresh process
+(import torch, build, ``FlopCountAnalysis``), and the ratio (goal <= 0.1).
+
+    python benchmarks/bench_count.py [--repeats 7] [--cli-repeats 5]
 """
 
 from __future__ import annotations
@@ -105,9 +110,64 @@ def peers(size: tuple[int, int, int]) -> dict[str, Callable[[], int]]:
     return out
 
 
+FVCORE_USER = """
+import sys, warnings
+import torch
+from fvcore.nn import FlopCountAnalysis
+from models.create import load_factory
+model = load_factory(sys.argv[1])().eval()
+with torch.no_grad(), warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    analysis = FlopCountAnalysis(model, torch.rand(1, 3, 32, 32))
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
+    print(int(analysis.total()))
+"""
+
+
+def user_model_cli(repeats: int) -> None:
+    """A user's model on the command line: cached ``hwsim count`` against fvcore, fresh processes, CPU s."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = f"{root / 'examples' / 'my_net.py'}:build"
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "HWSIM_CACHE_DIR": cache, "PYTHONPATH": str(root)}
+        hwsim = [sys.executable, "-m", "hwsim", "count", spec, "--format", "json"]
+        first = subprocess.run(hwsim, capture_output=True, text=True, env=env, cwd=root, check=True)  # fills it
+        macs = json.loads(first.stdout)["totals"]["macs"]
+        fvcore = [sys.executable, "-c", FVCORE_USER, spec]
+
+        def wall(cmd: list[str]) -> float:
+            """CPU seconds (user + system) of the child process: robust to load on a shared machine."""
+            import resource
+
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root, check=True)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+        ours, theirs = [], []
+        for _ in range(repeats):  # interleaved
+            ours.append(wall(hwsim))
+            theirs.append(wall(fvcore))
+    fv_macs = int(subprocess.run(fvcore, capture_output=True, text=True, env=env, cwd=root,
+                                 check=True).stdout.split()[-1])
+    a, b = statistics.median(ours), statistics.median(theirs)
+    print(f"\nUser model {spec.split('/')[-1]} (3x32x32), fresh process, CPU s, median of {repeats} interleaved")
+    print(f"{'hwsim count (cached, no torch)':32s} {a:8.3f}  {macs:16,d} MACs")
+    print(f"{'fvcore FlopCountAnalysis':32s} {b:8.3f}  {fv_macs:16,d} flops")
+    print(f"ratio hwsim / fvcore: {a / b:.3f} (goal <= 0.1)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--cli-repeats", type=int, default=5)
     args = parser.parse_args()
 
     import torch
@@ -130,6 +190,7 @@ def main() -> None:
             continue
         t = statistics.median(times[name])
         print(f"{name:32s} {t:8.4f} {t / ours:8.1f} {macs[name]:16,d}")
+    user_model_cli(args.cli_repeats)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ This is the library behind ``hwsim count``, ``hwsim delay``, ``hwsim compare`` a
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,7 @@ class ModelSetting:
     model: str
     variant: str = "base"
     dataset: str = "cifar10"  # a preset, or "custom": geometry from input_size, 10 classes
-    input_size: tuple[int, int, int] | None = None  # (C, H, W); None: the dataset's
+    input_size: tuple[int, ...] | None = None  # (C, H, W), (C, L) or (C, D, H, W); None: the dataset's
     film_dim: int = COST_FILM_DIM
     bn: str = COST_BN
     widths: tuple[float, ...] = (0.5, 1.0)
@@ -156,8 +157,9 @@ def _check_trained_as(checkpoint: str, trained: dict, info: dict) -> None:
 
 def plain_shapes(trace: Trace) -> list[LayerShape]:
     """The traced layers as the plain dense network would run them (Eq. 7, all channels, no masks)."""
-    return [LayerShape(name=r.name, kind=r.kind, k=r.k, c_in=r.c_in, c_out=r.c_out, h_out=r.h_out, w_out=r.w_out,
-                       groups=r.groups, formula="matmul" if r.kind == "matmul" else "eq7") for r in trace.layers]
+    return [LayerShape(name=r.name, kind=r.kind, k=r.k, kh=r.kh, kw=r.kw, kd=r.kd, c_in=r.c_in, c_out=r.c_out,
+                       d_out=r.d_out, h_out=r.h_out, w_out=r.w_out, groups=r.groups,
+                       formula="matmul" if r.kind == "matmul" else "eq7") for r in trace.layers]
 
 
 #: Inputs of more pixels than this are traced on the meta device, where activations take no memory, so that
@@ -176,7 +178,7 @@ def trace_batch1(model, input_size: tuple[int, int, int]) -> Trace:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        if input_size[1] * input_size[2] > META_PIXELS:
+        if math.prod(input_size[1:]) > META_PIXELS:
             try:
                 return trace_model(model, input_size, device="meta")
             except (HwsimError, NotImplementedError):  # data-dependent ops (.item(), nonzero) need real data
@@ -235,18 +237,27 @@ def summarize(analysis: Analysis) -> CostSummary:
     )
 
 
-def model_cost(model: str, variant: str = "base", *, dataset: str = "cifar10", film_dim: int = COST_FILM_DIM,
-               bn: str = COST_BN, width: float = 1.0, density: float = 1.0, hw: HardwareConfig | None = None,
-               widths: Sequence[float] = (0.5, 1.0), input_size: tuple[int, int, int] | None = None,
-               masks: str | None = None) -> CostSummary:
+def model_cost(model: str, variant: str = "base", *, dataset: str = "cifar10", film_dim: int | None = None,
+               bn: str | None = None, width: float | None = None, density: float | None = None,
+               hw: HardwareConfig | None = None, widths: Sequence[float] | None = None,
+               input_size: tuple[int, ...] | None = None, masks: str | None = None) -> CostSummary:
     """Cost of ``model`` as ``variant`` at a knob setting under ``hw`` (default ``asic65``).
 
-    ``masks``: a training checkpoint whose pruning masks to cost (pruned variants), see :func:`load_masks`.
+    Options the variant does not use are refused (SPEC 4.1), never ignored: ``width`` and ``widths`` on a
+    variant that is not slimmable, ``density`` on one without masks, ``film_dim`` without FiLM, ``bn`` on
+    ``base``. Left out, they take the cost commands' defaults (widest width of ``widths`` = (0.5, 1.0),
+    density 1, FiLM d = 1, single BN). ``masks``: a training checkpoint whose pruning masks to cost (pruned
+    variants), see :func:`load_masks`.
     """
+    from hwsim.variants import check_options
     from models import get_variant
 
-    setting = ModelSetting(model, variant, dataset, input_size, film_dim, bn, tuple(widths),
-                           width if get_variant(variant).slim else None, density, masks=masks)
+    given = {"width": width, "widths": widths, "density": density, "film_dim": film_dim, "bn": bn}
+    check_options(variant, {name: f"{name}=" for name, value in given.items() if value is not None})
+    setting = ModelSetting(model, variant, dataset, input_size, COST_FILM_DIM if film_dim is None else film_dim,
+                           bn or COST_BN, tuple(widths) if widths is not None else (0.5, 1.0),
+                           width if get_variant(variant).slim else None, 1.0 if density is None else density,
+                           masks=masks)
     return summarize(analyze(setting, hw))
 
 
@@ -282,12 +293,14 @@ class SharedBuilds:
 
 def compare(setting: ModelSetting, variants: Sequence[str], hw: HardwareConfig | None = None,
             *, include_bn: bool = False, only_applicable: bool = False,
-            using=None) -> list[tuple[ModelSetting, Analysis]]:
+            using=None, left_out: dict[str, str] | None = None) -> list[tuple[ModelSetting, Analysis]]:
     """Analyse every variant of ``setting.model`` at the same knob setting (width and density apply to the
-    variants they mean something for). ``only_applicable``: leave out the variants the model cannot be
-    built as (:class:`~hwsim.variants.VariantNotApplicable`, e.g. ``oat`` on a model without BN) instead of
-    raising. ``using``: the analyse function (default :func:`analyze`; the CLI passes the cached one)."""
-    from hwsim.variants import VariantNotApplicable, get_variant
+    variants they mean something for). ``only_applicable``: leave out the variants the model refuses
+    (:class:`~hwsim.variants.VariantNotApplicable`, e.g. ``oat`` on a model without BN, or any
+    :class:`HwsimError` building or tracing that variant) instead of failing the whole comparison;
+    ``left_out`` (a dict) then receives each such variant with the model's reason. ``using``: the analyse
+    function (default :func:`analyze`; the CLI passes the cached one)."""
+    from hwsim.variants import get_variant
 
     results = []
     build = SharedBuilds()
@@ -297,7 +310,9 @@ def compare(setting: ModelSetting, variants: Sequence[str], hw: HardwareConfig |
                                   density=setting.density if record.masked else 1.0)
         try:
             results.append((one, (using or analyze)(one, hw, include_bn=include_bn, build=build)))
-        except VariantNotApplicable:
+        except HwsimError as exc:  # VariantNotApplicable, or a refusal while tracing the transformed model
             if not only_applicable:
                 raise
+            if left_out is not None:
+                left_out[variant] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return results

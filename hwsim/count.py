@@ -41,9 +41,11 @@ class ParamCounts:
 def _active_film_params(film: nn.Module, channels: int | None) -> int:
     """Parameters of a FiLM at its active channels C_a: FiLM(d, C_a), as Eq. 9's F counts it (SPEC 5).
 
-    Every linear layer of the FiLM's MLP keeps the fraction C_a / C of its features (the encoding input of
-    size d stays), so the zoo's FiLM(d, C) counts 2 d C_a + 4 C_a^2 weights plus 4 C_a biases. A FiLM that
-    did not run counts nothing; one at full width counts all its parameters.
+    Every linear layer of the FiLM's MLP keeps the fraction C_a / C of its features, except the inputs of
+    the encoding layer (size d), so the zoo's FiLM(d, C) counts 2 d C_a + 4 C_a^2 weights plus 4 C_a biases.
+    The encoding layer is the MLP's first linear layer (by structure, never by comparing sizes with d: with
+    d = 2C the hidden layer has d inputs too). A FiLM that did not run counts nothing; one at full width
+    counts all its parameters.
     """
     full = int(film.channels)
     if channels is None:
@@ -51,82 +53,125 @@ def _active_film_params(film: nn.Module, channels: int | None) -> int:
     if channels == full:
         return sum(p.numel() for p in film.parameters())
     total = 0
-    for layer in film.modules():
-        if isinstance(layer, nn.Linear):
-            n_in = layer.in_features if layer.in_features == film.film_dim else layer.in_features * channels // full
-            n_out = layer.out_features * channels // full
-            total += n_in * n_out + (n_out if layer.bias is not None else 0)
+    for index, layer in enumerate(m for m in film.modules() if isinstance(m, nn.Linear)):
+        n_in = layer.in_features if index == 0 else layer.in_features * channels // full
+        n_out = layer.out_features * channels // full
+        total += n_in * n_out + (n_out if layer.bias is not None else 0)
     return total
 
 
-def _stored_layers(trace: Trace) -> list:
-    """One record per module: a module called several times (weight sharing) stores its weights once, so it
-    counts once in params and memory (its MACs and delay count per call)."""
+def is_noise_scale(module: nn.Module, name: str) -> bool:
+    """Whether parameter ``name`` of ``module`` is FLOAT's noise scale alpha: the module marks it
+    (``noise_scale_params``, a tuple of its parameter names), never recognised by the name alone."""
+    return name in tuple(getattr(module, "noise_scale_params", ()) or ())
+
+
+def noise_scale_ids(model: nn.Module) -> set[int]:
+    """ids of the parameters marked as FLOAT's noise scale alpha (see :func:`is_noise_scale`)."""
+    return {id(p) for module in model.modules() for name, p in module.named_parameters(recurse=False)
+            if is_noise_scale(module, name)}
+
+
+def weight_regions(trace: Trace) -> list:
+    """The records whose weight is stored once each: one per stored region (a layer called twice, or a
+    weight read by two products, stores once; the q, k, v slices of one packed weight are three regions);
+    records with no known region (a weight computed from nothing stored) fall back to one per module."""
     first: dict[str, object] = {}
     for record in trace.layers:
-        first.setdefault(record.name.split("#")[0], record)  # the trace names repeated calls "name#2", ...
+        if record.kind == "matmul":
+            continue
+        first.setdefault(getattr(record, "weight_region", "") or "module:" + record.name.split("#")[0], record)
     return list(first.values())
 
 
 def param_counts(model: nn.Module, trace: Trace) -> ParamCounts:
-    """Group the model's parameters and count those that run at the traced width and masks.
+    """Group the model's parameters and count those that run at the traced width and masks (SPEC 5.2).
 
-    FiLM and switchable norms are recognised by their markers (:mod:`hwsim.trace.modules`); every parameter
-    that is neither a traced layer's weight / bias, nor BN, alpha or FiLM, is ``other`` (positional
-    embeddings, class tokens, LayerNorm and layer-scale weights).
+    Each stored parameter is counted once, by identity, in the group of what it is: FiLM (a parameter of a
+    module marked ``film_conditioning``), BN (of a BatchNorm or a switchable norm; active where it serves
+    the active width), alpha (a parameter its module marks as FLOAT's noise scale), backbone (a parameter
+    that a traced conv or linear op read its weight or bias from, whatever its name: ``weight``,
+    ``kernel``, ``in_proj_weight`` applied through ``F.linear``), and ``other`` for the rest (positional
+    embeddings, class tokens, LayerNorm and layer-scale weights). A backbone parameter's active part is the
+    entries the traced ops read (a slimmed layer reads a slice; two layers sharing it read it once);
+    nonzero counts those the masks keep.
     """
     groups = dict.fromkeys(PARAM_GROUPS, 0)
     active = dict.fromkeys(PARAM_GROUPS, 0)
-    traced = {record.name.split("#")[0] for record in trace.layers}
-    seen: set[int] = set()
-
-    def claim(params, group: str, counts_active: bool) -> None:
-        for p in params:
-            if id(p) in seen:
-                continue
-            seen.add(id(p))
-            groups[group] += p.numel()
-            if counts_active:
-                active[group] += p.numel()
+    names = {id(p): name for name, p in model.named_parameters()}
+    params = dict(model.named_parameters())
+    group_of: dict[str, str] = {}
 
     film_channels = {record.name: record.channels for record in trace.films}
-    named = dict(model.named_modules())
-    for name, module in named.items():
+    for name, module in model.named_modules():
         if is_film(module):
-            claim(module.parameters(), "film", False)
+            for p in module.parameters():
+                group_of.setdefault(names[id(p)], "film")
             active["film"] += _active_film_params(module, film_channels.get(name))
         elif hasattr(module, "active_norms") or isinstance(module, _BatchNorm):
             runs = {id(p) for norm in active_norms(module) for p in norm.parameters()}
             for p in module.parameters():
-                if id(p) not in seen:
-                    claim([p], "bn", id(p) in runs)
-    for name, module in named.items():
+                if names[id(p)] not in group_of:
+                    group_of[names[id(p)]] = "bn"
+                    if id(p) in runs:
+                        active["bn"] += p.numel()
         for pname, p in module.named_parameters(recurse=False):
-            if id(p) in seen:
-                continue
-            if pname == "alpha":
-                claim([p], "alpha", True)
-            elif name in traced and pname in ("weight", "bias", "weight_orig", "bias_orig"):  # (_orig: nn.utils.prune)
-                claim([p], "backbone", False)  # active part comes from the trace (sliced shapes)
-            else:
-                claim([p], "other", True)
-    stored = _stored_layers(trace)
-    active["backbone"] = sum(record.params for record in stored)
-    nonzero = sum(record.nonzero_params for record in stored) + sum(
-        v for k, v in active.items() if k != "backbone")
+            if is_noise_scale(module, pname) and names[id(p)] not in group_of:
+                group_of[names[id(p)]] = "alpha"
+                active["alpha"] += p.numel()
+
+    # Backbone: what the traced conv / linear ops read, per stored region (counted once each).
+    read: dict[str, dict[str, tuple[int, int]]] = {}  # parameter -> region -> (entries, nonzero entries)
+    for record in trace.layers:
+        if record.kind == "matmul":
+            continue
+        sources = [n for n in getattr(record, "params_of", ()) if n in params and group_of.get(n, "backbone")
+                   == "backbone"]
+        for n in sources:
+            group_of[n] = "backbone"
+        weight_sources = [n for n in sources if n in record.weight_region.split("@")[0].split("+")]
+        bias_sources = [n for n in sources if n not in weight_sources]
+        for n in weight_sources:
+            read.setdefault(n, {})[record.weight_region] = (record.weights, record.weight_nonzero)
+        bias = record.params - record.weights
+        for n in bias_sources:
+            read.setdefault(n, {})[record.bias_region or "bias"] = (bias, bias)
+    nonzero_backbone = 0
+    unread_backbone = 0
+    for n, regions in read.items():
+        numel = params[n].numel()
+        active["backbone"] += min(numel, sum(v[0] for v in regions.values()))
+        nonzero_backbone += min(numel, sum(v[1] for v in regions.values()))
+    # Weight layers whose weight comes from no stored parameter we know (computed from nothing stored):
+    # counted from their records, one per module.
+    for record in weight_regions(trace):
+        if not getattr(record, "params_of", ()):
+            unread_backbone += record.params
+            active["backbone"] += record.params
+            nonzero_backbone += record.nonzero_params
+    for name, p in params.items():
+        group = group_of.setdefault(name, "other")
+        groups[group] += p.numel()
+        if group == "other":
+            active["other"] += p.numel()
+    groups["backbone"] += unread_backbone
+    nonzero = nonzero_backbone + sum(v for k, v in active.items() if k != "backbone")
     return ParamCounts(sum(groups.values()), sum(active.values()), nonzero, groups, active)
 
 
 def memory_terms(trace: Trace) -> list[tuple[int, int | None, int]]:
     """``(dense weights, nnz or None, bias)`` of every stored conv / linear tensor: the hardware-independent
-    part of :func:`memory_bytes` (a module called twice stores once; matmul products store nothing; a layer
-    pruned to nothing stores only its bias; ``nnz`` is set where irregular zeros remain)."""
+    part of :func:`memory_bytes` (a stored region counts once however many ops read it; matmul products
+    store nothing; ``nnz`` is set where irregular zeros remain)."""
     terms = []
-    for record in _stored_layers(trace):
-        if record.kind == "matmul":  # two activations: nothing stored
-            continue
+    biases: set[str] = set()
+    for record in weight_regions(trace):
         bias = record.params - record.weights
-        if not record.weight_nonzero:  # pruned to nothing: no weight is stored
+        key = getattr(record, "bias_region", "") or "module:" + record.name.split("#")[0]
+        if bias and key in biases:
+            bias = 0
+        biases.add(key)
+        if not (record.c_in_eff and record.c_out_eff):  # channel-pruned to nothing: no weight is stored
             terms.append((0, None, bias))
             continue
         shape = record.shape()

@@ -1,7 +1,8 @@
 """Analytical delay of conv and linear layers on a Von-Neumann ASIC: the FLOAT paper's Eq. 7, 8 and 9.
 
-Memory reads and multiplies are sequential. For a layer with ``W = k^2 (C_i / g) C_o`` weights and an
-``H_o x W_o`` output map (linear layers: ``k = 1``, ``H_o = W_o = 1``)::
+Memory reads and multiplies are sequential. For a layer with ``W = kh kw (C_i / g) C_o`` weights (``k^2`` for a
+square kernel; a Conv1d has ``kh = 1``, a Conv3d a third factor ``kd``) and ``H_o x W_o`` output positions (a
+Conv1d: ``H_o = 1``; a Conv3d: ``D_o H_o W_o``; linear layers: ``k = 1``, ``H_o = W_o = 1``)::
 
     reads(n) = ceil(n * b_w / (b_io * n_bank))                  (integer arithmetic, never a float ceiling)
     Eq. 7, plain: t   = reads(W) t_read     + ceil(W / n_mult) H_o W_o t_mult
@@ -38,7 +39,21 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
+import numbers
+
+
+class _LazyNumpy:
+    """numpy, imported on first use: the cached cost commands build layer shapes and take the scalar path
+    (:func:`layer_delay`) without paying numpy's import (about half of a cached ``hwsim count``)."""
+
+    def __getattr__(self, name: str):
+        import numpy
+
+        globals()["np"] = numpy
+        return getattr(numpy, name)
+
+
+np = _LazyNumpy()
 
 from hwsim.errors import HwsimError
 from hwsim.hardware import HardwareConfig, field_problem
@@ -77,9 +92,9 @@ class LayerShape:
 
     name: str
     kind: str
-    k: int
-    c_in: int
-    c_out: int
+    k: int = 0  # side of a square 2-D kernel (0 for any other: read kh, kw, kd); where kh == kw, k decides
+    c_in: int = 0
+    c_out: int = 0
     h_out: int = 1
     w_out: int = 1
     groups: int = 1
@@ -87,18 +102,27 @@ class LayerShape:
     film_dim: int = 0
     film_channels: int = 0
     nnz: int | None = None
+    kh: int = 0  # kernel height and width (0: k); a Conv1d has kh = 1, kw = its kernel
+    kw: int = 0
+    kd: int = 1  # kernel depth and output depth of a Conv3d (1 otherwise)
+    d_out: int = 1
+    film_total: int = 0  # F of Eq. 9 summed over several FiLMs fed by this layer (0: one FiLM(film_dim, C))
 
     def __post_init__(self) -> None:
         problems = []
         if self.kind not in LAYER_KINDS:
             problems.append(f"kind={self.kind!r} must be one of {', '.join(LAYER_KINDS)}")
-        for name in ("k", "c_in", "c_out", "h_out", "w_out", "groups"):
+        kernel_problem = self._settle_kernel()
+        if kernel_problem:
+            problems.append(kernel_problem)
+        square = ("k",) if self.kh == self.kw and self.kd == 1 else ()
+        for name in (*square, "kh", "kw", "kd", "c_in", "c_out", "h_out", "w_out", "d_out", "groups"):
             value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
                 problems.append(f"{name}={value!r} must be an integer >= 1")
-        for name in ("film_dim", "film_channels"):
+        for name in ("film_dim", "film_channels", "film_total"):
             value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
                 problems.append(f"{name}={value!r} must be an integer >= 0")
         if self.formula not in FORMULAS:
             problems.append(f"formula={self.formula!r} must be one of {', '.join(FORMULAS)}")
@@ -108,9 +132,11 @@ class LayerShape:
         if not problems and self.c_in % self.groups:
             problems.append(f"c_in={self.c_in} must be divisible by groups={self.groups}")
         if not problems:  # in Python ints: numpy integer fields could wrap around silently
-            k, c_in, c_out, groups = (int(getattr(self, f)) for f in ("k", "c_in", "c_out", "groups"))
-            stored = k * k * (c_in // groups) * c_out + film_weights(int(self.film_dim), int(self.film_channels))
-            macs = k * k * (c_in // groups) * c_out * int(self.h_out) * int(self.w_out)
+            kernel = int(self.kd) * int(self.kh) * int(self.kw)
+            c_in, c_out, groups = (int(getattr(self, f)) for f in ("c_in", "c_out", "groups"))
+            stored = kernel * (c_in // groups) * c_out + (int(self.film_total) or film_weights(
+                int(self.film_dim), int(self.film_channels)))
+            macs = kernel * (c_in // groups) * c_out * int(self.d_out) * int(self.h_out) * int(self.w_out)
             if stored > MAX_LAYER_WEIGHTS:
                 problems.append(f"{stored} weights exceed the {MAX_LAYER_WEIGHTS} (2**40) a layer may have")
             elif macs > MAX_LAYER_MACS:
@@ -120,15 +146,35 @@ class LayerShape:
         if problems:
             raise HwsimError(f"invalid layer {self.name!r}: " + "; ".join(problems))
 
+    def _settle_kernel(self) -> str | None:
+        """Fill ``kh`` / ``kw`` from ``k`` (a square kernel) or ``k`` from equal ``kh`` / ``kw``; a problem
+        when they disagree."""
+        k, kh, kw = self.k, self.kh, self.kw
+        if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (k, kh, kw)):
+            return f"k={k!r}, kh={kh!r}, kw={kw!r} must be integers"
+        if (kh == 0 and kw == 0) or (k != 0 and kh == kw):  # square: k decides (dataclasses.replace(k=...))
+            object.__setattr__(self, "kh", k)
+            object.__setattr__(self, "kw", k)
+        elif k == 0 and kh == kw and self.kd == 1:  # (a 3-D kernel keeps k = 0: it is no square)
+            object.__setattr__(self, "k", kh)
+        elif k != 0:
+            return f"k={k} with kh={kh}, kw={kw}: k is the side of a square kernel; give kh and kw alone (k=0)"
+        return None
+
+    @property
+    def kernel(self) -> int:
+        """Weights per input-output channel pair: kd kh kw (k^2 for a square 2-D kernel)."""
+        return self.kd * self.kh * self.kw
+
     @property
     def weights(self) -> int:
-        """W = k^2 (C_i / g) C_o."""
-        return self.k * self.k * (self.c_in // self.groups) * self.c_out
+        """W = kh kw (C_i / g) C_o (times kd for a 3-D kernel)."""
+        return self.kernel * (self.c_in // self.groups) * self.c_out
 
     @property
     def positions(self) -> int:
-        """H_o W_o: output positions each weight is used at."""
-        return self.h_out * self.w_out
+        """H_o W_o (times D_o for a 3-D output): output positions each weight is used at."""
+        return self.d_out * self.h_out * self.w_out
 
     @property
     def macs(self) -> int:
@@ -137,8 +183,10 @@ class LayerShape:
 
     @property
     def film_weights(self) -> int:
-        """F of Eq. 9 for a FiLM-owning layer, else 0."""
-        return film_weights(self.film_dim, self.film_channels) if self.formula == "eq9" else 0
+        """F of Eq. 9 for a FiLM-owning layer, else 0 (``film_total`` where several FiLMs add theirs)."""
+        if self.formula != "eq9":
+            return 0
+        return self.film_total or film_weights(self.film_dim, self.film_channels)
 
     @property
     def stored_nnz(self) -> int:

@@ -208,6 +208,10 @@ def delay_document(
             "name": shape.name,
             "kind": shape.kind,
             "k": shape.k,
+            "kh": shape.kh,
+            "kw": shape.kw,
+            "kd": shape.kd,
+            "d_out": shape.d_out,
             "c_in": shape.c_in,
             "c_out": shape.c_out,
             "h_out": shape.h_out,
@@ -246,11 +250,19 @@ def delay_document(
     }
 
 
+def _cell(layer: Mapping[str, Any], column: str):
+    """A layer's value in a table: the kernel as ``kh x kw`` (``kd x kh x kw``) where it is not square."""
+    if column == "k" and not layer.get("k") and layer.get("kh"):
+        sides = (layer["kd"], layer["kh"], layer["kw"]) if layer.get("kd", 1) > 1 else (layer["kh"], layer["kw"])
+        return "x".join(str(v) for v in sides)
+    return layer[column]
+
+
 def render_delay(document: Mapping[str, Any], fmt: str) -> str:
     """``hwsim delay`` output: JSON as is; otherwise the per-layer table followed by the totals."""
     if fmt == "json":
         return to_json(document)
-    layer_rows = [{k: layer[k] for k in _TABLE_COLUMNS} for layer in document["layers"]]
+    layer_rows = [{k: _cell(layer, k) for k in _TABLE_COLUMNS} for layer in document["layers"]]
     totals = document["totals"]
     if fmt == "csv":
         total_row = {"name": "TOTAL", "params": totals["params"], "macs": totals["macs"],
@@ -307,7 +319,11 @@ def analysis_document(analysis, *, ops_all: bool = False) -> dict[str, Any]:
     records = {r.name: r for r in trace.layers}
     for layer in document["layers"]:
         record = records[layer["name"]]
-        layer.update({"stride": record.stride, "nonzero_params": record.nonzero_params,
+        layer.update({"stride": record.stride, "kernel": list(getattr(record, "kernel", ())),
+                      "strides": list(getattr(record, "strides", ())), "padding": list(getattr(record, "padding", ())),
+                      "dilation": list(getattr(record, "dilation", ())), "in_size": list(getattr(record, "in_size", ())),
+                      "out_size": list(getattr(record, "out_size", ())), "transposed": getattr(record, "transposed", False),
+                      "nonzero_params": record.nonzero_params,
                       "conditioning": record.conditioning, "film": record.film_name,
                       "c_in_active": record.c_in, "c_out_active": record.c_out,
                       "noise_adds": record.noise_adds, "film_mlp_macs": record.film_mlp_macs,
@@ -334,7 +350,7 @@ def render_analysis(document: Mapping[str, Any], fmt: str, *, command: str) -> s
         text = render_delay(document, fmt)
     else:
         columns = _COUNT_COLUMNS + (_CONDITIONING_COLUMNS if document.get("ops_all") else ())
-        rows = [{k: layer[k] for k in columns} for layer in document["layers"]]
+        rows = [{k: _cell(layer, k) for k in columns} for layer in document["layers"]]
         text = render_rows(rows, fmt, columns)
         if fmt != "csv":
             totals = {k: v for k, v in document["totals"].items()

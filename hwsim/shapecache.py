@@ -16,9 +16,12 @@ Validity. An entry is keyed by hwsim's version and the complete setting (model, 
 every knob), and holds the digest of the sources a trace depends on: hwsim's tracing and counting code, the
 model zoo and the torch version; for a user model ``path/to/file.py:factory`` also the hash of the factory's
 file and of every module outside the standard library and site-packages that was loaded when it was traced
-(its helpers). Any of them changed, or missing, means tracing again; so does any doubt: settings with a mask
-checkpoint and user models given as ``package.module:factory`` (whose file depends on ``sys.path``) are never
-cached. A cache file that cannot be read is ignored with a :class:`CacheWarning` and written anew.
+(its helpers), hashed at trace time once per imported module object (memoised per process; modules without a
+source file of their own, such as ``torch.ops``, are skipped). Any of them changed, or missing, means tracing
+again; so does any doubt: settings with a mask checkpoint and user models given as ``package.module:factory``
+(whose file depends on ``sys.path``) are never cached. Each entry carries a checksum of its own content: a
+cache file that cannot be read, or was edited or truncated, is ignored with a :class:`CacheWarning` and
+written anew.
 
 Bypass it with ``--no-cache`` on the cost commands or ``HWSIM_NO_CACHE=1``.
 """
@@ -38,10 +41,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from hwsim.delay import LayerShape, model_delay
+from hwsim.delay import DelayReport, LayerShape, layer_delay
 from hwsim.errors import HwsimError
 
-FORMAT = 2  # of the entry files; a change of it invalidates every entry (2: memory as count.memory_terms)
+FORMAT = 3  # of the entry files; a change of it invalidates every entry (3: per-axis geometry, params by
+# identity, a checksum of the entry's content)
 SHIPPED = Path(__file__).resolve().parent / "data" / "shapes"
 _ROOT = Path(__file__).resolve().parent.parent  # holds hwsim/ and models/
 # hwsim's code that a trace depends on: everything but the CLI, the reports, the trainer and the formatting
@@ -140,20 +144,48 @@ def _file_hash(path: Path) -> str | None:
 _HASHES: dict[tuple[str, int, int, int, int], str] = {}
 
 
-def _user_dependencies(factory_file: Path) -> dict[str, str]:
-    """Hashes of the factory file and of every loaded module outside stdlib, site-packages, hwsim and models."""
+# module name -> (the module object, the hash of its file when hwsim first saw that module object)
+_MODULE_HASHES: dict[str, tuple[object, str | None]] = {}
+
+
+def _module_hash(name: str, module, path: Path) -> str | None:
+    """The hash of a loaded user module's file, taken once per module object (per import: a re-import is a
+    new object) and memoised for the process: a long-lived process whose file was edited after the module
+    was loaded keeps the hash of the code it runs, so its trace is never stored under the new file's hash."""
+    known = _MODULE_HASHES.get(name)
+    if known is not None and known[0] is module and module is not None:
+        return known[1]
+    digest = _file_hash(path)
+    _MODULE_HASHES[name] = (module, digest)
+    return digest
+
+
+def _user_dependencies(factory_file: Path) -> dict[str, str | None]:
+    """Hashes of the factory file and of every loaded user module (outside stdlib, site-packages, hwsim and
+    models), taken at trace time. Modules without a source file of their own (``torch.ops`` and
+    ``torch.classes`` have relative ``__file__`` values; builtins and namespace packages none) are skipped.
+    A None value (a file that cannot be read) means the entry is not stored."""
     skip = {Path(sysconfig.get_paths()[k]).resolve() for k in ("stdlib", "platstdlib", "purelib", "platlib")}
     skip |= {_ROOT / "hwsim", _ROOT / "models", Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}
-    deps = {str(factory_file): _file_hash(factory_file)}
-    for module in list(sys.modules.values()):
-        name = getattr(module, "__file__", None)
-        if not name or not name.endswith(".py"):
+    factory_file = factory_file.resolve()
+    deps: dict[str, str | None] = {}
+    for name, module in list(sys.modules.items()):
+        where = getattr(module, "__file__", None)
+        if not isinstance(where, str) or not where.endswith(".py") or not os.path.isabs(where):
             continue
-        path = Path(name).resolve()
-        if any(path.is_relative_to(root) for root in skip):
+        path = Path(where).resolve()
+        if not path.is_file() or any(path.is_relative_to(root) for root in skip):
             continue
-        deps[str(path)] = _file_hash(path)
+        deps[str(path)] = _module_hash(name, module, path)
+    if str(factory_file) not in deps:  # (not loaded as a module)
+        deps[str(factory_file)] = _file_hash(factory_file)
     return deps
+
+
+def _checksum(data: dict[str, Any]) -> str:
+    """SHA-256 of an entry file's content without its checksum (canonical JSON)."""
+    body = {k: v for k, v in data.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 # ------------------------------------------------------------------------------------------- entries
@@ -207,8 +239,14 @@ def analysis_from_entry(setting, entry: dict[str, Any], hw, *, include_bn: bool 
         nonzero_macs=entry["nonzero_macs"], macs_by_kind=entry["macs_by_kind"],
         memory_bytes=memory_bytes(entry, hw, include_bn=include_bn),
         ops=entry["count_ops"], unsupported=entry["count_unsupported"])
-    return Analysis(setting, hw, tuple(entry["input_size"]), trace, counts, model_delay(shapes, hw),
-                    model_delay(plain, hw))
+    return Analysis(setting, hw, tuple(entry["input_size"]), trace, counts, _scalar_delay(shapes, hw),
+                    _scalar_delay(plain, hw))
+
+
+def _scalar_delay(shapes: list[LayerShape], hw):
+    """:func:`hwsim.delay.model_delay` on the scalar path (:func:`~hwsim.delay.layer_delay`, exactly equal):
+    no numpy import for one configuration of a cached model."""
+    return DelayReport(hw, tuple(layer_delay(shape, hw) for shape in shapes))
 
 
 def _read(path: Path, material: dict) -> dict[str, Any] | None:
@@ -224,6 +262,8 @@ def _read(path: Path, material: dict) -> dict[str, Any] | None:
         data = json.loads(raw.decode("utf-8"))
         if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("entry"), dict):
             raise ValueError("not a shape-cache entry of this format")
+        if data.get("checksum") != _checksum(data):
+            raise ValueError("its checksum does not match its content (edited or damaged)")
         _check(data["entry"])
     except (ValueError, KeyError, TypeError, HwsimError) as exc:  # (UnicodeDecodeError is a ValueError)
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -281,17 +321,32 @@ def lookup(setting) -> dict[str, Any] | None:
     return None
 
 
-def store(setting, analysis, folder: Path | None = None) -> dict[str, Any]:
-    """Record ``analysis`` (a fresh trace of ``setting``) in the cache directory (or ``folder``)."""
+def store(setting, analysis, folder: Path | None = None, user_sources: dict[str, str | None] | None = None
+          ) -> dict[str, Any]:
+    """Record ``analysis`` (a fresh trace of ``setting``) in the cache directory (or ``folder``).
+
+    ``user_sources``: for a user model, the hashes of its files taken when it was traced
+    (:func:`traced_dependencies`); taken now if not given. An entry with a file in doubt is not written."""
     entry = _entry(setting, analysis)
     if not cacheable(setting):
         return entry
     key, material = _key(setting, tuple(analysis.input_size))
     user = _user_file(setting)
-    data = {"format": FORMAT, "key": material, "sources": source_digest(),
-            "user_sources": _user_dependencies(user) if user is not None else {}, "entry": entry}
+    sources = (user_sources if user_sources is not None else _user_dependencies(user)) if user is not None else {}
+    if any(digest is None for digest in sources.values()):
+        return entry  # a file that cannot be read: nothing to check a later run against
+    data = {"format": FORMAT, "key": material, "sources": source_digest(), "user_sources": sources,
+            "entry": entry}
+    data["checksum"] = _checksum(data)
     _write((folder or cache_dir()) / f"{key}.json", data)
     return entry
+
+
+def traced_dependencies(setting) -> dict[str, str | None] | None:
+    """The user-source hashes of ``setting`` at this moment (call it right after tracing); None for zoo
+    models."""
+    user = _user_file(setting)
+    return _user_dependencies(user) if user is not None and cacheable(setting) else None
 
 
 # ------------------------------------------------------------------------------------ the cost commands
@@ -309,7 +364,7 @@ def analyze(setting, hw=None, *, include_bn: bool = False, build=None):
 
     analysis = traced(setting, hw, include_bn=include_bn, build=build or build_model)
     if enabled():
-        store(setting, analysis)
+        store(setting, analysis, user_sources=traced_dependencies(setting))
     return analysis
 
 
@@ -323,7 +378,7 @@ def model_shapes(setting) -> tuple[list[LayerShape], list[LayerShape]]:
 
         analysis = traced(setting, get_preset("asic65"))
         if enabled():
-            store(setting, analysis)
+            store(setting, analysis, user_sources=traced_dependencies(setting))
         return analysis.trace.shapes(), plain_shapes(analysis.trace)
     return [LayerShape(**s) for s in entry["shapes"]], [LayerShape(**s) for s in entry["plain"]]
 

@@ -84,6 +84,7 @@ class CondConv2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         if noise:
             self.alpha = nn.Parameter(torch.tensor(ALPHA_INIT))
+            self.noise_scale_params = ("alpha",)  # the marker hwsim's counters recognise FLOAT's alpha by
         if masked:
             self.register_buffer("weight_mask", torch.ones_like(self.weight))
 

@@ -67,11 +67,19 @@ class FakeCostFn:
     def __init__(self) -> None:
         self.calls: list[tuple] = []
         self.masks: list[str | None] = []
+        self.widths: list[tuple[float, ...] | None] = []
 
     def __call__(self, model, variant="base", *, dataset="cifar10", film_dim=1, bn="single", width=1.0,
-                 density=1.0, hw=None, masks=None):
+                 density=1.0, hw=None, masks=None, widths=None):
+        from hwsim.variants import check_options
+
+        # as model_cost does: an option the variant does not use is refused, never ignored
+        given = {"film_dim": film_dim != 1, "bn": bn != "single", "width": width != 1.0, "density": density != 1.0,
+                 "widths": widths is not None}
+        check_options(variant, {k: k for k, v in given.items() if v})
         self.calls.append((model, variant, dataset, film_dim, bn, width, density, hw))
         self.masks.append(masks)
+        self.widths.append(widths)
         per_variant = {"base": 1000, "oat": 1500}.get(variant, 1010)
         memory = int(per_variant * width * width * density)
         delay = {"base": 100.0, "oat": 150.0}.get(variant, 120.0) * width

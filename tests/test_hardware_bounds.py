@@ -252,9 +252,15 @@ def test_grid_size_is_bounded_before_it_is_built(capsys):
 
 
 # ------------------------------------------------------------------------------------ --input-size
-def test_input_size_two_values_is_refused_not_read_as_h_w(capsys):
-    assert_one_line_error(capsys, ["count", "small_cnn", "--dataset", "mnist", "--input-size", "3,32"],
-                          "--input-size '3,32' is ambiguous; write C,H,W")
+def test_input_size_takes_c_and_one_to_three_spatial_sizes(capsys):
+    """SPEC 5.2: C,L / C,H,W / C,D,H,W; HxW and H keep the dataset's channels; anything else is refused."""
+    from hwsim.cli.modelopts import parse_input_size
+
+    assert parse_input_size("3,32") == (3, 32) and parse_input_size("2,4,6,8") == (2, 4, 6, 8)
+    assert parse_input_size("20x24", 1) == (1, 20, 24) and parse_input_size("20", 3) == (3, 20, 20)
+    for bad in ("3,0", "3,32,32,32,32", "3,32x32", "2x3x4"):
+        assert_one_line_error(capsys, ["count", "small_cnn", "--input-size", bad], f"--input-size {bad!r}",
+                              "C and one to three")
 
 
 @pytest.mark.parametrize(("text", "shape"), [("1,20,24", (1, 20, 24)), ("20x24", (1, 20, 24)), ("20", (1, 20, 20))])
@@ -266,7 +272,7 @@ def test_input_size_accepted_forms(capsys, text, shape):
 
 def test_huge_input_size_is_refused_before_tracing(capsys):
     assert_one_line_error(capsys, ["count", "small_cnn", "--input-size", "3,99999,99999"],
-                          "each of C, H, W must be in [1, 4096]")
+                          "C and each spatial size must be in [1, 4096]")
 
 
 

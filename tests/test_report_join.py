@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -176,9 +177,11 @@ def test_cost_columns_equal_model_cost(tmp_path: Path):
                       points=[(0.0, 90.0, 10.0), (1.0, 80.0, 40.0)]),
             write_run(tmp_path, "pgd", variant="base", algorithm="pgd-at", bn="single", points=[(1.0, 85.0, 45.0)])]
     df = join(runs, hw=hw)
+    from hwsim.report.join import _key_of
+
     for row in df.to_dict("records"):
-        expected = model_cost(row["model"], row["variant"], dataset=row["dataset"], film_dim=row["film_dim"],
-                              bn=row["bn"], width=row["width"], density=row["density"], hw=hw)
+        key = _key_of(row)
+        expected = model_cost(row["model"], row["variant"], dataset=row["dataset"], hw=hw, **key.options())
         # nonzero_params left out: an untrained model's count depends on its random init
         for field in ("params", "memory_bytes", "macs", "delay_ns", "base_delay_ns", "norm_delay",
                       "conv_norm_delay_min", "conv_norm_delay_mean", "conv_norm_delay_max"):
@@ -226,3 +229,28 @@ def test_plot_styles_never_repeat_colour_and_marker_together() -> None:
 
     styles = _style([f"s{i}" for i in range(20)])
     assert len(set(styles.values())) == 20
+
+
+def test_a_slim_run_is_costed_at_the_widths_it_trained(tmp_path: Path):
+    """Old: the cost key had no widths, so a slim run trained at S_f = {0.25, 1.0} was costed as built with
+    the default {0.5, 1.0}, and a width 0.25 point stopped the report (0.25 not among the widths)."""
+    run = write_run(tmp_path, "slim", variant="float-slim", algorithm="float", width=0.25,
+                    points=[(0.0, 90.0, 10.0)])
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "widths": [0.25, 1.0]}))
+    fake = FakeCostFn()
+    join([run], hw=HW, cost_fn=fake)
+    assert [w for call, w in zip(fake.calls, fake.widths) if call[1] == "float-slim"] == [(0.25, 1.0)]
+    assert [w for call, w in zip(fake.calls, fake.widths) if call[1] == "base"] == [None]
+
+
+def test_cost_options_a_variant_does_not_use_are_refused_by_model_cost():
+    """Old: model_cost(width=...) on a non-slim variant was silently ignored."""
+    from hwsim.cost import model_cost
+
+    with pytest.raises(HwsimError, match="width= applies only to variants .*-slim"):
+        model_cost("small_cnn", "float", dataset="mnist", width=0.5)
+    with pytest.raises(HwsimError, match="density= applies only to variants floats"):
+        model_cost("small_cnn", "oat", dataset="mnist", density=0.5)
+    with pytest.raises(HwsimError, match="film_dim= applies only"):
+        model_cost("small_cnn", "float", dataset="mnist", film_dim=128)

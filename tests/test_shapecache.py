@@ -84,10 +84,12 @@ def test_a_hit_does_not_trace(cache, monkeypatch, one_thread):
 
 
 def poison(cache: Path) -> Path:
-    """Change the one entry's MACs, so that a run that reads it is recognisable."""
+    """Change the one entry's MACs, so that a run that reads it is recognisable (with its checksum made to
+    match, as a valid entry of other content; an edit alone is a miss, see test_an_edited_entry_...)."""
     (path,) = cache.glob("*.json")
     data = json.loads(path.read_text())
     data["entry"]["macs"] += 1
+    data["checksum"] = shapecache._checksum(data)
     path.write_text(json.dumps(data))
     return path
 
@@ -303,3 +305,67 @@ def test_an_entry_that_cannot_be_put_in_place_leaves_nothing_behind(tmp_path, mo
     monkeypatch.setattr(os, "replace", refuse)
     shapecache._write(tmp_path / "entry.json", {"layers": []})  # no error: the next run traces again
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_user_models_second_count_imports_no_torch(cache, tmp_path):
+    """Old: torch.ops / torch.classes have relative __file__ values, hashed to None, and any None made the
+    entry stale: a file.py:factory model was traced on every run (5-6 s, like fvcore)."""
+    net = tmp_path / "net.py"
+    net.write_text("import torch.nn as nn\n\ndef make():\n    return nn.Sequential(nn.Conv2d(3, 4, (1, 7)), "
+                   "nn.Flatten(), nn.LazyLinear(10))\n")
+    env = {**os.environ, "HWSIM_CACHE_DIR": str(cache)}
+    argv = ["hwsim", "count", f"{net}:make", "--format", "json"]
+    code = ("import sys, runpy; sys.argv = " + repr(argv) + "\n"
+            "try:\n    runpy.run_module('hwsim', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print('IMPORTED', sorted(m for m in ('torch',) if m in sys.modules), file=sys.stderr)")
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
+                           check=True)
+    assert "IMPORTED ['torch']" in first.stderr
+    (entry,) = (json.loads(p.read_text()) for p in cache.glob("*.json"))
+    assert all(digest is not None for digest in entry["user_sources"].values())
+    assert str(net.resolve()) in entry["user_sources"] and not any(
+        name.endswith(("_ops.py", "_classes.py")) for name in entry["user_sources"])
+    second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
+                            check=True)
+    assert "IMPORTED []" in second.stderr and second.stdout == first.stdout
+    assert json.loads(second.stdout)["totals"]["macs"] == 7 * 3 * 4 * 32 * 26 + 4 * 32 * 26 * 10  # 32 x 26 out
+
+
+def test_an_edited_entry_is_a_miss_with_a_warning(cache, one_thread):
+    """Old: an entry with edited numbers (valid JSON, the right shape) was trusted."""
+    setting = ModelSetting("small_cnn", "base", input_size=(3, 20, 20))  # not shipped
+    truth = analysis_document(shapecache.analyze(setting))
+    (path,) = cache.glob("*.json")
+    data = json.loads(path.read_text())
+    data["entry"]["macs"] += 1000
+    path.write_text(json.dumps(data))
+    with pytest.warns(shapecache.CacheWarning, match="checksum does not match"):
+        assert analysis_document(shapecache.analyze(setting)) == truth
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])  # truncated
+    with pytest.warns(shapecache.CacheWarning, match="ignoring unreadable shape-cache file"):
+        assert analysis_document(shapecache.analyze(setting)) == truth
+
+
+def test_a_long_lived_process_stores_the_hash_of_the_code_it_ran(cache, tmp_path, monkeypatch, one_thread):
+    """Old: hashes were taken at store time, so a process that still runs the helper it imported stored
+    that trace under the hash of the helper's new content, and a fresh process then trusted it."""
+    src = tmp_path / "user"
+    src.mkdir()
+    (src / "net.py").write_text(USER_MODEL.replace("nn.LazyLinear(10)", "nn.Linear(WIDTH * 30 * 30, 10)"))
+    (src / "helper.py").write_text("WIDTH = 8\n")
+    monkeypatch.syspath_prepend(str(src))
+    spec = f"{src / 'net.py'}:make"
+    sys.modules.pop("helper", None)
+
+    def params() -> int:
+        return json.loads(invoke("count", spec, "--format", "json"))["totals"]["params"]
+
+    eight, four = 8 * 27 + 8 + 8 * 900 * 10 + 10, 4 * 27 + 4 + 4 * 900 * 10 + 10
+    assert params() == eight
+    (src / "helper.py").write_text("WIDTH = 4\n")  # edited; this process keeps running the helper it imported
+    for old in cache.glob("*.json"):
+        old.unlink()
+    assert params() == eight  # the code in memory (WIDTH = 8) is what was traced ...
+    sys.modules.pop("helper", None)  # ... and a new process, importing WIDTH = 4, must not be served it
+    assert params() == four

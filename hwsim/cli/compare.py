@@ -26,8 +26,8 @@ def compare_command(model: str, dataset: str | None, input_size: str | None, wid
     Width applies to the *-slim variants, density (default 0.5 here) to the floats-* variants and the FiLM
     dimension to the oat* variants; an option none of the chosen variants uses exits 2. MODEL may be a user
     factory (`path/to/file.py:factory`): every variant is built from it by module surgery. Without
-    --variants, every variant that applies to the model is compared (those that do not are named on
-    stderr); a variant named in --variants that does not apply exits 2.
+    --variants, every variant that applies to the model is compared (those the model refuses are named on
+    stderr with its reason); a variant named in --variants that does not apply exits 2.
 
     \b
     Examples:
@@ -48,10 +48,15 @@ def compare_command(model: str, dataset: str | None, input_size: str | None, wid
                          f"{', '.join(VARIANTS)}")
     setting = make_setting(model, "base", dataset, input_size, width, widths, density, film_dim, bn,
                            default_density=0.5, variants=chosen)
-    results = compare(setting, chosen, hw, only_applicable=variants is None, using=analyze)
+    reasons: dict[str, str] = {}
+    results = compare(setting, chosen, hw, only_applicable=variants is None, using=analyze, left_out=reasons)
     if not results:
-        raise HwsimError(f"no variant applies to {model!r} (not even base)")
+        why = f": {reasons['base']}" if "base" in reasons else ""
+        raise HwsimError(f"no variant applies to {model!r} (not even base){why}")
     left_out = [v for v in chosen if v not in {s.variant for s, _ in results}]
-    if left_out:  # by default every variant that applies; name the ones that do not
+    if left_out:  # by default every variant that applies; name the ones that do not, with the model's reason
         click.echo(f"hwsim: variants that do not apply to {model} left out: {', '.join(left_out)}", err=True)
+        for variant in left_out:
+            if variant in reasons:
+                click.echo(f"hwsim: note: {reasons[variant]}", err=True)
     emit(render_compare(compare_rows(results), fmt, model=model, hw=hw), output)

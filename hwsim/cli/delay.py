@@ -10,24 +10,35 @@ from hwsim.errors import HwsimError
 from hwsim.output import emit
 
 SHAPE_VARIANTS = ("base", "float", "oat")
-_LAYER_KEYS = {"k": "k", "cin": "c_in", "cout": "c_out", "hout": "h_out", "wout": "w_out", "groups": "groups",
-               "nnz": "nnz"}
+_LAYER_KEYS = {"k": "k", "kh": "kh", "kw": "kw", "kd": "kd", "cin": "c_in", "cout": "c_out", "dout": "d_out",
+               "hout": "h_out", "wout": "w_out", "groups": "groups", "nnz": "nnz"}
+_CONV_ONLY = ("k", "kh", "kw", "kd", "dout", "groups")
 
 
 def parse_layer(text: str, index: int, *, variant: str, film_dim: int):
-    """``k=3,cin=64,cout=64,hout=32,wout=32[,groups=1][,kind=conv|linear][,name=NAME][,nnz=N]``."""
+    """``k=3,cin=64,cout=64,hout=32,wout=32[,groups=1][,kind=conv|linear][,name=NAME][,nnz=N]``.
+
+    A conv needs its kernel (``k=`` for a square one, else ``kh=`` and ``kw=``; ``kd=`` and ``dout=`` for a
+    3-D one), ``cin``, ``cout``, ``hout`` and ``wout``; a linear layer ``cin`` and ``cout`` (``hout``: the
+    positions it runs at, default 1) and no kernel or groups. A key given twice, or missing, is refused."""
     from hwsim.delay import LayerShape
 
     values: dict[str, object] = {}
+    given: set[str] = set()
     name, kind = f"layer{index}", "conv"
     for item in text.split(","):
         key, sep, raw = item.partition("=")
         key, raw = key.strip(), raw.strip()
         if not sep or not raw:
             raise HwsimError(f"malformed --layer {text!r}: {item!r} is not KEY=VALUE")
+        if key in given:
+            raise HwsimError(f"malformed --layer {text!r}: {key} given twice")
+        given.add(key)
         if key == "name":
             name = raw
         elif key == "kind":
+            if raw not in ("conv", "linear"):
+                raise HwsimError(f"malformed --layer {text!r}: kind={raw!r}; valid kinds: conv, linear")
             kind = raw
         elif key in _LAYER_KEYS:
             try:
@@ -38,8 +49,19 @@ def parse_layer(text: str, index: int, *, variant: str, film_dim: int):
             valid = ", ".join([*_LAYER_KEYS, "kind", "name"])
             raise HwsimError(f"malformed --layer {text!r}: unknown key {key!r}; valid keys: {valid}")
     if kind == "linear":
-        values.setdefault("k", 1)
-    missing = [k for k in ("k", "cin", "cout") if _LAYER_KEYS[k] not in values]
+        wrong = [k for k in _CONV_ONLY if k in given]
+        verb = "does" if len(wrong) == 1 else "do"
+        if wrong:
+            raise HwsimError(f"malformed --layer {text!r}: {', '.join(wrong)} {verb} not apply to kind=linear "
+                             "(a linear layer has k = 1 and no groups)")
+        values["k"] = 1
+        required = ("cin", "cout")
+    else:
+        if "k" in given and ({"kh", "kw"} & given):
+            raise HwsimError(f"malformed --layer {text!r}: give k= (a square kernel) or kh= and kw=, not both")
+        kernel = ("k",) if "k" in given or not ({"kh", "kw"} & given) else ("kh", "kw")
+        required = (*kernel, "cin", "cout", "hout", "wout")
+    missing = [k for k in required if k not in given]
     if missing:
         raise HwsimError(f"malformed --layer {text!r}: missing {', '.join(missing)}")
     from hwsim.variants import get_variant
@@ -56,7 +78,8 @@ def parse_layer(text: str, index: int, *, variant: str, film_dim: int):
 @click.command("delay")
 @click.argument("model", required=False)
 @click.option("--layer", "layers", multiple=True, metavar="SPEC",
-              help="A layer as k=3,cin=64,cout=64,hout=32,wout=32[,groups=G][,kind=linear][,name=N] (repeatable); "
+              help="A layer as k=3,cin=64,cout=64,hout=32,wout=32[,groups=G][,name=N] (kh=1,kw=7 for a non-square "
+                   "kernel) or kind=linear,cin=512,cout=10[,hout=POSITIONS] (repeatable); "
                    "used when no MODEL is given.")
 @model_options()
 @masks_option

@@ -13,26 +13,28 @@ from hwsim.errors import HwsimError
 MAX_INPUT_SIDE = 4096
 
 
-def parse_input_size(text: str | None, in_channels: int | None = None) -> tuple[int, int, int] | None:
-    """``C,H,W``, ``HxW`` or ``H`` (square; channels from the dataset) -> (C, H, W)."""
+def parse_input_size(text: str | None, in_channels: int | None = None) -> tuple[int, ...] | None:
+    """``C,L`` / ``C,H,W`` / ``C,D,H,W`` (C and one to three spatial sizes), or ``HxW`` or ``H`` (square;
+    channels from the dataset) -> (C, *spatial)."""
     if text is None:
         return None
+    usage = "must be C and one to three spatial sizes (C,L / C,H,W / C,D,H,W), HxW or H, with positive integers"
+    if "," in text and "x" in text:
+        raise HwsimError(f"--input-size {text!r} {usage}")
     parts = text.replace("x", ",").split(",")
     try:
         values = [int(p) for p in parts]
     except ValueError:
-        raise HwsimError(f"--input-size {text!r} must be C,H,W or H or HxW with positive integers") from None
-    if len(values) == 2 and "x" not in text:  # "3,32" reads as C,H as often as H,W: refuse to guess
-        raise HwsimError(f"--input-size {text!r} is ambiguous; write C,H,W (e.g. 3,32,32), HxW or H")
-    if len(values) == 1:
-        values = values * 2
-    if len(values) == 2:
-        values = [in_channels or 3, *values]
-    if len(values) != 3 or min(values) < 1:
-        raise HwsimError(f"--input-size {text!r} must be C,H,W or H or HxW with positive integers")
+        raise HwsimError(f"--input-size {text!r} {usage}") from None
+    if "," not in text:  # H or HxW: square or 2-D spatial size, channels from the dataset
+        if len(values) > 2:
+            raise HwsimError(f"--input-size {text!r} {usage}")
+        values = [in_channels or 3, *(values * 2 if len(values) == 1 else values)]
+    if not 2 <= len(values) <= 4 or min(values) < 1:
+        raise HwsimError(f"--input-size {text!r} {usage}")
     if max(values) > MAX_INPUT_SIDE:  # a trace allocates activations of this size: refuse before it runs
-        raise HwsimError(f"--input-size {text!r}: each of C, H, W must be in [1, {MAX_INPUT_SIDE}]")
-    return tuple(values)  # type: ignore[return-value]
+        raise HwsimError(f"--input-size {text!r}: C and each spatial size must be in [1, {MAX_INPUT_SIDE}]")
+    return tuple(values)
 
 
 def parse_floats(text: str, option: str) -> tuple[float, ...]:
@@ -62,7 +64,7 @@ def model_options(variant: bool = True) -> Callable[[Callable], Callable]:
             click.option("--widths", default=None,
                          help="*-slim: switchable widths S_f (default 0.5,1.0)."),
             click.option("--width", type=float, default=None, help="*-slim: active width (default: widest)."),
-            click.option("--input-size", default=None, metavar="C,H,W|H",
+            click.option("--input-size", default=None, metavar="C,H,W|C,L|C,D,H,W|H",
                          help="Input size; default: the dataset's (cifar10: 3,32,32). Without --dataset the "
                               "setting's dataset is 'custom' (10 classes)."),
             click.option("--dataset", default=None,

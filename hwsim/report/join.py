@@ -24,7 +24,7 @@ Columns added to the contract's ``eval.csv`` columns:
 - ``epoch_time_s``: mean training time per epoch over ``metrics.jsonl`` (NaN without it);
   ``norm_epoch_time``: that divided by the fastest run of the same model and dataset (1.0 = fastest).
 - Cost columns from :func:`hwsim.cost.model_cost` for (model, variant, dataset, film_dim, bn, width,
-  density) under the chosen hardware: ``params, nonzero_params, memory_bytes, macs, delay_ns,
+  the widths a slim run trained (its config.json), density) under the chosen hardware: ``params, nonzero_params, memory_bytes, macs, delay_ns,
   base_delay_ns, norm_delay, conv_norm_delay_min, conv_norm_delay_mean, conv_norm_delay_max``.
 - ``norm_memory``: ``memory_bytes`` over that of the plain network (variant ``base``, width 1.0, density 1.0)
   of the same model and dataset: the paper's Fig. 7(b) storage ratio.
@@ -109,10 +109,28 @@ class CostKey:
     width: float
     density: float
     masks: str = ""  # pruned variants of measured runs: the checkpoint whose masks are costed
+    widths: tuple[float, ...] = ()  # slimmable variants: the widths S_f the run trained (): the default
 
     def base(self) -> CostKey:
         """The plain network of the same model and dataset at full width and density (norm_memory's base)."""
         return CostKey(self.model, "base", self.dataset, 1, "single", 1.0, 1.0)
+
+    def options(self) -> dict[str, Any]:
+        """The cost function's options that this key's variant uses (model_cost refuses the others)."""
+        options: dict[str, Any] = {}
+        if _feature(self.variant, "film"):
+            options["film_dim"] = self.film_dim
+        if _feature(self.variant, "conditional"):
+            options["bn"] = self.bn
+        if _feature(self.variant, "slim"):
+            options["width"] = self.width
+            if self.widths:
+                options["widths"] = self.widths
+        if _feature(self.variant, "masked"):
+            options["density"] = self.density
+            if self.masks:
+                options["masks"] = self.masks
+        return options
 
 
 def _one_line(text: str) -> str:
@@ -204,6 +222,8 @@ def read_run(run_dir: str | Path) -> pd.DataFrame:
     df["run_dir"] = str(run_dir)
     df["epoch_time_s"] = _mean_epoch_time(run_dir / "metrics.jsonl")
     df["training_tag"] = _training_tag(config)
+    if isinstance(config.get("widths"), list):  # the widths a slim run trained: part of its cost key
+        df["widths"] = ",".join(f"{float(w):g}" for w in config["widths"])
     train_lambda = config.get("pgd_lambda", config.get("lambda"))
     is_pgd = df["algorithm"].astype(str) == "pgd-at"
     df["lambda_label"] = df["lambda_n"].astype(float)
@@ -316,7 +336,18 @@ def _key_of(row: Mapping[str, Any]) -> CostKey | None:
     film_dim = int(val("film_dim", 1)) if _feature(variant, "film") else 1
     return CostKey(model=row["model"], variant=variant, dataset=_model_dataset(row["dataset"]),
                    film_dim=film_dim, bn=str(val("bn", "single")),
-                   width=float(val("width", 1.0)), density=float(val("density", 1.0)), masks=masks)
+                   width=float(val("width", 1.0)), density=float(val("density", 1.0)), masks=masks,
+                   widths=_widths(row.get("widths")) if _feature(variant, "slim") else ())
+
+
+def _widths(value: Any) -> tuple[float, ...]:
+    """A run's trained widths S_f as a key (from its config.json; () where the row does not say)."""
+    if isinstance(value, str):
+        value = [v for v in value.replace(";", ",").split(",") if v.strip()]
+    try:
+        return tuple(float(v) for v in value) if value is not None and not isinstance(value, float) else ()
+    except (TypeError, ValueError):
+        return ()
 
 
 def attach_costs(df: pd.DataFrame, hw: Any = None, cost_fn: CostFn | None = None) -> pd.DataFrame:
@@ -326,9 +357,10 @@ def attach_costs(df: pd.DataFrame, hw: Any = None, cost_fn: CostFn | None = None
         df: rows with at least ``model, variant, dataset`` (``film_dim, bn, width, density`` default to 1,
             "single", 1.0, 1.0 when absent, the contract's defaults).
         hw: a ``hwsim.hardware.HardwareConfig`` (None: the cost function's default preset).
-        cost_fn: called as ``cost_fn(model, variant, dataset=, film_dim=, bn=, width=, density=, hw=)`` (plus
-            ``masks=`` the checkpoint path for pruned variants of measured runs, so their trained masks are
-            costed) and
+        cost_fn: called as ``cost_fn(model, variant, dataset=, hw=, **options)`` with the options the variant
+            uses (:meth:`CostKey.options`: ``film_dim`` with FiLM, ``bn`` on conditional variants, ``width``
+            and the run's trained ``widths`` on slimmable ones, ``density`` and the checkpoint ``masks`` of
+            measured runs on pruned ones) and
             returning an object with the :data:`COST_FIELDS` attributes; default ``hwsim.cost.model_cost``.
 
     Returns:
@@ -346,9 +378,7 @@ def attach_costs(df: pd.DataFrame, hw: Any = None, cost_fn: CostFn | None = None
     def cost_of(key: CostKey) -> Any:
         if key not in cache:
             try:
-                extra = {"masks": key.masks} if key.masks else {}
-                cache[key] = cost_fn(key.model, key.variant, dataset=key.dataset, film_dim=key.film_dim,
-                                     bn=key.bn, width=key.width, density=key.density, hw=hw, **extra)
+                cache[key] = cost_fn(key.model, key.variant, dataset=key.dataset, hw=hw, **key.options())
             except HwsimError as exc:
                 cache[key] = exc
         return cache[key]

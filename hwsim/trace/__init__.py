@@ -44,39 +44,51 @@ from torch import nn
 from hwsim.errors import HwsimError
 from hwsim.trace.build import build_trace, data_flow
 from hwsim.trace.modules import tracking
-from hwsim.trace.ops import OP_CATEGORIES
+from hwsim.trace.ops import FREE_OPS, OP_CATEGORIES, Attention, Conv, Product, elements, free, free_ops, register_op
 from hwsim.trace.recorder import Recorder
 from hwsim.trace.records import RECORD_KINDS, DataFlow, FilmRecord, LayerRecord, Trace
 
-__all__ = ["OP_CATEGORIES", "RECORD_KINDS", "DataFlow", "FilmRecord", "LayerRecord", "Trace", "trace_model"]
+__all__ = ["FREE_OPS", "OP_CATEGORIES", "RECORD_KINDS", "Attention", "Conv", "DataFlow", "FilmRecord",
+           "LayerRecord", "Product", "Trace", "elements", "free", "free_ops", "register_op", "trace_model"]
 
 
 def trace_model(model: nn.Module, input_size: Sequence[int], *, device: str | None = None) -> Trace:
-    """Trace one forward of ``model`` on a batch of 1 with shape ``(1, *input_size)`` (``input_size`` = C, H, W).
+    """Trace one forward of ``model`` on a batch of 1 with shape ``(1, *input_size)`` (``input_size`` = C and
+    one to three spatial sizes: C, L for a Conv1d model, C, H, W, or C, D, H, W).
 
-    The model is run in eval mode (restored afterwards) under ``torch.inference_mode``. Knobs (lambda,
-    width) are whatever is set on the model: set them first with ``models.set_knobs``. A forward that fails
-    raises :class:`HwsimError` naming the module that was running.
+    The model is run in eval mode (restored afterwards) under ``torch.inference_mode``, with PyTorch's fused
+    transformer fast path turned off (``torch.backends.mha``): in eval mode ``nn.MultiheadAttention`` and
+    ``nn.TransformerEncoderLayer`` would otherwise run as one ``aten._native_multi_head_attention`` /
+    ``aten._transformer_encoder_layer_fwd`` op, whose projections and products the tracer could not see
+    apart; with it off they run their reference path (the same arithmetic, op by op), so an encoder block
+    counts the same in train and eval mode. Knobs (lambda, width) are whatever is set on the model: set them
+    first with ``models.set_knobs``. A forward that fails raises :class:`HwsimError` naming the module that
+    was running.
     """
     input_size = tuple(int(v) for v in input_size)
-    if len(input_size) != 3 or min(input_size) < 1:
-        raise HwsimError(f"input size must be C,H,W with positive values, got {input_size}")
+    if not 2 <= len(input_size) <= 4 or min(input_size) < 1:
+        raise HwsimError(f"input size must be C and one to three spatial sizes (C,L / C,H,W / C,D,H,W), "
+                         f"positive, got {input_size}")
     was_training = model.training
+    fastpath = torch.backends.mha.get_fastpath_enabled()
     model.eval()
+    torch.backends.mha.set_fastpath_enabled(False)
     try:
         with tracking(model) as tracker, torch.inference_mode():
-            recorder = Recorder(tracker)
             try:
                 if device == "meta":
                     from torch.func import functional_call
 
                     state = {k: torch.empty_like(v, device="meta")
                              for k, v in (*model.named_parameters(), *model.named_buffers())}
+                    names = dict(model.named_parameters())
+                    recorder = Recorder(tracker, {id(v): k for k, v in state.items() if k in names})
                     x = torch.zeros((1, *input_size), device="meta")
                     recorder.mark_input(x)
                     with recorder:
                         out = functional_call(model, state, (x,))
                 else:
+                    recorder = Recorder(tracker, {id(p): name for name, p in model.named_parameters()})
                     first = next(iter(model.parameters()), None)
                     x = torch.rand((1, *input_size), device=first.device if first is not None else "cpu")
                     recorder.mark_input(x)
@@ -91,4 +103,5 @@ def trace_model(model: nn.Module, input_size: Sequence[int], *, device: str | No
                                  f"{where!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
             return build_trace(tracker, recorder, input_size, data_flow(tracker, recorder, out))
     finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
         model.train(was_training)

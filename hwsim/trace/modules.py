@@ -50,12 +50,13 @@ class ModuleStack:
         self.films_seen: list[tuple[nn.Module, torch.Tensor]] = []
         self._handles = []
         for module in model.modules():
-            self._handles.append(module.register_forward_pre_hook(self._enter))
+            self._handles.append(module.register_forward_pre_hook(self._enter, with_kwargs=True))
             self._handles.append(module.register_forward_hook(self._leave))
 
-    def _enter(self, module: nn.Module, inputs) -> None:
-        if is_film(module) and inputs and isinstance(inputs[0], torch.Tensor):
-            self.films_seen.append((module, inputs[0]))
+    def _enter(self, module: nn.Module, inputs, kwargs) -> None:
+        if is_film(module):  # the tensor it modulates: its first tensor argument, positional or keyword
+            first = next((t for t in (*inputs, *kwargs.values()) if isinstance(t, torch.Tensor)), None)
+            self.films_seen.append((module, first))
         self.stack.append(module)
 
     def _leave(self, module: nn.Module, inputs, output) -> None:

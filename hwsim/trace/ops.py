@@ -8,12 +8,16 @@ cost nothing by convention. An op in none of these tables is listed as unsupport
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
+from torch.utils._pytree import tree_leaves
 
 aten = torch.ops.aten
 
-CONV_OPS = {aten.conv2d.default, aten.convolution.default, aten._convolution.default, aten.conv1d.default}
+CONV_OPS = {aten.conv1d.default, aten.conv2d.default, aten.conv3d.default, aten.conv1d.padding, aten.conv2d.padding,
+            aten.conv3d.padding, aten.convolution.default, aten._convolution.default, aten.conv_transpose1d.default,
+            aten.conv_transpose2d.input, aten.conv_transpose3d.input}
 # Products of two operands: a linear layer when one operand is a stored weight, a `matmul` record when both
 # are activations (SPEC 3). Seen composite (linear, matmul, einsum) or decomposed (addmm, mm, bmm), as the
 # dispatcher hands them over.
@@ -78,42 +82,162 @@ FREE_OPS = {aten.view.default, aten._unsafe_view.default, aten.reshape.default, 
 OP_CATEGORIES = ("bn", "norm", "activation", "softmax", "add", "pool", "elementwise", "noise_add",
                  "film_mlp_macs", "film_affine")
 
-_SHAPE_ONLY_CONV_OPS = {aten.conv2d.default, aten.convolution.default}
+# ------------------------------------------------------------------------------------ what a handler says
+# A handler is a pure shape function ``handler(args, kwargs, out) -> effects`` of one aten op: it reads the
+# op's operands and result (shapes, never values) and returns what the op costs, as a list of the effects
+# below or as a mapping ``{category: elements}`` over OP_CATEGORIES (the short form for `--ops all` ops).
+# The recorder decides the rest from the context (which module runs, whether an operand is an activation).
 
 
-def _pair(value) -> tuple[int, int]:
+class Conv:
+    """A convolution (any dimensionality, transposed or not) with its per-axis geometry."""
+
+    __slots__ = ("x", "weight", "bias", "stride", "padding", "dilation", "groups", "transposed",
+                 "output_padding")
+
+    def __init__(self, x, weight, bias, stride, padding, dilation, groups, transposed=False, output_padding=0):
+        nd = weight.dim() - 2
+        self.x, self.weight, self.bias = x, weight, bias
+        self.stride, self.dilation = _axes(stride, nd), _axes(dilation, nd)
+        self.output_padding = _axes(output_padding, nd)
+        self.groups, self.transposed = int(groups), bool(transposed)
+        kernel = tuple(int(v) for v in weight.shape[2:])
+        if padding == "valid":
+            padding = 0
+        if padding == "same":  # PyTorch pads dilation (k - 1) in all, the smaller half first
+            padding = tuple(d * (k - 1) // 2 for d, k in zip(self.dilation, kernel))
+        self.padding = _axes(padding, nd)
+
+    @property
+    def kernel(self) -> tuple[int, ...]:
+        return tuple(int(v) for v in self.weight.shape[2:])
+
+    @property
+    def c_in(self) -> int:
+        """Input channels (all groups)."""
+        w = self.weight.shape
+        return int(w[0]) if self.transposed else int(w[1]) * self.groups
+
+    @property
+    def c_out(self) -> int:
+        w = self.weight.shape
+        return int(w[1]) * self.groups if self.transposed else int(w[0])
+
+
+class Product:
+    """``batch`` products ``[N, K] @ [K, M]`` of operands ``a`` (N rows) and ``b`` (M columns), plus a bias:
+    a linear layer when one operand is stored, a ``matmul`` record when both are activations."""
+
+    __slots__ = ("a", "b", "bias", "dims", "linear")
+
+    def __init__(self, a, b, bias, dims, linear=False):
+        self.a, self.b, self.bias, self.dims, self.linear = a, b, bias, tuple(int(v) for v in dims), linear
+
+
+class Attention:
+    """The two activation products of attention, ``q k^T`` and ``attn v``, as ``(batch, N, K, M)`` each."""
+
+    __slots__ = ("qk", "av")
+
+    def __init__(self, qk, av):
+        self.qk, self.av = qk, av
+
+
+class Unsupported(Exception):
+    """Raised by a handler for a call it cannot read (the op is then listed as unsupported)."""
+
+
+def _axes(value, nd: int) -> tuple[int, ...]:
     if isinstance(value, int):
-        return value, value
-    value = tuple(value)
-    return (value[0], value[0]) if len(value) == 1 else (value[0], value[1])
+        return (int(value),) * nd
+    value = tuple(int(v) for v in value)
+    return value * nd if len(value) == 1 else value
+
+
+def free(args, kwargs, out):
+    """The handler of a free op: views, shape ops, copies and tensor factories cost nothing (convention)."""
+    return ()
+
+
+def elements(category: str, of_input: bool = False):
+    """A handler counting the elements of the result (or of the first input) in ``category``."""
+    if category not in OP_CATEGORIES:
+        raise ValueError(f"unknown op category {category!r}; valid: {', '.join(OP_CATEGORIES)}")
+
+    def handler(args, kwargs, out):
+        if of_input:
+            return {category: args[0].numel()}
+        first = next((t for t in tree_leaves(out) if isinstance(t, torch.Tensor)), None)
+        return {category: first.numel() if first is not None else 0}
+
+    handler.category = category
+    return handler
+
+
+# ----------------------------------------------------------------------------------------------- convs
+_CONV_NAMES = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+_CONVOLUTION_NAMES = ("input", "weight", "bias", "stride", "padding", "dilation", "transposed", "output_padding",
+                      "groups")
+_TRANSPOSE_NAMES = ("input", "weight", "bias", "stride", "padding", "output_padding", "groups", "dilation")
+
+
+def _conv_values(names, args, kwargs) -> dict:
+    values = {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1, "transposed": False,
+              "output_padding": 0}
+    values.update(zip(names, args))
+    values.update(kwargs)
+    return values
+
+
+def _conv_handler(names, transposed: bool | None = None):
+    def handler(args, kwargs, out):
+        v = _conv_values(names, args, kwargs)
+        return [Conv(v["input"], v["weight"], v["bias"], v["stride"], v["padding"], v["dilation"], v["groups"],
+                     v["transposed"] if transposed is None else transposed, v["output_padding"])]
+
+    return handler
+
+
+def conv_call(func, args, kwargs) -> Conv | None:
+    """The :class:`Conv` of a convolution op (None for another op)."""
+    handler = _CONV_PARSERS.get(func)
+    return handler(args, kwargs, None)[0] if handler is not None else None
 
 
 def conv_output_shape(func, args, kwargs) -> tuple[int, ...] | None:
-    """The output shape PyTorch gives a 2-D convolution, or None where we let the op run (transposed,
-    unbatched or unusual arguments, or an op other than conv2d / convolution)."""
-    if func not in _SHAPE_ONLY_CONV_OPS:
+    """The output shape PyTorch gives a convolution (1-3 spatial axes, transposed too), or None where we let
+    the op run (unbatched input, a registered handler of the user's, or arguments PyTorch rejects)."""
+    if func not in _CONV_PARSERS or HANDLERS.get(func) is not _CONV_PARSERS[func]:
         return None
-    names = ("input", "weight", "bias", "stride", "padding", "dilation")
-    names += ("transposed", "output_padding", "groups") if func is aten.convolution.default else ("groups",)
-    values = dict(zip(names, args))
-    values.update(kwargs)
-    x, weight = values["input"], values["weight"]
-    if x.dim() != 4 or weight.dim() != 4 or values.get("transposed", False):
+    try:
+        conv = conv_call(func, args, kwargs)
+    except (TypeError, ValueError, IndexError, AttributeError):
         return None
-    if x.shape[1] != weight.shape[1] * values.get("groups", 1):
+    x, weight = conv.x, conv.weight
+    nd = weight.dim() - 2
+    if not isinstance(x, torch.Tensor) or x.dim() != nd + 2 or nd < 1:
+        return None
+    if x.shape[1] != (weight.shape[0] if conv.transposed else weight.shape[1] * conv.groups):
         return None  # channels that do not fit the weight: PyTorch raises its own error, as a real forward would
-    stride, dilation = _pair(values.get("stride", 1)), _pair(values.get("dilation", 1))
-    padding = values.get("padding", 0)
-    if padding == "valid":
-        padding = 0
-    if padding == "same":
-        return (x.shape[0], weight.shape[0], x.shape[2], x.shape[3])
-    padding = _pair(padding)
-    size = [(x.shape[2 + i] + 2 * padding[i] - dilation[i] * (weight.shape[2 + i] - 1) - 1) // stride[i] + 1
-            for i in range(2)]
+    if not (len(conv.stride) == len(conv.padding) == len(conv.dilation) == nd):
+        return None
+    size = []
+    for i in range(nd):
+        n, k, s, p, d = x.shape[2 + i], conv.kernel[i], conv.stride[i], conv.padding[i], conv.dilation[i]
+        if conv.transposed:
+            size.append((n - 1) * s - 2 * p + d * (k - 1) + conv.output_padding[i] + 1)
+        elif _is_same(func, args, kwargs):
+            size.append(n)
+        else:
+            size.append((n + 2 * p - d * (k - 1) - 1) // s + 1)
     if min(size) < 1:
         return None  # let PyTorch raise its own error for an input that is too small
-    return (x.shape[0], weight.shape[0], *size)
+    return (x.shape[0], conv.c_out, *size)
+
+
+def _is_same(func, args, kwargs) -> bool:
+    padding = kwargs.get("padding", args[4] if len(args) > 4 else 0)
+    return padding == "same"
 
 
 def product_operands(func, args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, tuple[int, int, int, int]]:
@@ -170,3 +294,68 @@ def linear_macs(func, args) -> int:
     """MACs of a product op: batch x N x K x M."""
     batch, n, k, m = product_operands(func, args)[3]
     return batch * n * k * m
+
+
+def _product_handler(func):
+    def handler(args, kwargs, out):
+        try:
+            a, b, bias, dims = product_operands(func, args)
+        except NotImplementedError as exc:
+            raise Unsupported(str(exc)) from None
+        return [Product(a, b, bias, dims, linear=func is aten.linear.default)]
+
+    return handler
+
+
+def _attention(args, kwargs, out):
+    return [Attention(*attention_products(args))]
+
+
+_CONV_PARSERS: dict = {}
+for _op in CONV_OPS:
+    if _op in (aten.convolution.default, aten._convolution.default):
+        _CONV_PARSERS[_op] = _conv_handler(_CONVOLUTION_NAMES)
+    elif "conv_transpose" in str(_op):
+        _CONV_PARSERS[_op] = _conv_handler(_TRANSPOSE_NAMES, transposed=True)
+    else:
+        _CONV_PARSERS[_op] = _conv_handler(_CONV_NAMES, transposed=False)
+
+
+def _default_handlers() -> dict:
+    table: dict = dict.fromkeys(FREE_OPS, free)
+    for ops, category, of_input in ((ELEMENTWISE_OPS, "elementwise", False), (BN_OPS, "bn", False),
+                                    (NORM_OPS, "norm", False), (SOFTMAX_OPS, "softmax", False),
+                                    (ACT_OPS, "activation", False), (POOL_OPS, "pool", True)):
+        handler = elements(category, of_input)
+        table.update(dict.fromkeys(ops, handler))
+    table.update(_CONV_PARSERS)
+    table.update({op: _product_handler(op) for op in PRODUCT_OPS})
+    table.update(dict.fromkeys(ATTENTION_OPS, _attention))
+    return table
+
+
+#: The op table ``{aten op overload: handler}``; change it with :func:`register_op` only.
+HANDLERS: dict = _default_handlers()
+
+
+def register_op(op, handler: Callable | None) -> None:
+    """Add or replace the handler of one aten op overload (``torch.ops.aten.foo.default``), as fvcore's
+    ``set_op_handle``: ``handler(args, kwargs, out)`` is a pure shape function returning a mapping
+    ``{category: elements}`` (categories :data:`OP_CATEGORIES`), a list of :class:`Conv` / :class:`Product` /
+    :class:`Attention` effects, or nothing (``free``: the op costs nothing by convention). ``None`` removes
+    the op's handler, so that it is listed as unsupported again. Applies to every later trace in the process
+    (it is part of the tracing code: a cached trace of a model is not recomputed, so pass ``--no-cache`` or
+    call :func:`hwsim.trace.trace_model` directly)."""
+    if not isinstance(op, torch._ops.OpOverload):
+        raise TypeError(f"register_op takes an aten op overload such as torch.ops.aten.mul.Tensor, not {op!r}")
+    if handler is None:
+        HANDLERS.pop(op, None)
+    elif not callable(handler):
+        raise TypeError(f"the handler of {op} must be callable, not {handler!r}")
+    else:
+        HANDLERS[op] = handler
+
+
+def free_ops() -> list[str]:
+    """The ops that cost nothing by convention (their handler is :func:`free`), by name."""
+    return sorted(str(op) for op, handler in HANDLERS.items() if handler is free)

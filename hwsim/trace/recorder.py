@@ -8,12 +8,16 @@ product with a stored operand is a linear layer.
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
+from torch.utils.weak import WeakIdKeyDictionary
 
+from hwsim.errors import HwsimError
 from hwsim.trace import ops as O
 from hwsim.trace.modules import ModuleStack
 
@@ -27,9 +31,13 @@ class Recorder(TorchDispatchMode):
         # torch._dynamo.disable, which imports torch._dynamo (1.5 s) on the first op of every process.
         return False
 
-    def __init__(self, tracker: ModuleStack) -> None:
+    def __init__(self, tracker: ModuleStack, param_names: dict[int, str] | None = None) -> None:
         super().__init__()
         self.tracker = tracker
+        # Parameters by identity (SPEC 5.2): id(stored parameter) -> its name, and every tensor computed from
+        # stored parameters alone (a sliced, masked or noisy weight) -> the names of those it was read from.
+        self.param_names = dict(param_names or {})
+        self.derived = WeakIdKeyDictionary()
         self.layers: list[dict] = []
         self.ops: Counter[str] = Counter()
         self.unsupported: Counter[str] = Counter()
@@ -53,11 +61,31 @@ class Recorder(TorchDispatchMode):
     def origin(self, tensor: torch.Tensor) -> tuple[int, int]:
         return self.provenance.get(id(tensor), (-1, 0))
 
+    def sources(self, tensor: object) -> frozenset[str]:
+        """Names of the stored parameters ``tensor`` is (or was computed from); empty for an activation."""
+        if not isinstance(tensor, torch.Tensor):
+            return frozenset()
+        name = self.param_names.get(id(tensor))
+        if name is not None:
+            return frozenset((name,))
+        return self.derived.get(tensor, frozenset())
+
+    def region(self, tensor: object) -> tuple[tuple[str, ...], str]:
+        """(the parameters a weight operand reads, a key of the stored region it reads): two operands with
+        the same key read the same stored entries (a layer called twice), different keys different ones
+        (the q, k and v slices of one packed ``in_proj_weight``)."""
+        names = tuple(sorted(self.sources(tensor)))
+        if not names or not isinstance(tensor, torch.Tensor):
+            return names, ""
+        return names, f"{'+'.join(names)}@{tensor.storage_offset()}:{'x'.join(str(v) for v in tensor.shape)}"
+
     def is_activation(self, tensor: object) -> bool:
         return isinstance(tensor, torch.Tensor) and id(tensor) in self.activations
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if func in O.CONV_OPS:
+            self._check_batched(func, args, kwargs)
         shape = O.conv_output_shape(func, args, kwargs)
         if shape is not None:  # shapes are all a trace needs: skip the convolution's arithmetic
             out = torch.zeros(shape, dtype=args[0].dtype, device=args[0].device)
@@ -67,16 +95,24 @@ class Recorder(TorchDispatchMode):
         source = max((self.origin(t) for t in inputs), key=lambda p: p[1], default=(-1, 0))
         activation = any(id(t) in self.activations for t in inputs)
         in_film = self.tracker.inside_film()
-        if func in O.CONV_OPS and not in_film:
-            source = (self._record_conv(args, kwargs, out), source[1] + 1)
-        elif func in O.PRODUCT_OPS and not in_film:
-            index = self._record_product(func, args, out)
-            if index is not None:
-                source = (index, source[1] + 1)
-        elif func in O.ATTENTION_OPS and not in_film:
-            self._record_attention(args)
+        if not activation and inputs:
+            sources = frozenset().union(*(self.sources(t) for t in inputs))
+            if sources:
+                for tensor in tree_leaves(out):
+                    if isinstance(tensor, torch.Tensor):
+                        self.derived[tensor] = sources
+        effects = self._effects(func, args, kwargs, out)
+        if effects is None:
+            if in_film or not self.tracker.inside_noise_conv():  # (noise ops are counted from the structure)
+                self.unsupported[str(func)] += 1
+        elif isinstance(effects, Mapping):
+            for category, n in effects.items():
+                self._count(category, int(n), func, args, out, in_film)
         else:
-            self._count(func, args, out, in_film)
+            for effect in effects:
+                index = self._apply(effect, func, out, in_film)
+                if index is not None:
+                    source = (index, source[1] + 1)
         leaves = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
         # Only tensors with something to remember are kept alive (so that their ids stay theirs): those
         # computed from the input or from a weight layer's output, and BN outputs. One computed from stored
@@ -92,6 +128,57 @@ class Recorder(TorchDispatchMode):
             self.norm_outputs[id(leaves[0])] = self.tracker.current()
         return out
 
+    def _check_batched(self, func, args, kwargs) -> None:
+        """A conv called on an unbatched input ran on a trace input of the wrong rank: refuse it rather than
+        count a 2-D conv over a 1-D input's channel axis."""
+        try:
+            conv = O.conv_call(func, args, kwargs)
+        except (TypeError, ValueError, IndexError, AttributeError, KeyError):
+            return
+        x, weight = conv.x, conv.weight
+        if isinstance(x, torch.Tensor) and isinstance(weight, torch.Tensor) and x.dim() != weight.dim():
+            nd = weight.dim() - 2
+            raise HwsimError(f"layer {self.tracker.name(self.tracker.current())!r} is a {nd}-D conv and got an "
+                             f"input of {x.dim()} dims {tuple(x.shape)} (an unbatched call): the input size does "
+                             f"not fit the model; give C and {nd} spatial size{'s' if nd > 1 else ''}")
+
+    @staticmethod
+    def _effects(func, args, kwargs, out):
+        """What the op's handler says it costs (None: no handler, or one that cannot read this call)."""
+        handler = O.HANDLERS.get(func)
+        if handler is None:
+            return None
+        try:
+            effects = handler(args, kwargs, out)
+        except O.Unsupported:
+            return None
+        return () if effects is None else effects
+
+    def _apply(self, effect, func, out, in_film: bool) -> int | None:
+        """Record one effect of an op; returns the index of the weight layer it wrote, if any."""
+        if in_film:  # the FiLM's own MLP: conditioning ops, counted apart (SPEC 5)
+            if isinstance(effect, O.Conv):
+                macs = _conv_macs(effect, out)
+            elif isinstance(effect, O.Product):
+                macs = math.prod(effect.dims)
+            elif isinstance(effect, O.Attention):
+                macs = math.prod(effect.qk) + math.prod(effect.av)
+            else:
+                raise TypeError(f"a handler returned {effect!r}, not an effect of hwsim.trace.ops")
+            self.ops["film_mlp_macs"] += macs
+            self.film_ops[id(self.tracker.current_film())]["mlp_macs"] += macs
+            return None
+        if isinstance(effect, O.Conv):
+            return self._record_conv(effect, out)
+        if isinstance(effect, O.Product):
+            return self._record_product(effect, func)
+        if isinstance(effect, O.Attention):
+            self._append_matmul(*effect.qk)
+            self._append_matmul(*effect.av)
+            self.ops["softmax"] += effect.qk[0] * effect.qk[1] * effect.qk[3]  # one softmax element per score
+            return None
+        raise TypeError(f"a handler returned {effect!r}, not an effect of hwsim.trace.ops")
+
     def _note_norm_uses(self, func, args, inputs) -> None:
         """Record how each BN output is used: a BN whose output only ever enters residual adds as the
         shallower operand sits on a projection shortcut (an identity shortcut carrying a BN output, as in
@@ -101,9 +188,20 @@ class Recorder(TorchDispatchMode):
         if func in O.RESIDUAL_ADD_OPS and len(operands) == 2 and operands[0].shape == operands[1].shape:
             deepest = max(self.origin(t)[1] for t in operands)
             shallower = {id(t) for t in operands if self.origin(t)[1] < deepest}
+            if not shallower and all(id(t) in self.norm_outputs for t in operands):
+                # A projection shortcut as deep as the block body (one conv on each side): the shortcut is
+                # the side whose conv has the smaller kernel (the 1 x 1 projection); equal kernels: neither
+                sizes = [self._kernel_volume(self.origin(t)[0]) for t in operands]
+                if sizes[0] != sizes[1]:
+                    shallower = {id(operands[sizes.index(min(sizes))])}
         for tensor in inputs:
             if id(tensor) in self.norm_outputs:
                 self.norm_uses[id(tensor)].append(id(tensor) in shallower)
+
+    def _kernel_volume(self, index: int) -> int:
+        if index < 0:
+            return 0
+        return math.prod(self.layers[index].get("kernel", ()) or (1,))
 
     @property
     def shortcut_norms(self) -> list[object]:
@@ -116,31 +214,28 @@ class Recorder(TorchDispatchMode):
         if not any(weight is p for p in own) and module not in self.computed_weights:
             self.computed_weights.append(module)
 
-    def _record_conv(self, args, kwargs, out) -> int:
-        x, weight = args[0], args[1]
-        bias = args[2] if len(args) > 2 else kwargs.get("bias")
-        stride = args[3] if len(args) > 3 else kwargs.get("stride", 1)
-        groups = args[-1] if isinstance(args[-1], int) and len(args) >= 7 else kwargs.get("groups", 1)
-        stride = stride[0] if isinstance(stride, (list, tuple)) else stride
-        c_out, c_in_g, kh = weight.shape[0], weight.shape[1], weight.shape[2]
+    def _record_conv(self, conv, out) -> int:
+        x, weight = conv.x, conv.weight
         self._own_weight(weight)
         if self.first_conv is None and self.is_activation(x):
             self.first_conv = len(self.layers)
+        nd = weight.dim() - 2
+        in_size = tuple(int(v) for v in x.shape[-nd:]) if nd else ()
+        out_size = tuple(int(v) for v in out.shape[-nd:]) if nd and isinstance(out, torch.Tensor) else ()
+        # Each weight is used at every output position (at every input position for a transposed conv)
+        positions = in_size if conv.transposed else out_size
         self.layers.append({
-            "module": self.tracker.current(), "kind": "conv", "k": int(kh), "stride": int(stride),
-            "groups": int(groups), "c_in": int(c_in_g * groups), "c_out": int(c_out),
-            "h_out": int(out.shape[-2]), "w_out": int(out.shape[-1]) if out.dim() > 2 else 1,
-            "weight": weight.shape, "bias": _shape(bias),
+            "module": self.tracker.current(), "kind": "conv", "groups": conv.groups, "c_in": conv.c_in,
+            "c_out": conv.c_out, "kernel": conv.kernel, "strides": conv.stride, "padding": conv.padding,
+            "dilation": conv.dilation, "in_size": in_size, "out_size": out_size, "positions": positions,
+            "transposed": conv.transposed, "weight": weight.shape, "bias": _shape(conv.bias),
+            **self._regions(weight, conv.bias),
         })
         return len(self.layers) - 1
 
-    def _record_product(self, func, args, out) -> int | None:
+    def _record_product(self, product, func) -> int | None:
         """A linear layer (one stored operand; returns its index) or a matmul record (two activations)."""
-        try:
-            a, b, bias, (batch, n, k, m) = O.product_operands(func, args)
-        except NotImplementedError:
-            self.unsupported[str(func)] += 1
-            return None
+        a, b, bias, (batch, n, k, m) = product.a, product.b, product.bias, product.dims
         a_act, b_act = self.is_activation(a), self.is_activation(b)
         if a_act and b_act:  # activation x activation: no stored operand
             self._append_matmul(batch, n, k, m)
@@ -151,64 +246,53 @@ class Recorder(TorchDispatchMode):
         if weight.numel() != c_in * c_out:  # a stored operand with its own batch dims: not one weight matrix
             self.unsupported[str(func)] += 1
             return None
-        if func is not O.aten.linear.default:
+        if not product.linear:
             weight = weight.t() if stored_b else weight  # as [C_out, C_in], the layout of nn.Linear and masks
         else:
             self._own_weight(weight)
         self.layers.append({
-            "module": self.tracker.current(), "kind": "linear", "k": 1, "stride": 1, "groups": 1,
-            "c_in": int(c_in), "c_out": int(c_out), "h_out": int(positions), "w_out": 1,
-            "weight": weight.shape,
+            "module": self.tracker.current(), "kind": "linear", "groups": 1, "c_in": int(c_in), "c_out": int(c_out),
+            "positions": (int(positions),), "weight": weight.shape,
             "bias": _shape(bias) if isinstance(bias, torch.Tensor) and bias.dim() <= 1 else None,
+            **self._regions(product.b if stored_b else product.a,
+                            bias if isinstance(bias, torch.Tensor) and bias.dim() <= 1 else None),
         })
         return len(self.layers) - 1
+
+    def _regions(self, weight, bias) -> dict:
+        w_names, w_region = self.region(weight)
+        b_names, b_region = self.region(bias)
+        return {"params_of": tuple(dict.fromkeys((*w_names, *b_names))), "weight_region": w_region,
+                "bias_region": b_region}
 
     def _append_matmul(self, batch: int, n: int, k: int, m: int) -> None:
         if min(batch, n, k, m) < 1:
             return
         self.layers.append({
-            "module": self.tracker.current(), "kind": "matmul", "k": 1, "stride": 1, "groups": 1,
-            "c_in": int(k), "c_out": int(m), "h_out": int(n), "w_out": int(batch), "weight": None, "bias": None,
+            "module": self.tracker.current(), "kind": "matmul", "groups": 1, "c_in": int(k), "c_out": int(m),
+            "positions": (int(batch), int(n)), "weight": None, "bias": None,
         })
 
-    def _record_attention(self, args) -> None:
-        qk, av = O.attention_products(args)
-        self._append_matmul(*qk)
-        self._append_matmul(*av)
-        self.ops["softmax"] += qk[0] * qk[1] * qk[3]  # one softmax element per attention score
-
-    def _count(self, func, args, out, in_film: bool) -> None:
-        numel = out.numel() if isinstance(out, torch.Tensor) else sum(
-            t.numel() for t in tree_leaves(out)[:1] if isinstance(t, torch.Tensor))
+    def _count(self, category: str, n: int, func, args, out, in_film: bool) -> None:
+        """Elements of an ``--ops all`` category (inside a FiLM: its affine ops; inside a noise conv: nothing,
+        the noise adds are counted per conv from the structure)."""
         if in_film:
-            if func in O.PRODUCT_OPS:
-                macs = O.linear_macs(func, args)
-                self.ops["film_mlp_macs"] += macs
-                self.film_ops[id(self.tracker.current_film())]["mlp_macs"] += macs
-            elif func in O.ELEMENTWISE_OPS or func in O.ACT_OPS:
-                self.ops["film_affine"] += numel
-                self.film_ops[id(self.tracker.current_film())]["affine"] += numel
-            elif func not in O.FREE_OPS:
-                self.unsupported[str(func)] += 1
+            self.ops["film_affine"] += n
+            self.film_ops[id(self.tracker.current_film())]["affine"] += n
         elif self.tracker.inside_noise_conv():
-            pass  # noise ops are counted per conv from the structure (see build); never unsupported
-        elif func in O.BN_OPS:
-            self.ops["bn"] += numel
-        elif func in O.NORM_OPS:
-            self.ops["norm"] += numel
-        elif func in O.SOFTMAX_OPS:
-            self.ops["softmax"] += numel
-        elif func in O.ACT_OPS:
-            self.ops["activation"] += numel
-        elif func in O.POOL_OPS:
-            self.ops["pool"] += args[0].numel()
-        elif func in O.RESIDUAL_ADD_OPS and all(
+            pass
+        elif category == "elementwise" and func in O.RESIDUAL_ADD_OPS and all(
                 isinstance(a, torch.Tensor) and a.shape == out.shape for a in args[:2]):
-            self.ops["add"] += numel
-        elif func in O.ELEMENTWISE_OPS:
-            self.ops["elementwise"] += numel
-        elif func not in O.FREE_OPS:
-            self.unsupported[str(func)] += 1
+            self.ops["add"] += n
+        else:
+            self.ops[category] += n
+
+
+def _conv_macs(conv, out) -> int:
+    """MACs of a convolution: kernel x (C_i / g) x C_o x positions (input positions when transposed)."""
+    nd = conv.weight.dim() - 2
+    at = conv.x if conv.transposed else out
+    return math.prod(conv.kernel) * (conv.c_in // conv.groups) * conv.c_out * math.prod(at.shape[-nd:])
 
 
 def _shape(tensor: object) -> torch.Size | None:

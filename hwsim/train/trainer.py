@@ -196,8 +196,11 @@ def build_extensions(config: TrainConfig, model: nn.Module) -> list[Hooks]:
 
 def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     """SGD; FLOAT's noise scales alpha get no weight decay unless ``alpha_weight_decay`` (as in PNI)."""
-    alphas = [p for name, p in model.named_parameters() if name.endswith("alpha")]
-    others = [p for name, p in model.named_parameters() if not name.endswith("alpha")]
+    from hwsim.count import noise_scale_ids
+
+    marked = noise_scale_ids(model)  # FLOAT's alpha by the marker on its module, never by name
+    alphas = [p for p in model.parameters() if id(p) in marked]
+    others = [p for p in model.parameters() if id(p) not in marked]
     groups: list[dict[str, Any]] = [{"params": others}]
     if alphas:
         groups.append({"params": alphas, "weight_decay": config.weight_decay if config.alpha_weight_decay else 0.0})
