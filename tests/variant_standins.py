@@ -156,8 +156,8 @@ class Swin(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         d = self.dim
-        self.patch_embed = nn.Conv2d(3, d, 4, 4)  # (no patch norm: its FiLM and the first block's would both
-        # belong to this conv, which Eq. 9 charges once per layer until FiLMs sharing a layer add their F)
+        self.patch_embed = nn.Conv2d(3, d, 4, 4)
+        self.patch_norm = nn.LayerNorm(d)  # its FiLM and the first block's both belong to patch_embed (F added)
         self.stage1 = nn.Sequential(SwinBlock(d, 2, 0), SwinBlock(d, 2, 2))
         self.merge = PatchMerging(d)
         self.stage2 = SwinBlock(2 * d, 4, 0)
@@ -165,7 +165,7 @@ class Swin(nn.Module):
         self.head = nn.Linear(2 * d, CLASSES)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.patch_embed(x).permute(0, 2, 3, 1)
+        x = self.patch_norm(self.patch_embed(x).permute(0, 2, 3, 1))
         x = self.stage2(self.merge(self.stage1(x)))
         return self.head(self.norm(x).mean(dim=(1, 2)))
 
