@@ -380,8 +380,13 @@ class CondLinear(nn.Linear):
     def effective_weight(self, in_active: int) -> torch.Tensor:
         return self.effective(in_active)[0]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, part: int | None = None) -> torch.Tensor:
+        """``x W^T + b``; ``part`` = i runs only the i-th of the ``parts`` row blocks (cross attention's q, k or v
+        projection of a packed weight)."""
         weight, bias = self.effective(x.shape[-1])
+        if part is not None:
+            weight = weight.chunk(self.out_units[0])[part]
+            bias = bias.chunk(self.out_units[0])[part] if bias is not None else None
         return F.linear(x, weight, bias)
 
     def extra_repr(self) -> str:
@@ -390,7 +395,7 @@ class CondLinear(nn.Linear):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with ``nn.MultiheadAttention``'s call, outputs and parameters, built from two
+    """Multi-head attention with ``nn.MultiheadAttention``'s call, outputs and parameters, built from two
     :class:`CondLinear` layers so that the variants reach its weights: ``in_proj`` (the packed q, k, v
     projection, E -> 3E) and ``out_proj`` (E -> E).
 
@@ -453,16 +458,22 @@ class Attention(nn.Module):
                 key_padding_mask: torch.Tensor | None = None, need_weights: bool = True,
                 attn_mask: torch.Tensor | None = None, average_attn_weights: bool = True,
                 is_causal: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if (key is not None and key is not query) or (value is not None and value is not query):
-            raise ValueError("hwsim's Attention runs self-attention (query, key and value the same tensor)")
-        x = query if self.batch_first or query.dim() == 2 else query.transpose(0, 1)
-        unbatched = x.dim() == 2
+        key = query if key is None else key
+        value = key if value is None else value
+        inputs = [t if self.batch_first or t.dim() == 2 else t.transpose(0, 1) for t in (query, key, value)]
+        unbatched = inputs[0].dim() == 2
         if unbatched:
-            x = x.unsqueeze(0)
+            inputs = [t.unsqueeze(0) for t in inputs]
+        x = inputs[0]
         b, n, _ = x.shape
-        qkv = self.in_proj(x)
-        heads = qkv.shape[-1] // (3 * self.head_dim)
-        q, k, v = qkv.view(b, n, 3, heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        if key is query and value is query:  # self-attention: one packed projection
+            qkv = self.in_proj(x)
+            heads = qkv.shape[-1] // (3 * self.head_dim)
+            q, k, v = qkv.view(b, n, 3, heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        else:  # cross attention: q, k and v rows of the packed weight, each on its own input
+            q, k, v = (self.in_proj(t, part=i) for i, t in enumerate(inputs))
+            heads = q.shape[-1] // self.head_dim
+            q, k, v = (t.view(b, t.shape[1], heads, self.head_dim).transpose(1, 2) for t in (q, k, v))
         mask = self._mask(attn_mask, key_padding_mask, b, heads, q.dtype)
         p = self.dropout if self.training else 0.0
         weights = None
@@ -471,7 +482,8 @@ class Attention(nn.Module):
             if mask is not None:
                 scores = scores + mask
             elif is_causal:
-                scores = scores.masked_fill(torch.ones(n, n, dtype=torch.bool, device=x.device).triu(1), float("-inf"))
+                causal = torch.ones(n, k.shape[2], dtype=torch.bool, device=x.device).triu(1)
+                scores = scores.masked_fill(causal, float("-inf"))
             attn = scores.softmax(dim=-1)
             weights = attn.mean(dim=1) if average_attn_weights else attn
             out = F.dropout(attn, p, self.training) @ v

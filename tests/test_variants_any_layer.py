@@ -21,6 +21,7 @@ from hwsim.errors import HwsimError
 from hwsim.hardware import get_preset
 from hwsim.trace import trace_model
 from models import create_model, set_knobs
+from hwsim.variants import get_variant
 from models.layers import Attention, CondConv2d, CondLinear, FiLM
 
 STANDINS = Path(__file__).parent / "variant_standins.py"
@@ -193,9 +194,11 @@ def test_attention_equals_multihead_attention(train, need_weights):
     x = torch.randn(3, 5, 16)
     pad = torch.tensor([[False] * 5, [False] * 4 + [True], [False] * 3 + [True] * 2])
     causal = torch.ones(5, 5, dtype=torch.bool).triu(1)
-    for kwargs in ({}, {"key_padding_mask": pad}, {"attn_mask": causal}):
-        expected = mha(x, x, x, need_weights=need_weights, **kwargs)
-        got = ours(x, x, x, need_weights=need_weights, **kwargs)
+    memory = torch.randn(3, 5, 16)
+    for args, kwargs in (((x, x, x), {}), ((x, x, x), {"key_padding_mask": pad}), ((x, x, x), {"attn_mask": causal}),
+                         ((x, memory, memory), {"key_padding_mask": pad}), ((x, memory, x), {})):
+        expected = mha(*args, need_weights=need_weights, **kwargs)
+        got = ours(*args, need_weights=need_weights, **kwargs)
         assert torch.allclose(got[0], expected[0], atol=1e-5)
         assert (got[1] is None) == (expected[1] is None)
         if need_weights:
@@ -408,3 +411,32 @@ def test_floats_c_prunes_whole_input_features_of_linears():
                                                   if isinstance(m, CondConv2d) and hasattr(m, "weight_mask"))
     total = sum(m.numel() for m in masks)
     assert total - 192 < 2 * kept <= total  # density 0.5, short by less than the largest column (192 weights)
+
+
+def test_cross_attention_sequence_first_in_every_variant(tmp_path):
+    """nn.MultiheadAttention with batch_first=False attending to a learned memory: q from the tokens, k and v
+    from the memory, each a row block of the packed weight (counted once each: 3 x 16 x 16 weights)."""
+    path = tmp_path / "cross.py"
+    path.write_text(
+        "import torch\nfrom torch import nn\n\nclass Net(nn.Module):\n    def __init__(self):\n"
+        "        super().__init__()\n        self.embed = nn.Conv2d(3, 16, 4, 4)\n"
+        "        self.norm = nn.LayerNorm(16)\n"
+        "        self.memory = nn.Parameter(torch.randn(5, 1, 16))\n        self.attn = nn.MultiheadAttention(16, 4)\n"
+        "        self.head = nn.Linear(16, 10)\n"
+        "    def forward(self, x):\n        x = self.norm(self.embed(x).flatten(2).permute(2, 0, 1))\n"
+        "        m = self.memory.expand(-1, x.shape[1], -1)\n"
+        "        return self.head((x + self.attn(x, m, m, need_weights=False)[0]).mean(0))\n\n"
+        "def make():\n    return Net()\n")
+    x = torch.rand(2, 3, 8, 8)
+    for variant in MATRIX:
+        model = create_model(f"{path}:make", variant, dataset="custom", input_size=(3, 8, 8), film_dim=1, bn="single",
+                             density=0.5 if variant.startswith("floats") else 1.0)
+        trace, counts = trace_model(model, (3, 8, 8)), None
+        counts = count(model, trace, get_preset("asic65"))
+        # conv 3*16*16 + 16, LayerNorm 32, memory 80, attention 4 * 16^2 + 4 * 16, head 170; an alpha for the conv,
+        # in_proj and out_proj; a FiLM(1, 16); the slim LayerNorm's half-width copy
+        expected = 784 + 32 + 80 + 1088 + 170 + 3 * get_variant(variant).noise + film(16) * variant.startswith("oat")
+        assert counts.params.total == expected + 16 * variant.endswith("slim")
+        assert [r.name for r in trace.layers if r.name.startswith("attn.in_proj")] == [
+            "attn.in_proj", "attn.in_proj#2", "attn.in_proj#3"]
+        assert model(x).shape == (2, 10)
