@@ -5,10 +5,10 @@
 
 Trains ``small_cnn`` through the trainer's library functions (``hwsim.train``) at eps 0.2: PGD-AT at lambda
 0 (the plain model), 0.5 and 1, PGD-AT with BulletTrain, FLOAT, OAT, FLOATS-i at density 0.3, FLOAT slim at
-widths {0.5, 1}, and Fast AT at steps 1.25 eps and 2 eps (with early stopping). Every run is evaluated at its
-own knob settings under PGD-10 (randomised settings: EOT and several scoring draws, reported with their
-spread); FLOAT and PGD-AT (lambda = 1) also get the gradient-masking sanity checks, PGD-AT's with transfer from
-the plain model. The report joins everything with hwsim's cost (:func:`hwsim.report.build_report`).
+widths {0.5, 1}, and Fast AT at steps 1.25 eps and 2 eps (with early stopping); and ``vit_tiny`` under OAT.
+Every run is evaluated at its own knob settings under PGD-10 (randomised settings: EOT and several scoring
+draws, reported with their spread); FLOAT and PGD-AT (lambda = 1) also get the gradient-masking sanity checks,
+PGD-AT's with transfer from the plain model. The report joins everything with hwsim's cost (:func:`hwsim.report.build_report`).
 The run directories go to ``--runs`` (default: a temporary directory that is removed afterwards).
 """
 
@@ -22,6 +22,9 @@ from pathlib import Path
 
 #: (name, variant, algorithm, extra trainer options)
 PLANS: tuple[tuple[str, str, str, dict], ...] = (
+    # a transformer under OAT (SPEC 4.2): a FiLM after each of vit_tiny's 7 LayerNorms; MNIST's 28 x 28 is 7 x 7
+    # patches of 4; SGD at lr 0.05 and 3 epochs like the CNN rows (3x small_cnn's MACs per image)
+    ("vit_tiny_oat", "oat", "oat", {"model": "vit_tiny", "film_dim": 1}),
     ("pgd-at_l0.0", "base", "pgd-at", {"pgd_lambda": 0.0}),  # the plain model (no attack in training)
     ("pgd-at_l0.5", "base", "pgd-at", {"pgd_lambda": 0.5}),
     ("pgd-at_l1.0", "base", "pgd-at", {"pgd_lambda": 1.0}),

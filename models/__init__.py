@@ -41,7 +41,7 @@ def __getattr__(name: str):
     if where is None:
         raise AttributeError(f"module 'models' has no attribute {name!r}")
     if where not in _TORCH_FREE:
-        from models import preact, resnet, small_cnn  # noqa: F401  (registers the architectures)
+        from models import preact, resnet, small_cnn, vit  # noqa: F401  (registers the architectures)
     value = getattr(importlib.import_module(where), name)
     globals()[name] = value
     return value

@@ -1,7 +1,8 @@
 """FLOATS masks: global irregular (magnitude) or channel (input-channel F-norm) pruning at density d.
 
-Prunable convs are the masked ones (every conv but the stem: the stem sees raw pixels and holds < 0.1% of
-the weights, and the classifier is never pruned). Masks are full-width 0/1 float buffers ``weight_mask``.
+Prunable layers are the masked ones (every conv and linear but the first layer the input reaches, which sees
+raw pixels and holds < 0.1% of the weights, and the layer that writes the logits). Masks are full-width 0/1
+float buffers ``weight_mask``; a channel of a linear layer is one of its input features.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ def prune_(model: nn.Module, density: float, granularity: str = "irregular") -> 
 
     ``irregular``: keep the ``round(density * P)`` largest ``|theta|`` over all prunable weights (P of them),
     so the kept count is exact. ``channel``: rank input channels of all prunable convs globally by
-    ``f_c = ||theta[:, c]||_F^2`` (FLOATS-c, paper Sec. 3.2) and keep whole channels in rank order while the
-    kept weight count stays <= ``density * P``; the count falls short by less than one channel's weights.
+    ``f_c = ||theta[:, c]||_F^2`` (FLOATS-c, paper Sec. 3.2; input features of linear layers alike) and keep
+    whole channels in rank order while the kept weight count stays <= ``density * P``; the count falls short
+    by less than one channel's weights.
     A layer may lose all its channels at low density (the paper's global ranking allows it).
     """
     if not isinstance(density, (int, float)) or isinstance(density, bool) or not 0.0 < density <= 1.0:
@@ -79,7 +81,8 @@ def prune_(model: nn.Module, density: float, granularity: str = "irregular") -> 
     # channel granularity: one score per (layer, input channel), size = C_out * k * k weights
     scores, sizes, owners = [], [], []
     for i, m in enumerate(convs):
-        f = m.weight.detach().pow(2).sum(dim=(0, 2, 3))
+        w = m.weight.detach()
+        f = w.pow(2).sum(dim=tuple(d for d in range(w.dim()) if d != 1))  # per input channel / input feature
         scores.append(f)
         sizes.append(torch.full_like(f, m.weight[:, 0].numel()))
         owners += [(i, c) for c in range(f.numel())]

@@ -185,7 +185,7 @@ def test_meta_trace_matches_the_default_trace():
 @pytest.mark.parametrize("model", list_models())
 def test_traced_shapes_agree_with_the_modules_for_every_model(model):
     for variant, knob in (("base", None), ("oat", None), ("float-slim", 0.5)):
-        net = create_model(model, variant, film_dim=1)
+        net = create_model(model, variant, film_dim=1, dataset="custom", input_size=(3, 16, 16))
         if knob is not None:
             set_knobs(net, width=knob)
         seen = {}

@@ -28,7 +28,7 @@ def test_cpu_demo_quick(tmp_path: Path):
     # at 4 lambda_n; FLOAT slim at 4 lambda_n x 2 widths
     assert sorted(points.groupby("run_name").size().items()) == [
         ("fast_1.25eps", 1), ("fast_2eps", 1), ("float", 8), ("float-slim", 8), ("floats-i_d0.3", 4), ("oat", 6),
-        ("pgd-at_l0.0", 1), ("pgd-at_l0.5", 1), ("pgd-at_l1.0", 1), ("pgd-at_l1.0_bullettrain", 1)]
+        ("pgd-at_l0.0", 1), ("pgd-at_l0.5", 1), ("pgd-at_l1.0", 1), ("pgd-at_l1.0_bullettrain", 1), ("vit_tiny_oat", 6)]
     assert points["memory_bytes"].gt(0).all() and points["delay_ns"].gt(0).all()
     oat = points[points["run_name"] == "oat"]
     base = points[points["run_name"] == "pgd-at_l1.0"]

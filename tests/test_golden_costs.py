@@ -37,7 +37,7 @@ PRESETS = {
     "hw_6bit": lambda: load_toml(ROOT / "examples" / "hw_6bit.toml"),
     "bitmap": lambda: load_toml(ROOT / "examples" / "hw_bitmap.toml"),
 }
-QUICK_MODELS = {"small_cnn", "wrn40_2"}  # under a second for all their variants; the rest are `slow`
+QUICK_MODELS = {"small_cnn", "wrn40_2", "vit_tiny"}  # under a second for all their variants; the rest are `slow`
 
 
 def setting(model: str, variant: str) -> ModelSetting:

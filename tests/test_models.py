@@ -43,7 +43,7 @@ def test_resnet34_oat_has_33_films_with_contract_attributes() -> None:
 
 def test_registry_lists_the_contract_models() -> None:
     assert list_models() == sorted(["resnet18", "resnet34", "preact_resnet18", "wrn16_8", "wrn40_2", "wrn28_10",
-                                    "wrn34_10", "small_cnn"])
+                                    "wrn34_10", "small_cnn", "vit_tiny"])
     assert VARIANTS == ("base", "float", "oat", "floats-i", "floats-c", "float-slim", "oat-slim", "floats-slim")
 
 
@@ -167,8 +167,9 @@ def test_film_encodings_are_orthogonal_rows() -> None:
     (("small_cnn", "floats-i"), {"density": 1.5}, "(0, 1]"),
     (("small_cnn", "float"), {"density": 0.5}, "floats-i, floats-c, floats-slim"),
     (("small_cnn",), {"dropout": 1.0}, "[0, 1)"),
-    (("torch.nn:Identity", "float"), {}, "variant 'float' conditions conv weights, but Identity has no nn.Conv2d"),
-    (("torch.nn:Identity", "oat"), {}, "variant 'oat' puts a FiLM after every BatchNorm2d, but Identity has none"),
+    (("torch.nn:Identity", "float"), {}, "variant 'float' conditions conv and linear weights, but Identity has none"),
+    (("torch.nn:Identity", "oat"), {},
+     "variant 'oat' puts a FiLM after every normalization (BatchNorm, LayerNorm, GroupNorm), but Identity has none"),
 ])
 def test_create_model_errors_name_the_choices(args: tuple, kwargs: dict, fragment: str) -> None:
     with pytest.raises(HwsimError) as err:

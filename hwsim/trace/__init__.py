@@ -97,7 +97,8 @@ def trace_model(model: nn.Module, input_size: Sequence[int], *, device: str | No
             except HwsimError:
                 raise
             except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-                where = tracker.name(tracker.current()) if tracker.stack else type(model).__name__
+                where = tracker.name(tracker.current()) if tracker.stack else ""
+                where = where or f"{type(model).__name__}.forward"  # the root module's name is ''
                 raise HwsimError(f"tracing {type(model).__name__} on input {input_size} failed in layer "
                                  f"{where!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
             return build_trace(tracker, recorder, input_size, data_flow(tracker, recorder, out))

@@ -153,7 +153,7 @@ def build_trace(tracker: ModuleStack, recorder: Recorder, input_size: tuple[int,
         # from zeros that happen to be in a weight: a dense layer stays dense in the delay model.
         nnz, in_nz, out_nz = pruned.get(index, (weight.numel(), raw["c_in"], raw["c_out"]))
         bias_n = bias.numel() if bias is not None else 0
-        noise = raw["kind"] == "conv" and module is not None and is_noise_conditioned(module)
+        noise = raw["kind"] != "matmul" and module is not None and is_noise_conditioned(module)  # conv or linear
         films = films_of.get(index, [])
         film = films[0] if films else None
         conditioning = "film" if films else "noise" if noise else "none"
