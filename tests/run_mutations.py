@@ -22,6 +22,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _env() -> dict:
+    """The caller's environment with this checkout first on the path: the tests run with the same interpreter
+    (``sys.executable``) on the code that was just mutated, not on another checkout named in PYTHONPATH."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+
+
 def run_one(entry: dict) -> str:
     path = ROOT / entry["file"]
     source = path.read_text()
@@ -30,7 +37,7 @@ def run_one(entry: dict) -> str:
     path.write_text(source.replace(entry["find"], entry["replace"]))
     try:
         proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *entry["tests"]],
-                              cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                              cwd=ROOT, capture_output=True, text=True, env=_env())
     finally:
         path.write_text(source)
     return "KILLED" if proc.returncode != 0 else "SURVIVED"

@@ -80,8 +80,9 @@ def test_allocation_reads_the_f_r_of_the_width_it_trains() -> None:
         plan = bt.allocate(logits, y, width, attack)
         return plan[ROBUST][0].tolist()
 
-    # F_R = 0.25 (width 0.5): threshold = the 75th percentile, between rows 2 and 3: only row 3 is robust;
-    # F_R = 0.5 (width 1): threshold = the median, between rows 1 and 2: rows 2 and 3 are robust.
+    # F_R = 0.25 (width 0.5): threshold = the 75th percentile of 4 values (linear interpolation: position 2.25,
+    # between rows 2 and 3), so only row 3 is robust; F_R = 0.5 (width 1): threshold = the median, between
+    # rows 1 and 2: rows 2 and 3 are robust. (F_R = 0 would make no row robust at all: see classify.)
     assert robust_rows(0.5) == [3]
     assert robust_rows(1.0) == [2, 3]
     assert bt.allocate(logits, y, 0.5, attack)[BOUNDARY][0].tolist() == [0, 1, 2]
@@ -194,6 +195,39 @@ def test_score_keeps_the_worst_case_over_restarts_per_draw_with_its_own_noise_an
 
 
 # ------------------------------------------------------------------------------------------------ sanity.py
+
+def test_sanity_tolerance_is_twice_the_paired_spread(monkeypatch) -> None:
+    import hwsim.train.sanity as sanity
+    from hwsim.train.evaluate import Score
+
+    def scored(ra_draws: tuple[float, ...]) -> Score:
+        return Score(ca=90.0, ca_std=0.0, ra=statistics.mean(ra_draws), ra_std=statistics.stdev(ra_draws),
+                     n_draws=len(ra_draws), eot=10, n_images=1000, ca_draws=(90.0,) * len(ra_draws),
+                     ra_draws=ra_draws)
+
+    base_draws = (46.0, 48.0, 50.0, 52.0, 54.0)  # RA 50, ra_std sqrt(10) = 3.16
+    # PGD-5K's pass j minus PGD-K's pass j: shift + (-4, -4, 0, 4, 4), whose standard deviation (ddof 1) is
+    # sqrt((16 + 16 + 0 + 16 + 16) / 4) = 4 points whatever the shift
+    wobble = (-4.0, -4.0, 0.0, 4.0, 4.0)
+
+    def run_with(shift: float) -> str:
+        more = scored(tuple(b + shift + w for b, w in zip(base_draws, wobble)))
+
+        def fake_score(model, batches, generators, **kwargs):  # PGD-5K is the generator named ``longer``
+            return more if generators[0].__name__ == "longer" else scored(base_draws)
+
+        monkeypatch.setattr(sanity, "score", fake_score)
+        monkeypatch.setattr(sanity, "clean_pass", lambda *a, **k: None)
+        settings = sanity.SanitySettings(eps=8 / 255, step_size=2 / 255)
+        table = sanity.sanity_checks(nn.Identity(), lambda: [], settings)
+        return table.set_index("check").loc["more_steps", "verdict"]
+
+    # tol = max(1, 100 / 1000, 2 x 4) = 8 points: PGD-5K may beat PGD-K's RA by up to 8 points (1 x the paired
+    # spread would fail 7.9; the old rule, 2 sqrt(3.16^2 + 7.07^2) = 15.5, would pass 8.1)
+    assert run_with(7.9) == sanity.PASS
+    assert run_with(8.1) == sanity.FAIL
+    assert run_with(-20.0) == sanity.PASS  # more steps lowering RA is what they should do
+
 
 # ------------------------------------------------------------------------------------------------ models
 
