@@ -240,3 +240,46 @@ def test_layernorm2d_on_a_projection_shortcut_is_found_after_its_permutes():
     flow = trace_model(Net(), (3, 8, 8)).flow
     assert flow.shortcut_norms == ("shortcut.1",)
 
+
+# --- 4. count --masks RUN costs the network the run trained, as the report does -----------------------------------
+
+@pytest.mark.slow
+def test_count_with_the_masks_of_a_dual_bn_run_agrees_with_the_report(tmp_path, capsys):
+    """A floats-c small_cnn run trained with --bn dual (and the trainer's d = 128): `hwsim count --masks RUN`
+    builds the run's dual BNs, as the report's cost of that run does. small_cnn's BNs: 16 + 32 + 64 = 112
+    features, weight and bias: 224 parameters per copy, so a single-BN count would be 224 short."""
+    import json
+
+    import pandas as pd
+
+    from hwsim.cli import main
+    from hwsim.report.join import attach_costs
+    from hwsim.train.config import make_config
+    from hwsim.train.trainer import train
+
+    config = make_config({"model": "small_cnn", "dataset": "synthetic", "synthetic_size": 64, "val_size": 32,
+                          "batch_size": 32, "attack_steps": 1, "epochs": 1, "device": "cpu", "bn": "dual",
+                          "film_dim": 128, "variant": "floats-c", "algorithm": "float", "density": 0.5})
+    run = train(config, tmp_path / "run")
+
+    def count(*extra: str) -> dict:
+        with pytest.raises(SystemExit) as exc:
+            main(["count", "small_cnn", "--variant", "floats-c", "--format", "json", "--no-cache", *extra])
+        assert exc.value.code == 0
+        return json.loads(capsys.readouterr().out)
+
+    counted = count("--masks", str(run))
+    assert counted["setting"]["bn"] == "dual"
+    row = {"model": "small_cnn", "variant": "floats-c", "dataset": "synthetic", "film_dim": 0, "bn": "dual",
+           "width": 1.0, "density": 0.5, "run_dir": str(run), "checkpoint": "last", "origin": "run"}
+    reported = attach_costs(pd.DataFrame([row])).iloc[0]
+    totals = counted["totals"]
+    assert totals["params"] == int(reported["params"])
+    assert totals["params_nonzero"] == int(reported["nonzero_params"])
+    assert totals["memory_bytes"] == int(reported["memory_bytes"])
+    assert totals["params_by_group"]["bn"] == 2 * 224
+    assert count("--masks", str(run), "--bn", "dual")["totals"]["params"] == totals["params"]  # the same, said
+    with pytest.raises(SystemExit) as exc:
+        main(["count", "small_cnn", "--variant", "floats-c", "--bn", "single", "--masks", str(run)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and "--bn single conflicts" in err and "--bn dual" in err
