@@ -116,7 +116,9 @@ def masks_option(func: Callable) -> Callable:
     """--masks: cost a pruned variant with the masks a training run ended with."""
     return click.option("--masks", "masks", default=None, metavar="RUN|CHECKPOINT",
                         help="floats-*: cost the masks of a trained run (its checkpoints/last.pt) or of a "
-                             "checkpoint file, instead of the masks drawn at build time.")(func)
+                             "checkpoint file, instead of the masks drawn at build time. A run directory also "
+                             "gives the run's density, --bn, --film-dim and --widths (a differing explicit "
+                             "option is refused).")(func)
 
 
 def with_run_masks(setting, masks: str | None, variant: str, *, density: float | None = None, bn: str | None = None,
