@@ -24,6 +24,9 @@ from hwsim.memory import memory_from_terms
 from hwsim.trace import RECORD_KINDS, Trace
 from hwsim.trace.modules import active_norms, is_film
 
+#: Normalizations counted as such (a switchable / dual norm is recognised by ``active_norms()``).
+NORMS = (_BatchNorm, nn.LayerNorm, nn.GroupNorm)
+
 PARAM_GROUPS = ("backbone", "bn", "alpha", "film", "other")
 
 
@@ -108,13 +111,17 @@ def param_counts(model: nn.Module, trace: Trace) -> ParamCounts:
             for p in module.parameters():
                 group_of.setdefault(names[id(p)], "film")
             active["film"] += _active_film_params(module, film_channels.get(name))
-        elif hasattr(module, "active_norms") or isinstance(module, _BatchNorm):
+        elif hasattr(module, "active_norms") or isinstance(module, NORMS):
+            # BatchNorm (BatchNormAct2d's included) is group bn; LayerNorm, LayerNorm2d and GroupNorm weights
+            # are `other` (stored, in memory: SPEC 5), plain, dual or switchable alike; only the norms that
+            # serve the active width are active.
+            group = "bn" if any(isinstance(m, _BatchNorm) for m in module.modules()) else "other"
             runs = {id(p) for norm in active_norms(module) for p in norm.parameters()}
             for p in module.parameters():
                 if names[id(p)] not in group_of:
-                    group_of[names[id(p)]] = "bn"
+                    group_of[names[id(p)]] = group
                     if id(p) in runs:
-                        active["bn"] += p.numel()
+                        active[group] += p.numel()
         for pname, p in module.named_parameters(recurse=False):
             if is_noise_scale(module, pname) and names[id(p)] not in group_of:
                 group_of[names[id(p)]] = "alpha"
@@ -150,10 +157,11 @@ def param_counts(model: nn.Module, trace: Trace) -> ParamCounts:
             active["backbone"] += record.params
             nonzero_backbone += record.nonzero_params
     for name, p in params.items():
-        group = group_of.setdefault(name, "other")
-        groups[group] += p.numel()
-        if group == "other":
-            active["other"] += p.numel()
+        if name not in group_of:  # a free parameter: its active part is the slice the forward read (a
+            group_of[name] = "other"  # class token or positional embedding at a slim width), all where unknown
+            reads = getattr(trace, "param_reads", {}).get(name)
+            active["other"] += p.numel() if reads is None else min(p.numel(), reads)
+        groups[group_of[name]] += p.numel()
     groups["backbone"] += unread_backbone
     nonzero = nonzero_backbone + sum(v for k, v in active.items() if k != "backbone")
     return ParamCounts(sum(groups.values()), sum(active.values()), nonzero, groups, active)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from hwsim.cli.common import hardware_options, output_options
-from hwsim.cli.modelopts import make_setting, masks_option, model_options, resolve_masks
+from hwsim.cli.modelopts import make_setting, masks_option, model_options, with_run_masks
 from hwsim.output import emit
 
 
@@ -40,11 +40,7 @@ def count_command(model: str, variant: str, dataset: str | None, input_size: str
 
     hw = load_hardware(hw_spec, overrides)
     setting = make_setting(model, variant, dataset, input_size, width, widths, density, film_dim, bn)
-    if masks is not None:
-        import dataclasses
-
-        path, trained_density = resolve_masks(masks, variant, density)
-        setting = dataclasses.replace(setting, masks=path, density=trained_density or setting.density)
+    setting = with_run_masks(setting, masks, variant, density=density, bn=bn, film_dim=film_dim, widths=widths)
     analysis = analyze(setting, hw, include_bn=include_bn)
     document = analysis_document(analysis, ops_all=ops == "all")
     emit(render_analysis(document, fmt, command="count"), output)

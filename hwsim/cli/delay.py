@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from hwsim.cli.common import hardware_options, output_options
-from hwsim.cli.modelopts import make_setting, masks_option, model_options, resolve_masks
+from hwsim.cli.modelopts import make_setting, masks_option, model_options, with_run_masks
 from hwsim.errors import HwsimError
 from hwsim.output import emit
 
@@ -144,10 +144,6 @@ def delay_command(model: str | None, layers: tuple[str, ...], variant: str, data
     from hwsim.output import analysis_document, render_analysis
 
     setting = make_setting(model, variant, dataset, input_size, width, widths, density, film_dim, bn)
-    if masks is not None:
-        import dataclasses
-
-        path, trained_density = resolve_masks(masks, variant, density)
-        setting = dataclasses.replace(setting, masks=path, density=trained_density or setting.density)
+    setting = with_run_masks(setting, masks, variant, density=density, bn=bn, film_dim=film_dim, widths=widths)
     document = analysis_document(analyze(setting, hw), energy=energy)
     emit(render_analysis(document, fmt, command="delay"), output)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from hwsim.cli.modelopts import make_setting, masks_option, model_options, resolve_masks
+from hwsim.cli.modelopts import make_setting, masks_option, model_options, with_run_masks
 from hwsim.errors import HwsimError
 
 
@@ -37,7 +37,6 @@ def export_command(model: str, variant: str, dataset: str | None, input_size: st
       hwsim export wrn16_8 --variant oat-slim --width 0.5 --format onnx --out wrn-onnx
       hwsim export resnet18 --variant oat --format zigzag --out r18-zz && (cd r18-zz && python run_zigzag.py)
     """
-    import dataclasses
 
     from hwsim.export import FORMATS, export
 
@@ -55,9 +54,7 @@ def export_command(model: str, variant: str, dataset: str | None, input_size: st
     if film_dim is not None and film_dim < 1:
         raise HwsimError(f"--film-dim={film_dim} must be an integer >= 1 to export (a FiLM needs an input)")
     setting = make_setting(model, variant, dataset, input_size, width, widths, density, film_dim, bn)
-    if masks is not None:
-        path, trained_density = resolve_masks(masks, variant, density)
-        setting = dataclasses.replace(setting, masks=path, density=trained_density or setting.density)
+    setting = with_run_masks(setting, masks, variant, density=density, bn=bn, film_dim=film_dim, widths=widths)
     if no_cache:
         from hwsim import shapecache
 

@@ -116,16 +116,62 @@ def masks_option(func: Callable) -> Callable:
     """--masks: cost a pruned variant with the masks a training run ended with."""
     return click.option("--masks", "masks", default=None, metavar="RUN|CHECKPOINT",
                         help="floats-*: cost the masks of a trained run (its checkpoints/last.pt) or of a "
-                             "checkpoint file, instead of the masks drawn at build time.")(func)
+                             "checkpoint file, instead of the masks drawn at build time. A run directory also "
+                             "gives the run's density, --bn, --film-dim and --widths (a differing explicit "
+                             "option is refused).")(func)
+
+
+def with_run_masks(setting, masks: str | None, variant: str, *, density: float | None = None, bn: str | None = None,
+                   film_dim: int | None = None, widths: str | None = None):
+    """``setting`` costed with the masks ``--masks`` names, as the network that run trained: where the masks
+    come from a run directory (its ``config.json``), the run's ``bn``, ``film_dim`` (a variant with FiLM) and
+    ``widths`` (a slim one) replace the defaults, so that ``hwsim count --masks RUN`` counts what ``hwsim report``
+    costs for that run (e.g. the dual norms of a ``--bn dual`` run). An option given explicitly that differs
+    from the run's is refused, naming both; a bare checkpoint file keeps the options as given."""
+    import dataclasses
+
+    if masks is None:
+        return setting
+    path, trained_density, run = _resolve_masks(masks, variant, density)
+    changes: dict = {"masks": path, "density": trained_density or setting.density}
+    if run is not None:
+        from hwsim.variants import get_variant
+
+        record = get_variant(variant)
+        given = {"bn": ("--bn", bn, str(run.get("bn", setting.bn)))}
+        if record.film:
+            given["film_dim"] = ("--film-dim", film_dim, int(run.get("film_dim", setting.film_dim)))
+        if record.slim and run.get("widths") is not None:
+            given["widths"] = ("--widths", parse_floats(widths, "--widths") if widths is not None else None,
+                               tuple(float(w) for w in run["widths"]))
+        for key, (flag, value, trained) in given.items():
+            if value is not None and value != trained:
+                shown = ",".join(f"{w:g}" for w in trained) if isinstance(trained, tuple) else trained
+                raise HwsimError(f"{flag} {value if not isinstance(value, tuple) else widths} conflicts with the "
+                                 f"run that --masks {masks!r} names, which trained with {flag} {shown}; leave "
+                                 f"{flag} out")
+            changes[key] = trained
+        if setting.width is not None and "widths" in changes and not any(
+                abs(setting.width - w) < 1e-9 for w in changes["widths"]):
+            raise HwsimError(f"--width {setting.width:g} is not one of the widths the run trained "
+                             f"({', '.join(f'{w:g}' for w in changes['widths'])})")
+    return dataclasses.replace(setting, **changes)
 
 
 def resolve_masks(path: str | None, variant: str, density: float | None = None) -> tuple[str | None, float | None]:
-    """The checkpoint file ``--masks`` names (a run directory means its ``checkpoints/last.pt``) and the density
-    its run trained at (from the run's ``config.json``; None when the file has no run around it). Refused: a
-    variant without masks, ``--density`` (the masks are the run's), a run trained as another variant, and a
-    path that is neither a run nor a checkpoint."""
+    """The checkpoint file ``--masks`` names and the density its run trained at (see :func:`_resolve_masks`)."""
     if path is None:
         return None, None
+    target, trained_density, _ = _resolve_masks(path, variant, density)
+    return target, trained_density
+
+
+def _resolve_masks(path: str, variant: str, density: float | None = None) -> tuple[str, float | None, dict | None]:
+    """The checkpoint file ``--masks`` names (a run directory means its ``checkpoints/last.pt``) and the density
+    its run trained at (from the run's ``config.json``; None when the file has no run around it), and that config
+    (None without one). Refused: a
+    variant without masks, ``--density`` (the masks are the run's), a run trained as another variant, and a
+    path that is neither a run nor a checkpoint."""
     import json
     from pathlib import Path
 
@@ -143,7 +189,7 @@ def resolve_masks(path: str | None, variant: str, density: float | None = None) 
         raise HwsimError(f"--masks {path!r}: no checkpoint there (give a run directory or a .pt file)")
     config = target.parent.parent / "config.json"
     if target.parent.name != "checkpoints" or not config.is_file():
-        return str(target), None
+        return str(target), None, None
     try:
         trained = json.loads(config.read_text(encoding="utf-8"))
         run_variant, run_density = trained["variant"], float(trained["density"])
@@ -152,4 +198,4 @@ def resolve_masks(path: str | None, variant: str, density: float | None = None) 
     if run_variant != variant:
         raise HwsimError(f"--masks {path!r} holds the masks of a {run_variant!r} run; cost it as --variant "
                          f"{run_variant}, not {variant}")
-    return str(target), run_density
+    return str(target), run_density, trained

@@ -179,4 +179,4 @@ def build_trace(tracker: ModuleStack, recorder: Recorder, input_size: tuple[int,
     ops = {category: int(recorder.ops.get(category, 0)) for category in OP_CATEGORIES}
     ops["noise_add"] = noise_adds
     return Trace(tuple(input_size), tuple(layers), tuple(film_records), ops, dict(recorder.unsupported),
-                 tuple(noise_convs), flow)
+                 tuple(noise_convs), flow, dict(recorder.param_reads))

@@ -19,6 +19,16 @@ import torch
 from torch import nn
 
 
+#: Normalization modules (BatchNorm, timm's BatchNormAct2d, LayerNorm and its channels-first subclasses such as
+#: LayerNorm2d, GroupNorm): the layers a FiLM follows and a projection shortcut may end with (SPEC 4.2).
+NORM_MODULES = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
+
+
+def is_norm(module: nn.Module | None) -> bool:
+    """Whether ``module`` is a normalization layer (:data:`NORM_MODULES`)."""
+    return isinstance(module, NORM_MODULES)
+
+
 def is_film(module: nn.Module) -> bool:
     """Whether ``module`` is marked as a FiLM-style conditioning module."""
     return bool(getattr(module, "film_conditioning", False))
@@ -49,6 +59,7 @@ class ModuleStack:
         self.stack: list[nn.Module] = []
         self.films_seen: list[tuple[nn.Module, torch.Tensor]] = []
         self._handles = []
+        self.leave_hooks: list = []  # callables (module, output) run as each module's forward returns
         for module in model.modules():
             self._handles.append(module.register_forward_pre_hook(self._enter, with_kwargs=True))
             self._handles.append(module.register_forward_hook(self._leave))
@@ -61,6 +72,8 @@ class ModuleStack:
 
     def _leave(self, module: nn.Module, inputs, output) -> None:
         self.stack.pop()
+        for hook in self.leave_hooks:
+            hook(module, output)
 
     def current(self) -> nn.Module | None:
         return self.stack[-1] if self.stack else None

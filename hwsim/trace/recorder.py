@@ -19,7 +19,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from hwsim.errors import HwsimError
 from hwsim.trace import ops as O
-from hwsim.trace.modules import ModuleStack
+from hwsim.trace.modules import ModuleStack, is_norm
 
 
 class Recorder(TorchDispatchMode):
@@ -38,6 +38,11 @@ class Recorder(TorchDispatchMode):
         # stored parameters alone (a sliced, masked or noisy weight) -> the names of those it was read from.
         self.param_names = dict(param_names or {})
         self.derived = WeakIdKeyDictionary()
+        # Views of one stored parameter (a slice, an expand: ``pos_embed[..., :c]``) -> its name, and the
+        # entries of each parameter the forward read where it met the data: name -> the most entries one
+        # read covered, or None where a read went through a computed copy (entries unknown: all count).
+        self.views = WeakIdKeyDictionary()
+        self.param_reads: dict[str, int | None] = {}
         self.layers: list[dict] = []
         self.ops: Counter[str] = Counter()
         self.unsupported: Counter[str] = Counter()
@@ -47,12 +52,20 @@ class Recorder(TorchDispatchMode):
         # has origin (-1, 0) and is no activation.
         self.provenance: dict[int, tuple[int, int]] = {}
         self.activations: set[int] = set()  # ids of tensors computed from the model's input
-        self.norm_outputs: dict[int, object] = {}  # id(tensor) -> the BN module that wrote it
-        # id(BN output) -> one flag per use: True where it is the shallower operand of a residual add
+        # id(tensor) -> the normalization that wrote it: the output of every normalization module (BatchNorm,
+        # BatchNormAct2d, LayerNorm, LayerNorm2d, GroupNorm: what a channels-first LayerNorm2d returns after
+        # its permutes, what BatchNormAct2d returns after its activation), and of a norm op called outside one
+        self.norm_outputs: dict[int, object] = {}
+        # id(norm output) -> one flag per use: True where it is the shallower operand of a residual add
         self.norm_uses: defaultdict[int, list[bool]] = defaultdict(list)
         self.first_conv: int | None = None
         self.computed_weights: list[object] = []
         self._keep: list[torch.Tensor] = []
+        tracker.leave_hooks.append(self._left_module)
+
+    def _left_module(self, module, output) -> None:
+        if is_norm(module) and isinstance(output, torch.Tensor) and id(output) in self.provenance:
+            self.norm_outputs[id(output)] = module
 
     def mark_input(self, tensor: torch.Tensor) -> None:
         self.activations.add(id(tensor))
@@ -101,6 +114,7 @@ class Recorder(TorchDispatchMode):
                 for tensor in tree_leaves(out):
                     if isinstance(tensor, torch.Tensor):
                         self.derived[tensor] = sources
+        self._note_param_reads(func, args, inputs, out, activation)
         effects = self._effects(func, args, kwargs, out)
         if effects is None:
             if in_film or not self.tracker.inside_noise_conv():  # (noise ops are counted from the structure)
@@ -117,16 +131,43 @@ class Recorder(TorchDispatchMode):
         # Only tensors with something to remember are kept alive (so that their ids stay theirs): those
         # computed from the input or from a weight layer's output, and BN outputs. One computed from stored
         # tensors alone (a masked or noisy weight) has the default origin: it is freed as in a plain forward.
-        if activation or source != (-1, 0) or func in O.BN_OPS:
+        norm_op = func in O.BN_OPS or func in O.NORM_OPS
+        if activation or source != (-1, 0) or norm_op:
             for tensor in leaves:
                 self.provenance[id(tensor)] = source
                 if activation:
                     self.activations.add(id(tensor))
                 self._keep.append(tensor)
         self._note_norm_uses(func, args, inputs)
-        if func in O.BN_OPS and leaves:
+        if norm_op and leaves and not is_norm(self.tracker.current()):  # (a norm module: its output, on leaving)
             self.norm_outputs[id(leaves[0])] = self.tracker.current()
         return out
+
+    def _note_param_reads(self, func, args, inputs, out, activation: bool) -> None:
+        """Track views of stored parameters, and how many of a parameter's entries each op that meets the data
+        reads: a strided view reads the product of its sizes along the axes it does not repeat (an expanded
+        axis has stride 0), so ``cls_token[..., :c].expand(B, -1, -1)`` reads c entries (SPEC 5: at a slim
+        width, free parameters count their active slice)."""
+        if getattr(func, "is_view", False) and args and isinstance(args[0], torch.Tensor):
+            name = self.param_names.get(id(args[0])) or self.views.get(args[0])
+            if name is not None:
+                for tensor in tree_leaves(out):
+                    if isinstance(tensor, torch.Tensor):
+                        self.views[tensor] = name
+            return
+        if not activation:
+            return
+        for tensor in inputs:
+            if id(tensor) in self.activations:
+                continue
+            name = self.param_names.get(id(tensor)) or self.views.get(tensor)
+            if name is not None:
+                entries = math.prod(n for n, st in zip(tensor.shape, tensor.stride(), strict=True) if st != 0)
+                if self.param_reads.get(name, 0) is not None:
+                    self.param_reads[name] = max(self.param_reads.get(name, 0), int(entries))
+            else:
+                for source in self.sources(tensor):
+                    self.param_reads[source] = None
 
     def _check_batched(self, func, args, kwargs) -> None:
         """A conv called on an unbatched input ran on a trace input of the wrong rank: refuse it rather than

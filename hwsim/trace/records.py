@@ -157,6 +157,9 @@ class Trace:
     unsupported: dict[str, int]
     noise_convs: tuple[str, ...] = field(default=())
     flow: DataFlow = field(default_factory=DataFlow)
+    # stored parameter -> the most entries one op that met the data read from it (a view's slice), or None
+    # where it was read through a computed copy (unknown: all its entries count); absent: never read
+    param_reads: dict[str, int | None] = field(default_factory=dict)
 
     def layer(self, name: str) -> LayerRecord:
         for record in self.layers:
