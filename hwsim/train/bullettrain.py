@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from hwsim.errors import HwsimError
-from hwsim.train._checks import Option
+from hwsim.train.options import BULLETTRAIN_OPTIONS
 from hwsim.train.protocol import Hooks, StepContext
 
 OUTLIER, BOUNDARY, ROBUST = 0, 1, 2
@@ -75,8 +75,7 @@ class BulletTrain(Hooks):
     ``OPTIONS``: the config fields it uses (with ``bullettrain`` on); ``bt_steps`` None means (0, k, 1).
     """
 
-    OPTIONS = (Option("bt_steps", None), Option("bt_p", 0.9, keyword="p", low=0.0, high=1.0, high_open=True),
-               Option("bt_gamma", 0.8, keyword="gamma", low=0.0, high=1.0, low_open=True))
+    OPTIONS = BULLETTRAIN_OPTIONS  # declared in hwsim.train.options
 
     def __init__(self, k: int, n_o: int = 0, n_b: int | None = None, n_r: int = 1, p: float = 0.9,
                  gamma: float = 0.8) -> None:
