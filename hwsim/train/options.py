@@ -148,17 +148,17 @@ class Declaration:
 
 
 _PAPER_ATTACK = AttackDefaults(eps=0.031, step_size=0.007, steps=10)  # TRADES and MART: both papers' CIFAR-10
-_BETA = Option("beta", 6.0, low=0.0, high=1000.0,  # beyond 1000 the loss overflows from the start
-               help="weight of the KL term (TRADES / MART: 6 on CIFAR-10)")
+_BETA = Option("beta", 6.0, low=0.0, high=1000.0,  # both papers' CIFAR-10 setting; beyond 1000 the loss
+               help="weight of the KL term")  # overflows from the start
 
 #: The shipped algorithms, in the order the help lists them (each class in hwsim.train.algorithms reads its
 #: entry). Algorithms registered later declare theirs on their class.
 ALGORITHM_DECLARATIONS: dict[str, Declaration] = {
     "pgd-at": Declaration(options=(
         Option("pgd_lambda", 1.0, keyword="lambda_", low=0.0, high=1.0, flag="lambda",
-               help="weight of the adversarial loss (FLOAT Eq. 3; 1: Madry's PGD-AT)"),
+               help="weight of the adversarial loss in FLOAT Eq. 3, 1 being Madry's PGD-AT"),
         Option("noise_lambda", None, low=0.0, high=1.0, type="number", default_text="noise off",
-               help="on a float* variant, train with the weight noise on at this lambda_n (FLOAT paper Fig. 3)")),
+               help="on a float* variant, train with the weight noise on at this lambda_n as in FLOAT's Fig. 3")),
         bullettrain=True),
     "float": Declaration(attack=AttackDefaults(step_size="oat"), bullettrain=True),
     "oat": Declaration(options=(
@@ -167,13 +167,13 @@ ALGORITHM_DECLARATIONS: dict[str, Declaration] = {
         attack=AttackDefaults(step_size="oat"), bullettrain=True),
     "fast": Declaration(options=(
         Option("fast_step", 1.25, keyword="step_factor", low=0.0, high=100.0, low_open=True,
-               help="FGSM step as a multiple of eps (Wong et al.: 1.25)"),
+               help="FGSM step as a multiple of eps"),  # Wong et al.: 1.25
         Option("early_stop", False,
                help="stop at catastrophic overfitting (PGD accuracy on a training batch -20 points)")),
         attack=AttackDefaults(mode="train")),  # fast_adversarial attacks in train mode
     "free": Declaration(options=(
-        Option("replays", 8, low=1, high=1_000,
-               help="minibatch replays m (Shafahi et al.: 8); --epochs E runs ceil(E/m) passes"),),
+        Option("replays", 8, low=1, high=1_000,  # Shafahi et al.: m = 8 on CIFAR-10
+               help="minibatch replays m; --epochs E runs ceil(E/m) passes"),),
         attack=AttackDefaults(mode="train")),  # Free's one forward serves the attack and the step
     "trades": Declaration(options=(_BETA,), attack=_PAPER_ATTACK, bullettrain=True),
     "mart": Declaration(options=(_BETA,), attack=_PAPER_ATTACK, bullettrain=True),
