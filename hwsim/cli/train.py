@@ -11,12 +11,10 @@ import click
 from click.core import ParameterSource
 
 from hwsim.errors import HwsimError
-from hwsim.train.options import (ALGORITHM_DECLARATIONS, BULLETTRAIN_OPTIONS, SPARSE_OPTIONS, Option, declared,
-                                 parse_fraction, per_algorithm, users)
+from hwsim.train.options import ALGORITHM_DECLARATIONS, DECLARED, Option, parse_fraction, per_algorithm, users
 
 # (torch-free: hwsim.train.options is the one source of the algorithms' and extensions' options; the flags
 # below read their help, the defaults shown and the range checked at parsing from it)
-_DECLARED: dict[str, Option] = declared([*ALGORITHM_DECLARATIONS.values(), BULLETTRAIN_OPTIONS, SPARSE_OPTIONS])
 _RESUME_ALLOWED = {"device", "workers", "stop_after", "resume", "out", "resume_from"}
 _NOT_CONFIG = {"out", "resume", "config_file", "stop_after", "resume_from"}
 
@@ -75,7 +73,7 @@ def _declared_help(option: Option) -> str:
 
 def _declared_option(field: str) -> Any:
     """The click option of a declared field (its flag, type and help from :mod:`hwsim.train.options`)."""
-    option = _DECLARED[field]
+    option = DECLARED[field]
     flag = option.cli_flag
     if option.kind == "switch":
         return click.option(f"{flag}/--no-{flag[2:]}", field, default=None, help=_declared_help(option))

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hwsim.errors import HwsimError
-from hwsim.train.options import ALGORITHM_DECLARATIONS, AttackDefaults, Option
+from hwsim.train.options import ALGORITHM_DECLARATIONS, AttackDefaults, Option, default
 from hwsim.train.protocol import Hooks, StepContext
 from hwsim.train.attacks import attack_context, pgd
 from hwsim.train.losses import mart_attack, mart_loss, trades_attack, trades_loss
@@ -35,10 +35,10 @@ OAT_LAMBDAS: tuple[float, ...] = ALGORITHM_DECLARATIONS["oat"].options[0].defaul
 class AttackSettings:
     """The PGD attack used to generate training examples (eps, step_size as fractions of 1)."""
 
-    eps: float = 8 / 255
-    step_size: float = 2 / 255
-    steps: int = 7
-    mode: Literal["eval", "train"] = "eval"
+    eps: float = AttackDefaults.eps  # the usual defaults (hwsim.train.options.AttackDefaults)
+    step_size: float = AttackDefaults.step_size  # type: ignore[assignment]
+    steps: int = AttackDefaults.steps
+    mode: Literal["eval", "train"] = AttackDefaults.mode  # type: ignore[assignment]
 
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, **overrides: Any) -> torch.Tensor:
         """PGD-k from a random start with the model in ``mode`` and parameter gradients off.
@@ -186,7 +186,8 @@ class PGDAT(Algorithm):
 
     OPTIONS, BULLETTRAIN, ATTACK = declaration("pgd-at")
 
-    def __init__(self, attack: AttackSettings, lambda_: float = 1.0, noise_lambda: float | None = None) -> None:
+    def __init__(self, attack: AttackSettings, lambda_: float = default("pgd_lambda"),
+                 noise_lambda: float | None = default("noise_lambda")) -> None:
         super().__init__(attack)
         if not 0 <= lambda_ <= 1:
             raise HwsimError(f"pgd-at lambda must be in [0, 1], got {lambda_}")
@@ -343,7 +344,8 @@ class Fast(Algorithm):
     DROP = 20.0  # percentage points
     OPTIONS, BULLETTRAIN, ATTACK = declaration("fast")
 
-    def __init__(self, attack: AttackSettings, step_factor: float = 1.25, early_stop: bool = False) -> None:
+    def __init__(self, attack: AttackSettings, step_factor: float = default("fast_step"),
+                 early_stop: bool = default("early_stop")) -> None:
         super().__init__(attack)
         if not step_factor > 0:
             raise HwsimError(f"fast step factor must be > 0, got {step_factor}")
@@ -407,7 +409,7 @@ class Free(Algorithm):
 
     OPTIONS, BULLETTRAIN, ATTACK = declaration("free")
 
-    def __init__(self, attack: AttackSettings, replays: int = 8) -> None:
+    def __init__(self, attack: AttackSettings, replays: int = default("replays")) -> None:
         super().__init__(attack)
         if replays < 1:
             raise HwsimError(f"free needs replays >= 1, got {replays}")
@@ -449,7 +451,7 @@ class Free(Algorithm):
 class _CleanAndAdversarial(Algorithm):
     """TRADES and MART: a clean forward with gradients, an attack, a loss of both logits."""
 
-    def __init__(self, attack: AttackSettings, beta: float = 6.0) -> None:
+    def __init__(self, attack: AttackSettings, beta: float = default("beta")) -> None:
         super().__init__(attack)
         if not beta >= 0:
             raise HwsimError(f"{self.name} beta must be >= 0, got {beta}")

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from hwsim.errors import HwsimError
-from hwsim.train.options import BULLETTRAIN_OPTIONS
+from hwsim.train.options import BULLETTRAIN_OPTIONS, default
 from hwsim.train.protocol import Hooks, StepContext
 
 OUTLIER, BOUNDARY, ROBUST = 0, 1, 2
@@ -77,8 +77,8 @@ class BulletTrain(Hooks):
 
     OPTIONS = BULLETTRAIN_OPTIONS  # declared in hwsim.train.options
 
-    def __init__(self, k: int, n_o: int = 0, n_b: int | None = None, n_r: int = 1, p: float = 0.9,
-                 gamma: float = 0.8) -> None:
+    def __init__(self, k: int, n_o: int = 0, n_b: int | None = None, n_r: int = 1, p: float = default("bt_p"),
+                 gamma: float = default("bt_gamma")) -> None:
         n_b = k if n_b is None else n_b
         if min(n_o, n_b, n_r) < 0:
             raise HwsimError(f"BulletTrain steps must be >= 0, got N_O={n_o}, N_B={n_b}, N_R={n_r}")

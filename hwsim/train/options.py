@@ -206,6 +206,15 @@ def declared(owners: Iterable[Any]) -> dict[str, Option]:
     return found
 
 
+#: field -> :class:`Option` over the shipped algorithms and the extensions (what ``hwsim train`` offers).
+DECLARED: dict[str, Option] = declared([*ALGORITHM_DECLARATIONS.values(), BULLETTRAIN_OPTIONS, SPARSE_OPTIONS])
+
+
+def default(field: str) -> Any:
+    """The declared default of ``field`` (for the constructors' keyword defaults: written once, here)."""
+    return DECLARED[field].default
+
+
 def users(field: str) -> tuple[str, ...]:
     """The shipped algorithms that declare ``field``, in declaration order."""
     return tuple(name for name, d in ALGORITHM_DECLARATIONS.items() if any(o.field == field for o in d.options))

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from hwsim.errors import HwsimError
-from hwsim.train.options import SPARSE_OPTIONS
+from hwsim.train.options import SPARSE_OPTIONS, default
 from hwsim.train.protocol import Hooks, StepContext
 
 GRANULARITIES = ("irregular", "channel")
@@ -127,7 +127,7 @@ class SparseLearning(Hooks):
 
     OPTIONS = SPARSE_OPTIONS  # the config field it uses (masked variants), declared in hwsim.train.options
 
-    def __init__(self, density: float, granularity: str = "irregular", prune_rate: float = 0.5) -> None:
+    def __init__(self, density: float, granularity: str = "irregular", prune_rate: float = default("prune_rate")) -> None:
         if not 0 < density <= 1:
             raise HwsimError(f"density must lie in (0, 1], got {density}")
         if granularity not in GRANULARITIES:
