@@ -154,6 +154,26 @@ def test_an_algorithms_declared_options_decide_what_it_accepts_and_receives() ->
         del ALGORITHMS["replayer-test"]
 
 
+def test_an_algorithms_declared_attack_defaults_fill_the_config() -> None:
+    from hwsim.train.algorithms import ALGORITHMS, Algorithm, register_algorithm
+    from hwsim.train.options import AttackDefaults
+
+    @register_algorithm("attack-defaults-test")
+    class Declares(Algorithm):
+        ATTACK = AttackDefaults(eps=0.05, step_size="oat", steps=4, mode="train")
+
+    try:
+        config = make_config({"algorithm": "attack-defaults-test"})
+        # OAT's step min(1.25 * 0.05, 0.05 + 4/255) / 4 = 0.0625 / 4 (1.25 eps is the smaller)
+        assert (config.eps, config.attack_steps, config.attack_mode) == (0.05, 4, "train")
+        assert config.step_size == pytest.approx(0.015625)
+        given = make_config({"algorithm": "attack-defaults-test", "eps": "8/255", "step_size": 0.01})
+        assert (given.eps, given.step_size, given.attack_steps) == (8 / 255, 0.01, 4)
+        assert make_config({}).attack_steps == 7 and make_config({}).eps == 8 / 255  # pgd-at keeps the usual
+    finally:
+        del ALGORITHMS["attack-defaults-test"]
+
+
 def test_import_and_help_of_hwsim_train_do_not_import_torch() -> None:
     # the flags are built from hwsim.train.options, which must stay torch-free (hwsim --help is fast)
     import subprocess

@@ -56,6 +56,7 @@ class TrainConfig:
     schedule: str = "cosine"  # cosine annealing to 0 over `epochs`, stepped once per epoch (OAT reference);
     # "cyclic": one-cycle, linear 0 -> lr at 2/5 of the run -> 0, stepped per batch (Fast AT)
     milestones: tuple[int, ...] = (50, 150)  # for schedule = "multistep" (x0.1 at each)
+    # the training attack: None takes the algorithm's declared defaults (``ATTACK``, hwsim.train.options)
     # training attack L-inf radius, fraction of 1; None: 0.031 for trades and mart (both papers), 8/255 otherwise
     eps: float | None = None
     # training attack step; None: 0.007 for trades and mart (both papers), OAT's min(1.25 eps, eps + 4/255) / k
@@ -102,7 +103,8 @@ FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
 #: Options that only some algorithms use (refused elsewhere instead of being silently ignored): read from each
-#: algorithm's declaration (``OPTIONS``; ``BULLETTRAIN`` for the bullettrain switch).
+#: algorithm's class (``OPTIONS``; ``BULLETTRAIN`` for the bullettrain switch), whose shipped entries are
+#: written in :mod:`hwsim.train.options`.
 #: Read at every check, so that an algorithm registered later (``register_algorithm``) is covered too.
 def _algorithm_options() -> dict[str, tuple[str, ...]]:
     users = {field: tuple(name for name, cls in ALGORITHMS.items() if any(o.field == field for o in cls.OPTIONS))
