@@ -187,10 +187,15 @@ def test_import_and_help_of_hwsim_train_do_not_import_torch() -> None:
             "    main(['train', '--help'])\n"
             "except SystemExit as exc:\n"
             "    assert exc.code == 0, exc.code\n"
+            "try:\n"
+            "    main(['--help'])\n"  # lists every command, importing each command's module
+            "except SystemExit as exc:\n"
+            "    assert exc.code == 0, exc.code\n"
             "print('TORCH', 'torch' in sys.modules, file=sys.stderr)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert "TORCH False" in done.stderr and "--bt-gamma" in done.stdout, (done.stdout[-500:], done.stderr)
+    assert "TORCH False" in done.stderr and "--bt-gamma" in done.stdout and "\n  train " in done.stdout, (
+        done.stdout[-500:], done.stderr)
 
 
 def _train_help() -> dict[str, str]:
@@ -262,3 +267,12 @@ def test_synthetic_size_on_a_data_set_of_files_is_refused_when_given(tmp_path: P
     code, _, err = cli(["train", "--model", "small_cnn", "--dataset", "mnist", "--synthetic-size", "2000", "--out",
                         "X"], capsys)
     assert code == 2 and err.count("\n") == 1 and "synthetic_size applies only to dataset synthetic, not mnist" in err
+
+
+def test_a_declared_number_in_a_config_file_takes_a_fraction_like_a_flag() -> None:
+    # the loader reads which options are numbers from their declarations (type "number")
+    assert make_config({"algorithm": "trades", "beta": "12/2"}, given=True).beta == 6.0
+    config = make_config({"bullettrain": True, "bt_p": "1/2", "bt_gamma": "3/4"}, given=True)
+    assert (config.bt_p, config.bt_gamma) == (0.5, 0.75)
+    with pytest.raises(HwsimError, match="fast_step must be a number or a fraction like 8/255, got 'x'"):
+        make_config({"algorithm": "fast", "fast_step": "x"}, given=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 from hwsim.errors import HwsimError
 from hwsim.variants import VARIANT_RECORDS
-from hwsim.train.options import AttackDefaults, Option, declared, parse_fraction  # noqa: F401
+from hwsim.train.options import DECLARED, AttackDefaults, Option, declared, parse_fraction  # noqa: F401
 from hwsim.train.algorithms import ALGORITHMS
 from hwsim.train.attacks import oat_step_size
 from hwsim.train.bullettrain import BulletTrain
@@ -159,8 +159,8 @@ def _coerce(name: str, value: Any) -> Any:
         if len(steps) != 3:
             raise HwsimError(f"bt_steps must be three integers N_O,N_B,N_R, got {value!r}")
         return steps
-    if name in ("eps", "lr", "weight_decay", "momentum", "pgd_lambda", "density", "prune_rate", "beta",
-                "fast_step", "bt_p", "bt_gamma"):
+    if name in ("eps", "lr", "weight_decay", "momentum", "density") or (
+            name in DECLARED and DECLARED[name].kind == "number"):  # an algorithm's or extension's number
         return parse_fraction(value, name)
     if isinstance(default, tuple):
         if isinstance(value, str):
