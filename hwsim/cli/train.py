@@ -11,9 +11,10 @@ import click
 from click.core import ParameterSource
 
 from hwsim.errors import HwsimError
+from hwsim.train.options import ALGORITHM_DECLARATIONS, DECLARED, Option, parse_fraction, per_algorithm, users
 
-# flag name -> TrainConfig field (only flags the user actually gave override the config file)
-_FIELD = {"lambda_": "pgd_lambda"}
+# (torch-free: hwsim.train.options is the one source of the algorithms' and extensions' options; the flags
+# below read their help, the defaults shown and the range checked at parsing from it)
 _RESUME_ALLOWED = {"device", "workers", "stop_after", "resume", "out", "resume_from"}
 _NOT_CONFIG = {"out", "resume", "config_file", "stop_after", "resume_from"}
 
@@ -32,11 +33,61 @@ def _interrupt_hint(run: Path) -> Iterator[None]:
         raise SystemExit(130) from None
 
 
+class _DeclaredType(click.ParamType):
+    """A declared option's value on the command line: parsed as its type and checked against its range, with
+    the message the config loader gives (``beta must be a number in [0, 1000], got 1e+308``)."""
+
+    def __init__(self, option: Option) -> None:
+        self.option = option
+        self.name = {"number": "number", "integer": "integer", "numbers": "list", "integers": "list"}[option.kind]
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        option = self.option
+        if option.kind in ("numbers", "integers"):
+            return value  # a comma-separated list: TrainConfig's loader splits and checks it
+        if option.kind == "integer":
+            try:
+                number: Any = int(str(value).strip())
+            except ValueError:
+                self.fail(f"{option.field} must be an integer, got {value!r}", param, ctx)
+        else:
+            try:
+                number = parse_fraction(value, option.field)
+            except HwsimError as exc:
+                self.fail(str(exc), param, ctx)
+        problem = option.problem(number)
+        if problem is not None:
+            self.fail(problem, param, ctx)
+        return number
+
+
+def _declared_help(option: Option) -> str:
+    """``trades, mart: weight of the KL term (default 6; in [0, 1000]).``: who uses it (an algorithm's option),
+    the declared help, default and range."""
+    who = users(option.field)
+    said = f"default {option.shown_default()}"
+    if option.range_text() is not None:
+        said += f"; in {option.range_text()}"
+    return f"{', '.join(who) + ': ' if who else ''}{option.help} ({said})."
+
+
+def _declared_option(field: str) -> Any:
+    """The click option of a declared field (its flag, type and help from :mod:`hwsim.train.options`)."""
+    option = DECLARED[field]
+    flag = option.cli_flag
+    if option.kind == "switch":
+        return click.option(f"{flag}/--no-{flag[2:]}", field, default=None, help=_declared_help(option))
+    return click.option(flag, field, type=_DeclaredType(option), help=_declared_help(option))
+
+
+def _algorithms(bullettrain: bool = False) -> str:
+    return ", ".join(name for name, d in ALGORITHM_DECLARATIONS.items() if d.bullettrain or not bullettrain)
+
+
 @click.command("train")
 @click.option("--model", help="Registered model name or file.py:factory (see `hwsim models`).")
 @click.option("--variant", help="Model variant: base, float, oat, ... (default base).")
-@click.option("--algorithm", help="Training algorithm: pgd-at, float, oat, fast, free, trades, mart "
-              "(default pgd-at).")
+@click.option("--algorithm", help=f"Training algorithm: {_algorithms()} (default pgd-at).")
 @click.option("--dataset", help="cifar10, cifar100, svhn, stl10, mnist, synthetic (default cifar10).")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Root of the dataset files.")
 @click.option("--epochs", type=int, help="Epochs (default 200).")
@@ -46,33 +97,28 @@ def _interrupt_hint(run: Path) -> Iterator[None]:
 @click.option("--weight-decay", help="Weight decay (default 5e-4).")
 @click.option("--schedule", help="cosine, multistep, constant (per epoch) or cyclic (one-cycle per batch, "
               "peak --lr at 2/5 of the run; Fast AT) (default cosine).")
-@click.option("--eps", help="Training attack L-inf radius, e.g. 8/255 (default 0.031 for trades and mart, "
-              "8/255 otherwise).")
+@click.option("--eps", help=f"Training attack L-inf radius, e.g. 8/255 (default {per_algorithm('eps')}).")
 @click.option("--step-size", help="Training attack step, e.g. 2/255, or 'oat' for min(1.25eps, eps+4/255)/k "
-              "(default: 'oat' for oat and float, 0.007 for trades and mart, 2/255 otherwise).")
-@click.option("--attack-steps", type=int,
-              help="PGD steps k for training (default 10 for trades and mart, 7 otherwise).")
+              f"(default {per_algorithm('step_size')}).")
+@click.option("--attack-steps", type=int, help=f"PGD steps k for training (default {per_algorithm('steps')}).")
 @click.option("--attack-mode", help="Model mode while generating training attacks: eval or train "
-              "(default train for fast and free, eval otherwise).")
-@click.option("--lambda", "lambda_", help="pgd-at: weight of the adversarial loss (default 1).")
-@click.option("--noise-lambda", help="pgd-at on a float* variant: train with the weight noise on at this "
-              "lambda_n (FLOAT paper Fig. 3); default: noise off.")
-@click.option("--prune-rate", help="floats variants: initial prune rate p of sparse learning, cosine-decayed "
-              "(default 0.5).")
-@click.option("--beta", help="trades, mart: weight of the KL term (default 6).")
-@click.option("--replays", type=int, help="free: minibatch replays m (default 8); --epochs E runs ceil(E/m) passes.")
-@click.option("--fast-step", help="fast: FGSM step as a multiple of eps (default 1.25).")
-@click.option("--early-stop/--no-early-stop", default=None,
-              help="fast: stop at catastrophic overfitting (PGD accuracy on a training batch -20 points).")
+              f"(default {per_algorithm('mode')}).")
+@_declared_option("pgd_lambda")
+@_declared_option("noise_lambda")
+@_declared_option("prune_rate")
+@_declared_option("beta")
+@_declared_option("replays")
+@_declared_option("fast_step")
+@_declared_option("early_stop")
 @click.option("--bullettrain/--no-bullettrain", default=None,
-              help="Per-sample attack steps (BulletTrain) for pgd-at, float, oat, trades, mart.")
-@click.option("--bt-steps", help="BulletTrain steps N_O,N_B,N_R (default 0,k,1).")
-@click.option("--bt-p", help="BulletTrain momentum p of the F_R estimate (default 0.9).")
-@click.option("--bt-gamma", help="BulletTrain scaling gamma of the F_R estimate (default 0.8).")
+              help=f"Per-sample attack steps (BulletTrain) for {_algorithms(bullettrain=True)}.")
+@_declared_option("bt_steps")
+@_declared_option("bt_p")
+@_declared_option("bt_gamma")
 @click.option("--alpha-weight-decay/--no-alpha-weight-decay", default=None,
               help="Weight decay on FLOAT's noise scales alpha (default off, as in PNI).")
 @click.option("--dropout", help="Dropout (default 0.3 for wrn16_8 and wrn40_2 as in OAT's reference, else 0).")
-@click.option("--oat-lambdas", help="oat: comma-separated S_lambda (default 0,0.1,0.2,0.3,0.4,1).")
+@_declared_option("oat_lambdas")
 @click.option("--film-dim", type=int, help="oat: FiLM lambda encoding size d (default 128).")
 @click.option("--bn", help="single or dual (default dual).")
 @click.option("--widths", help="Slimmable widths, comma-separated (default 0.5,1.0).")
@@ -104,8 +150,8 @@ def train_command(ctx: click.Context, **options: Any) -> None:
     if options["resume"]:
         extra = sorted(given - _RESUME_ALLOWED)
         if extra:
-            flags = ", ".join("--config" if name == "config_file" else "--" + name.rstrip("_").replace("_", "-")
-                              for name in extra)
+            flag = {param.name: param.opts[0] for param in ctx.command.params}
+            flags = ", ".join(flag[name] for name in extra)
             raise HwsimError(f"--resume reads the config from the run directory; drop {flags}")
         if options["out"]:
             raise HwsimError("give either --out (new run) or --resume RUN, not both")
@@ -121,7 +167,7 @@ def train_command(ctx: click.Context, **options: Any) -> None:
             raise HwsimError("--out RUN is required (or --resume RUN)")
         if options["resume_from"]:
             raise HwsimError("--resume-from applies only with --resume RUN")
-        values = {_FIELD.get(k, k): v for k, v in options.items() if k in given and k not in _NOT_CONFIG}
+        values = {k: v for k, v in options.items() if k in given and k not in _NOT_CONFIG}
         with _interrupt_hint(Path(options["out"])):
             run = train_from_options(values, Path(options["out"]), config_file=options["config_file"],
                                      stop_after=options["stop_after"])

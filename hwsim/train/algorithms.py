@@ -22,23 +22,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from hwsim.errors import HwsimError
-from hwsim.train._checks import Option
+from hwsim.train.options import ALGORITHM_DECLARATIONS, AttackDefaults, Option, default
 from hwsim.train.protocol import Hooks, StepContext
 from hwsim.train.attacks import attack_context, pgd
 from hwsim.train.losses import mart_attack, mart_loss, trades_attack, trades_loss
 
-# OAT's default training set of lambdas (OAT reference --lambda_choices).
-OAT_LAMBDAS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 1.0)
+# OAT's default training set of lambdas (OAT reference --lambda_choices; declared in hwsim.train.options).
+OAT_LAMBDAS: tuple[float, ...] = ALGORITHM_DECLARATIONS["oat"].options[0].default
 
 
 @dataclass(frozen=True)
 class AttackSettings:
     """The PGD attack used to generate training examples (eps, step_size as fractions of 1)."""
 
-    eps: float = 8 / 255
-    step_size: float = 2 / 255
-    steps: int = 7
-    mode: Literal["eval", "train"] = "eval"
+    eps: float = AttackDefaults.eps  # the usual defaults (hwsim.train.options.AttackDefaults)
+    step_size: float = AttackDefaults.step_size  # type: ignore[assignment]
+    steps: int = AttackDefaults.steps
+    mode: Literal["eval", "train"] = AttackDefaults.mode  # type: ignore[assignment]
 
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, **overrides: Any) -> torch.Tensor:
         """PGD-k from a random start with the model in ``mode`` and parameter gradients off.
@@ -58,14 +58,17 @@ class Algorithm(Hooks):
     algorithm only writes :meth:`loss`; an algorithm with another shape (Free AT's replays) overrides
     :meth:`train_step`. ``clean_knobs`` / ``robust_knobs`` are where the loop measures validation CA and RA.
 
-    ``OPTIONS`` declares the options the algorithm uses (:class:`hwsim.train._checks.Option`: config field,
-    constructor keyword, default, range) and ``BULLETTRAIN`` whether BulletTrain's per-sample steps compose
-    with it: the config's defaults, its range checks, the refusal of an option the chosen algorithm does not
-    use and the trainer's construction of the algorithm all read them.
+    ``OPTIONS`` declares the options the algorithm uses (:class:`hwsim.train.options.Option`: config field,
+    constructor keyword, default, type, range, help), ``BULLETTRAIN`` whether BulletTrain's per-sample steps
+    compose with it and ``ATTACK`` the defaults of its training attack: the config's defaults, its range
+    checks, the refusal of an option the chosen algorithm does not use and the trainer's construction of the
+    algorithm all read them. The shipped algorithms take theirs from
+    :data:`hwsim.train.options.ALGORITHM_DECLARATIONS` (:meth:`declare`), which the CLI reads without torch.
     """
 
     OPTIONS: tuple[Option, ...] = ()
     BULLETTRAIN: bool = False
+    ATTACK: AttackDefaults = AttackDefaults()
     name: str = ""
     clean_knobs: dict[str, Any] = {}
     robust_knobs: dict[str, Any] = {}
@@ -165,6 +168,13 @@ def create_algorithm(name: str, attack: AttackSettings, **options: Any) -> Algor
     return ALGORITHMS[name](attack, **options)
 
 
+def declaration(name: str) -> tuple[tuple[Option, ...], bool, AttackDefaults]:
+    """``OPTIONS, BULLETTRAIN, ATTACK`` of a shipped algorithm, from its entry in
+    :data:`hwsim.train.options.ALGORITHM_DECLARATIONS` (the one place they are written)."""
+    entry = ALGORITHM_DECLARATIONS[name]
+    return entry.options, entry.bullettrain, entry.attack
+
+
 @register_algorithm("pgd-at")
 class PGDAT(Algorithm):
     """PGD-AT (FLOAT paper Eq. 3): ``(1 - lambda) L(x) + lambda L(x_adv)`` with one fixed lambda.
@@ -174,11 +184,10 @@ class PGDAT(Algorithm):
     alike); None leaves the model's knobs as they are (a plain model has none).
     """
 
-    OPTIONS = (Option("pgd_lambda", 1.0, keyword="lambda_", low=0.0, high=1.0),
-               Option("noise_lambda", None, low=0.0, high=1.0))
-    BULLETTRAIN = True
+    OPTIONS, BULLETTRAIN, ATTACK = declaration("pgd-at")
 
-    def __init__(self, attack: AttackSettings, lambda_: float = 1.0, noise_lambda: float | None = None) -> None:
+    def __init__(self, attack: AttackSettings, lambda_: float = default("pgd_lambda"),
+                 noise_lambda: float | None = default("noise_lambda")) -> None:
         super().__init__(attack)
         if not 0 <= lambda_ <= 1:
             raise HwsimError(f"pgd-at lambda must be in [0, 1], got {lambda_}")
@@ -215,7 +224,7 @@ class FLOAT(Algorithm):
     clean_knobs = {"lambda_n": 0.0, "lambda_th": 0.0}
     robust_knobs = {"lambda_n": 1.0, "lambda_th": 0.0}
 
-    BULLETTRAIN = True
+    OPTIONS, BULLETTRAIN, ATTACK = declaration("float")
 
     def loss(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         half = x.shape[0] // 2
@@ -257,8 +266,7 @@ class OAT(Algorithm):
     clean_knobs = {"lambda_n": 0.0}
     robust_knobs = {"lambda_n": 1.0}
 
-    OPTIONS = (Option("oat_lambdas", OAT_LAMBDAS, keyword="lambdas"),)
-    BULLETTRAIN = True
+    OPTIONS, BULLETTRAIN, ATTACK = declaration("oat")
 
     def __init__(self, attack: AttackSettings, lambdas: Sequence[float] = OAT_LAMBDAS) -> None:
         super().__init__(attack)
@@ -334,10 +342,10 @@ class Fast(Algorithm):
 
     PROBE_STEPS = 5
     DROP = 20.0  # percentage points
-    OPTIONS = (Option("fast_step", 1.25, keyword="step_factor", low=0.0, high=100.0, low_open=True),
-               Option("early_stop", False))
+    OPTIONS, BULLETTRAIN, ATTACK = declaration("fast")
 
-    def __init__(self, attack: AttackSettings, step_factor: float = 1.25, early_stop: bool = False) -> None:
+    def __init__(self, attack: AttackSettings, step_factor: float = default("fast_step"),
+                 early_stop: bool = default("early_stop")) -> None:
         super().__init__(attack)
         if not step_factor > 0:
             raise HwsimError(f"fast step factor must be > 0, got {step_factor}")
@@ -399,9 +407,9 @@ class Free(Algorithm):
     step the AMP grad scaler skips) leaves delta unchanged, so delta never becomes NaN.
     """
 
-    OPTIONS = (Option("replays", 8, low=1, high=1_000),)
+    OPTIONS, BULLETTRAIN, ATTACK = declaration("free")
 
-    def __init__(self, attack: AttackSettings, replays: int = 8) -> None:
+    def __init__(self, attack: AttackSettings, replays: int = default("replays")) -> None:
         super().__init__(attack)
         if replays < 1:
             raise HwsimError(f"free needs replays >= 1, got {replays}")
@@ -443,10 +451,7 @@ class Free(Algorithm):
 class _CleanAndAdversarial(Algorithm):
     """TRADES and MART: a clean forward with gradients, an attack, a loss of both logits."""
 
-    OPTIONS = (Option("beta", 6.0, low=0.0, high=1000.0),)  # beyond 1000 the loss overflows from the start
-    BULLETTRAIN = True
-
-    def __init__(self, attack: AttackSettings, beta: float = 6.0) -> None:
+    def __init__(self, attack: AttackSettings, beta: float = default("beta")) -> None:
         super().__init__(attack)
         if not beta >= 0:
             raise HwsimError(f"{self.name} beta must be >= 0, got {beta}")
@@ -491,6 +496,7 @@ class TRADES(_CleanAndAdversarial):
     """TRADES (Zhang et al. 2019): ``CE(f(x), y) + beta KL(f(x) || f(x'))``, x' by PGD on the KL from
     ``x + 0.001 N(0, 1)``; beta = 6 (the paper's CIFAR-10 setting)."""
 
+    OPTIONS, BULLETTRAIN, ATTACK = declaration("trades")
     reference_forwards = 1  # the clean probabilities the KL is taken against (one forward, no backward)
 
     def inner_attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_size: float,
@@ -505,6 +511,8 @@ class TRADES(_CleanAndAdversarial):
 class MART(_CleanAndAdversarial):
     """MART (Wang et al. 2020): boosted CE on x' + ``beta KL(f(x) || f(x')) (1 - f_y(x))``, x' by PGD on CE
     from ``x + 0.001 N(0, 1)``; beta = 6."""
+
+    OPTIONS, BULLETTRAIN, ATTACK = declaration("mart")
 
     def inner_attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_size: float,
                      steps: int) -> torch.Tensor:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from hwsim.errors import HwsimError
-from hwsim.train._checks import Option
+from hwsim.train.options import BULLETTRAIN_OPTIONS, default
 from hwsim.train.protocol import Hooks, StepContext
 
 OUTLIER, BOUNDARY, ROBUST = 0, 1, 2
@@ -75,11 +75,10 @@ class BulletTrain(Hooks):
     ``OPTIONS``: the config fields it uses (with ``bullettrain`` on); ``bt_steps`` None means (0, k, 1).
     """
 
-    OPTIONS = (Option("bt_steps", None), Option("bt_p", 0.9, keyword="p", low=0.0, high=1.0, high_open=True),
-               Option("bt_gamma", 0.8, keyword="gamma", low=0.0, high=1.0, low_open=True))
+    OPTIONS = BULLETTRAIN_OPTIONS  # declared in hwsim.train.options
 
-    def __init__(self, k: int, n_o: int = 0, n_b: int | None = None, n_r: int = 1, p: float = 0.9,
-                 gamma: float = 0.8) -> None:
+    def __init__(self, k: int, n_o: int = 0, n_b: int | None = None, n_r: int = 1, p: float = default("bt_p"),
+                 gamma: float = default("bt_gamma")) -> None:
         n_b = k if n_b is None else n_b
         if min(n_o, n_b, n_r) < 0:
             raise HwsimError(f"BulletTrain steps must be >= 0, got N_O={n_o}, N_B={n_b}, N_R={n_r}")

@@ -11,13 +11,12 @@ import dataclasses
 import math
 import tomllib
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from hwsim.errors import HwsimError
 from hwsim.variants import VARIANT_RECORDS
-from hwsim.train._checks import Option, declared
+from hwsim.train.options import DECLARED, AttackDefaults, Option, declared, parse_fraction  # noqa: F401
 from hwsim.train.algorithms import ALGORITHMS
 from hwsim.train.attacks import oat_step_size
 from hwsim.train.bullettrain import BulletTrain
@@ -57,6 +56,7 @@ class TrainConfig:
     schedule: str = "cosine"  # cosine annealing to 0 over `epochs`, stepped once per epoch (OAT reference);
     # "cyclic": one-cycle, linear 0 -> lr at 2/5 of the run -> 0, stepped per batch (Fast AT)
     milestones: tuple[int, ...] = (50, 150)  # for schedule = "multistep" (x0.1 at each)
+    # the training attack: None takes the algorithm's declared defaults (``ATTACK``, hwsim.train.options)
     # training attack L-inf radius, fraction of 1; None: 0.031 for trades and mart (both papers), 8/255 otherwise
     eps: float | None = None
     # training attack step; None: 0.007 for trades and mart (both papers), OAT's min(1.25 eps, eps + 4/255) / k
@@ -102,22 +102,9 @@ class TrainConfig:
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
-def parse_fraction(value: str | float | int, name: str) -> float:
-    """``"8/255"``, ``"0.03"`` or a number -> float; anything else raises HwsimError naming ``name``."""
-    if isinstance(value, bool):
-        raise HwsimError(f"{name} must be a number or a fraction like 8/255, got {value!r}")
-    if isinstance(value, (int, float)):
-        return float(value)
-    try:
-        return float(Fraction(str(value).strip()))
-    except (ValueError, ZeroDivisionError):
-        raise HwsimError(f"{name} must be a number or a fraction like 8/255, got {value!r}") from None
-    except OverflowError:  # "1e400": beyond any float
-        raise HwsimError(f"{name} {value!r} is beyond the range of a float") from None
-
-
 #: Options that only some algorithms use (refused elsewhere instead of being silently ignored): read from each
-#: algorithm's declaration (``OPTIONS``; ``BULLETTRAIN`` for the bullettrain switch).
+#: algorithm's class (``OPTIONS``; ``BULLETTRAIN`` for the bullettrain switch), whose shipped entries are
+#: written in :mod:`hwsim.train.options`.
 #: Read at every check, so that an algorithm registered later (``register_algorithm``) is covered too.
 def _algorithm_options() -> dict[str, tuple[str, ...]]:
     users = {field: tuple(name for name, cls in ALGORITHMS.items() if any(o.field == field for o in cls.OPTIONS))
@@ -172,8 +159,8 @@ def _coerce(name: str, value: Any) -> Any:
         if len(steps) != 3:
             raise HwsimError(f"bt_steps must be three integers N_O,N_B,N_R, got {value!r}")
         return steps
-    if name in ("eps", "lr", "weight_decay", "momentum", "pgd_lambda", "density", "prune_rate", "beta",
-                "fast_step", "bt_p", "bt_gamma"):
+    if name in ("eps", "lr", "weight_decay", "momentum", "density") or (
+            name in DECLARED and DECLARED[name].kind == "number"):  # an algorithm's or extension's number
         return parse_fraction(value, name)
     if isinstance(default, tuple):
         if isinstance(value, str):
@@ -271,19 +258,20 @@ def _cap_val_size(config: TrainConfig, user_given: bool) -> tuple[TrainConfig, s
 
 def resolve_defaults(config: TrainConfig, oat_step: bool = False) -> TrainConfig:
     """Fill the defaults that depend on the algorithm or the model (see the field comments)."""
-    paper = config.algorithm in ("trades", "mart")  # their papers: eps 0.031, step 0.007, 10 steps
+    # the algorithm's declared attack defaults (hwsim.train.options; an unknown name is reported by validate)
+    attack = getattr(ALGORITHMS.get(config.algorithm), "ATTACK", AttackDefaults())
     changes: dict[str, Any] = {}
     if config.eps is None:
-        changes["eps"] = 0.031 if paper else 8 / 255
+        changes["eps"] = attack.eps
     if config.attack_steps is None:
-        changes["attack_steps"] = 10 if paper else 7
+        changes["attack_steps"] = attack.steps
     config = dataclasses.replace(config, **changes)
-    if oat_step or (config.step_size is None and config.algorithm in ("oat", "float")):
+    if oat_step or (config.step_size is None and attack.step_size == "oat"):
         changes["step_size"] = oat_step_size(config.eps, config.attack_steps) if config.attack_steps >= 1 else 0.0
     elif config.step_size is None:
-        changes["step_size"] = 0.007 if paper else 2 / 255
+        changes["step_size"] = attack.step_size
     if config.attack_mode is None:
-        changes["attack_mode"] = "train" if config.algorithm in ("fast", "free") else "eval"
+        changes["attack_mode"] = attack.mode
     if config.dropout is None:
         changes["dropout"] = _DROPOUT.get(config.model, 0.0)
     if config.bullettrain and config.bt_steps is None:

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from hwsim.errors import HwsimError
-from hwsim.train._checks import Option
+from hwsim.train.options import SPARSE_OPTIONS, default
 from hwsim.train.protocol import Hooks, StepContext
 
 GRANULARITIES = ("irregular", "channel")
@@ -125,9 +125,9 @@ def _top(scores: torch.Tensor, candidates: torch.Tensor, k: int, largest: bool) 
 class SparseLearning(Hooks):
     """Prune-and-regrow sparse learning at global density ``density`` (see the module docstring)."""
 
-    OPTIONS = (Option("prune_rate", 0.5, low=0.0, high=1.0),)  # the config field it uses (masked variants)
+    OPTIONS = SPARSE_OPTIONS  # the config field it uses (masked variants), declared in hwsim.train.options
 
-    def __init__(self, density: float, granularity: str = "irregular", prune_rate: float = 0.5) -> None:
+    def __init__(self, density: float, granularity: str = "irregular", prune_rate: float = default("prune_rate")) -> None:
         if not 0 < density <= 1:
             raise HwsimError(f"density must lie in (0, 1], got {density}")
         if granularity not in GRANULARITIES:
