@@ -127,6 +127,10 @@ def test_sweep_agrees_with_delay():
         (["compare", "resnet34", "--variants", "base,bogus"], "unknown variant 'bogus'"),
         (["sweep", "resnet34", "--grid", "n_mult=0,8"], "n_mult=0 must be an integer in [1, 4294967296]"),
         (["count", "resnet34", "--input-size", "3,x,3"], "--input-size '3,x,3'"),
+        # a zoo model takes images: C,L was broadcast by its normalisation into (1, 4, 4, 130) and costed
+        (["count", "resnet18", "--input-size", "4,130"], "--input-size '4,130': resnet18 takes images"),
+        (["delay", "small_cnn", "--input-size", "32,32"], "--input-size '32,32': small_cnn takes images"),
+        (["count", "resnet18", "--input-size", "3,8,16,16"], "--input-size '3,8,16,16': resnet18 takes images"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(capsys, args, fragment):

@@ -106,6 +106,11 @@ def make_setting(model: str, variant: str, dataset: str | None, input_size: str 
     if width is not None and not any(abs(width - w) < 1e-9 for w in width_set):
         raise HwsimError(f"--width {width:g} is not one of the widths {', '.join(f'{w:g}' for w in width_set)}")
     size = parse_input_size(input_size, data.in_channels)
+    if size is not None and len(size) != 3 and ":" not in model:
+        # The zoo's models take images: a C,L or C,D,H,W input would be broadcast by their input normalisation
+        # into a 4-D tensor of another shape and traced without an error, costing a network that does not exist.
+        raise HwsimError(f"--input-size {input_size!r}: {model} takes images (C,H,W, HxW or H); C,L and C,D,H,W "
+                         f"apply to user models with 1-D or 3-D convs")
     name = "custom" if size is not None and dataset is None else data.name
     return ModelSetting(model=model, variant=variant, dataset=name, input_size=size,
                         film_dim=COST_FILM_DIM if film_dim is None else film_dim, bn=bn or COST_BN, widths=width_set,
