@@ -127,6 +127,9 @@ def test_sweep_agrees_with_delay():
         (["compare", "resnet34", "--variants", "base,bogus"], "unknown variant 'bogus'"),
         (["sweep", "resnet34", "--grid", "n_mult=0,8"], "n_mult=0 must be an integer in [1, 4294967296]"),
         (["count", "resnet34", "--input-size", "3,x,3"], "--input-size '3,x,3'"),
+        # a 3-D conv needs both kd and dout: without dout it was silently costed at dout = 1
+        (["delay", "--layer", "kd=3,kh=3,kw=3,cin=16,cout=16,hout=8,wout=8"], "missing dout"),
+        (["delay", "--layer", "k=3,cin=16,cout=16,dout=4,hout=8,wout=8"], "missing kd"),
         # a zoo model takes images: C,L was broadcast by its normalisation into (1, 4, 4, 130) and costed
         (["count", "resnet18", "--input-size", "4,130"], "--input-size '4,130': resnet18 takes images"),
         (["delay", "small_cnn", "--input-size", "32,32"], "--input-size '32,32': small_cnn takes images"),
