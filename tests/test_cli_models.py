@@ -192,3 +192,17 @@ def test_dataset_presets_set_input_size_and_classes(dataset, size, classes):
     custom = json.loads(CliRunner().invoke(cli, ["count", "small_cnn", "--input-size", "48", "--format",
                                                  "json"]).output)
     assert custom["setting"]["dataset"] == "custom" and custom["layers"][0]["h_out"] == 48
+
+
+def test_masks_from_a_run_without_masks_is_refused_as_such(capsys, tmp_path):
+    """A pgd-at run of variant base has no masks: the refusal said "holds the masks of a 'base' run; cost it as
+    --variant base", advice that --masks then refuses ("applies only to masked variants")."""
+    run = tmp_path / "pgdat"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.pt").write_bytes(b"")
+    (run / "config.json").write_text(json.dumps({"variant": "base", "density": 1.0}))
+    with pytest.raises(SystemExit) as exc:
+        main(["count", "small_cnn", "--variant", "floats-i", "--dataset", "mnist", "--masks", str(run)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1
+    assert "is a 'base' run, which has no masks" in err and "cost it as --variant base" not in err

@@ -136,8 +136,8 @@ def resolve_masks(path: str | None, variant: str, density: float | None = None) 
 
     from hwsim.variants import VARIANT_RECORDS, get_variant
 
+    masked = ", ".join(v.name for v in VARIANT_RECORDS.values() if v.masked)
     if not get_variant(variant).masked:
-        masked = ", ".join(v.name for v in VARIANT_RECORDS.values() if v.masked)
         raise HwsimError(f"--masks applies only to masked variants ({masked}), not {variant!r}")
     if density is not None:
         raise HwsimError("--density does not apply with --masks: the masks, and so the density, are the run's")
@@ -154,6 +154,9 @@ def resolve_masks(path: str | None, variant: str, density: float | None = None) 
         run_variant, run_density = trained["variant"], float(trained["density"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise HwsimError(f"--masks {path!r}: cannot read the run's config {str(config)!r}: {exc}") from None
+    if run_variant in VARIANT_RECORDS and not VARIANT_RECORDS[run_variant].masked:
+        raise HwsimError(f"--masks {path!r} is a {run_variant!r} run, which has no masks; give a run of a masked "
+                         f"variant ({masked})")
     if run_variant != variant:
         raise HwsimError(f"--masks {path!r} holds the masks of a {run_variant!r} run; cost it as --variant "
                          f"{run_variant}, not {variant}")
