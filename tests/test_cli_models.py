@@ -127,6 +127,13 @@ def test_sweep_agrees_with_delay():
         (["compare", "resnet34", "--variants", "base,bogus"], "unknown variant 'bogus'"),
         (["sweep", "resnet34", "--grid", "n_mult=0,8"], "n_mult=0 must be an integer in [1, 4294967296]"),
         (["count", "resnet34", "--input-size", "3,x,3"], "--input-size '3,x,3'"),
+        # a 3-D conv needs both kd and dout: without dout it was silently costed at dout = 1
+        (["delay", "--layer", "kd=3,kh=3,kw=3,cin=16,cout=16,hout=8,wout=8"], "missing dout"),
+        (["delay", "--layer", "k=3,cin=16,cout=16,dout=4,hout=8,wout=8"], "missing kd"),
+        # a zoo model takes images: C,L was broadcast by its normalisation into (1, 4, 4, 130) and costed
+        (["count", "resnet18", "--input-size", "4,130"], "--input-size '4,130': resnet18 takes images"),
+        (["delay", "small_cnn", "--input-size", "32,32"], "--input-size '32,32': small_cnn takes images"),
+        (["count", "resnet18", "--input-size", "3,8,16,16"], "--input-size '3,8,16,16': resnet18 takes images"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(capsys, args, fragment):
@@ -185,3 +192,17 @@ def test_dataset_presets_set_input_size_and_classes(dataset, size, classes):
     custom = json.loads(CliRunner().invoke(cli, ["count", "small_cnn", "--input-size", "48", "--format",
                                                  "json"]).output)
     assert custom["setting"]["dataset"] == "custom" and custom["layers"][0]["h_out"] == 48
+
+
+def test_masks_from_a_run_without_masks_is_refused_as_such(capsys, tmp_path):
+    """A pgd-at run of variant base has no masks: the refusal said "holds the masks of a 'base' run; cost it as
+    --variant base", advice that --masks then refuses ("applies only to masked variants")."""
+    run = tmp_path / "pgdat"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.pt").write_bytes(b"")
+    (run / "config.json").write_text(json.dumps({"variant": "base", "density": 1.0}))
+    with pytest.raises(SystemExit) as exc:
+        main(["count", "small_cnn", "--variant", "floats-i", "--dataset", "mnist", "--masks", str(run)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1
+    assert "is a 'base' run, which has no masks" in err and "cost it as --variant base" not in err

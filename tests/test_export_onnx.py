@@ -119,3 +119,14 @@ def test_user_model(capsys, tmp_path):
     graph = export(capsys, tmp_path, f"{example}:build", "float", "--input-size", "3,32,32")
     inputs = shapes(graph)
     assert inputs["input"] == (1, 3, 32, 32) and inputs["features.3.eta"] == (64, 32, 3, 3)
+
+
+def test_an_export_torch_cannot_do_is_one_line_on_stderr_and_nothing_on_stdout(capfd, tmp_path):
+    """small_cnn at 28 x 28 pools a 7 x 7 map adaptively to 4 x 4, which torch's ONNX exporter refuses; it dumped
+    its whole IR graph (about 50 lines) to fd 1 before the error, so the user saw a page instead of one line."""
+    out = tmp_path / "mnist"
+    with pytest.raises(SystemExit) as exc:
+        main(["export", "small_cnn", "--dataset", "mnist", "--format", "onnx", "--out", str(out)])
+    captured = capfd.readouterr()
+    assert exc.value.code == 2 and captured.out == "" and not out.exists()
+    assert captured.err.count("\n") == 1 and "torch cannot export this model to ONNX" in captured.err

@@ -60,7 +60,8 @@ def parse_layer(text: str, index: int, *, variant: str, film_dim: int):
         if "k" in given and ({"kh", "kw"} & given):
             raise HwsimError(f"malformed --layer {text!r}: give k= (a square kernel) or kh= and kw=, not both")
         kernel = ("k",) if "k" in given or not ({"kh", "kw"} & given) else ("kh", "kw")
-        required = (*kernel, "cin", "cout", "hout", "wout")
+        depth = ("kd", "dout") if {"kd", "dout"} & given else ()  # a 3-D conv: its depth kernel and positions
+        required = (*kernel, *depth, "cin", "cout", "hout", "wout")
     missing = [k for k in required if k not in given]
     if missing:
         raise HwsimError(f"malformed --layer {text!r}: missing {', '.join(missing)}")

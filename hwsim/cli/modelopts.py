@@ -106,6 +106,11 @@ def make_setting(model: str, variant: str, dataset: str | None, input_size: str 
     if width is not None and not any(abs(width - w) < 1e-9 for w in width_set):
         raise HwsimError(f"--width {width:g} is not one of the widths {', '.join(f'{w:g}' for w in width_set)}")
     size = parse_input_size(input_size, data.in_channels)
+    if size is not None and len(size) != 3 and ":" not in model:
+        # The zoo's models take images: a C,L or C,D,H,W input would be broadcast by their input normalisation
+        # into a 4-D tensor of another shape and traced without an error, costing a network that does not exist.
+        raise HwsimError(f"--input-size {input_size!r}: {model} takes images (C,H,W, HxW or H); C,L and C,D,H,W "
+                         f"apply to user models with 1-D or 3-D convs")
     name = "custom" if size is not None and dataset is None else data.name
     return ModelSetting(model=model, variant=variant, dataset=name, input_size=size,
                         film_dim=COST_FILM_DIM if film_dim is None else film_dim, bn=bn or COST_BN, widths=width_set,
@@ -177,8 +182,8 @@ def _resolve_masks(path: str, variant: str, density: float | None = None) -> tup
 
     from hwsim.variants import VARIANT_RECORDS, get_variant
 
+    masked = ", ".join(v.name for v in VARIANT_RECORDS.values() if v.masked)
     if not get_variant(variant).masked:
-        masked = ", ".join(v.name for v in VARIANT_RECORDS.values() if v.masked)
         raise HwsimError(f"--masks applies only to masked variants ({masked}), not {variant!r}")
     if density is not None:
         raise HwsimError("--density does not apply with --masks: the masks, and so the density, are the run's")
@@ -195,6 +200,9 @@ def _resolve_masks(path: str, variant: str, density: float | None = None) -> tup
         run_variant, run_density = trained["variant"], float(trained["density"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise HwsimError(f"--masks {path!r}: cannot read the run's config {str(config)!r}: {exc}") from None
+    if run_variant in VARIANT_RECORDS and not VARIANT_RECORDS[run_variant].masked:
+        raise HwsimError(f"--masks {path!r} is a {run_variant!r} run, which has no masks; give a run of a masked "
+                         f"variant ({masked})")
     if run_variant != variant:
         raise HwsimError(f"--masks {path!r} holds the masks of a {run_variant!r} run; cost it as --variant "
                          f"{run_variant}, not {variant}")

@@ -156,7 +156,7 @@ def export_onnx(model, input_size: tuple[int, int, int], path: str | Path) -> No
         wrapper = Exported()
         stack.enter_context(_distinct_values(wrapper))
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _quiet_stdout():
                 warnings.simplefilter("ignore")
                 torch.onnx.export(wrapper, tuple(inputs), str(path), dynamo=False, export_params=False,
                                   input_names=names, output_names=["logits"], opset_version=OPSET,
@@ -165,6 +165,29 @@ def export_onnx(model, input_size: tuple[int, int, int], path: str | Path) -> No
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise HwsimError(f"torch cannot export this model to ONNX: {first}") from None
     _rename_inputs(path)
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """Silence stdout, Python's and the file descriptor's, while torch exports: on failure its TorchScript
+    exporter dumps the whole IR graph to fd 1 (one line per value) before raising, which buried the one-line
+    error and broke stdout, where ``hwsim export`` lists the files it wrote."""
+    import os
+    import sys
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+        with contextlib.redirect_stdout(open(os.devnull, "w")) as quiet:
+            try:
+                yield
+            finally:
+                quiet.close()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _check(path) -> None:
