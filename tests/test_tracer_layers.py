@@ -18,6 +18,7 @@ from hwsim.count import count
 from hwsim.delay import LayerShape, model_delay
 from hwsim.hardware import get_preset
 from hwsim.trace import trace_model
+from variant_standins import EncoderBlock as StandinEncoderBlock
 
 ASIC65 = get_preset("asic65")
 
@@ -119,21 +120,12 @@ def test_conv3d_and_transposed_convs():
 
 
 # ------------------------------------------------------------------------------------- transformers
-class EncoderBlock(nn.Module):
-    """torchvision's ViT encoder block, written as it writes it (pre-norm, nn.MultiheadAttention)."""
+class EncoderBlock(StandinEncoderBlock):
+    """torchvision's ViT encoder block (pre-norm, nn.MultiheadAttention): the stand-in of
+    ``tests/variant_standins.py`` at small default sizes."""
 
     def __init__(self, dim: int = 64, heads: int = 4, mlp: int = 128) -> None:
-        super().__init__()
-        self.ln_1 = nn.LayerNorm(dim)
-        self.self_attention = nn.MultiheadAttention(dim, heads, batch_first=True)
-        self.ln_2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, mlp), nn.GELU(), nn.Linear(mlp, dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.ln_1(x)
-        y, _ = self.self_attention(y, y, y, need_weights=False)
-        x = x + y
-        return x + self.mlp(self.ln_2(x))
+        super().__init__(dim, heads, mlp)
 
 
 def _encoder_macs(n: int, d: int, mlp: int) -> int:
