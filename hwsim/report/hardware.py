@@ -181,7 +181,8 @@ def _plot_variants(costs: pd.DataFrame, stem: Path) -> None:
         ax.set_xticks(range(len(labels)), labels, rotation=25, ha="right", fontsize=8)
         ax.set_title(f"{MODEL} CIFAR-10: {title}", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(fontsize=8, loc="upper left")
+    axes[1].set_ylim(0, max(axes[1].get_ylim()[1], 1.9))  # room for the legend above the tallest bar
+    axes[1].legend(fontsize=8, loc="upper left", ncol=2)
     fig.tight_layout()
     fig.savefig(f"{stem}.png", dpi=110)
     plt.close(fig)
