@@ -160,13 +160,22 @@ def zigzag_comparison(path: Path = ZIGZAG) -> pd.DataFrame:
     return pd.DataFrame(rows).astype({"hwsim_mult_passes": "Int64"})
 
 
+def _pyplot():
+    """pyplot on the Agg backend (set by :mod:`hwsim.report.plots`, imported only when a figure is drawn) and
+    the report's colour cycle."""
+    from hwsim.report.plots import OKABE_ITO, plt
+
+    return plt, OKABE_ITO
+
+
+def _save(plt, fig, stem: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(f"{stem}.png", dpi=110)
+    plt.close(fig)
+
+
 def _plot_variants(costs: pd.DataFrame, stem: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from hwsim.report.plots import OKABE_ITO
+    plt, OKABE_ITO = _pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     labels = [v[0] for v in VARIANTS]
@@ -183,18 +192,11 @@ def _plot_variants(costs: pd.DataFrame, stem: Path) -> None:
         ax.grid(axis="y", alpha=0.3)
     axes[1].set_ylim(0, max(axes[1].get_ylim()[1], 1.9))  # room for the legend above the tallest bar
     axes[1].legend(fontsize=8, loc="upper left", ncol=2)
-    fig.tight_layout()
-    fig.savefig(f"{stem}.png", dpi=110)
-    plt.close(fig)
+    _save(plt, fig, stem)
 
 
 def _plot_energy_split(costs: pd.DataFrame, stem: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from hwsim.report.plots import OKABE_ITO
+    plt, OKABE_ITO = _pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharey=False)
     labels = [v[0] for v in VARIANTS]
@@ -211,18 +213,11 @@ def _plot_energy_split(costs: pd.DataFrame, stem: Path) -> None:
         ax.set_title(f"{MODEL} CIFAR-10 on {machine.split()[0]}: weights in {where}", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(f"{stem}.png", dpi=110)
-    plt.close(fig)
+    _save(plt, fig, stem)
 
 
 def _plot_scalesim(layers: pd.DataFrame, stem: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from hwsim.report.plots import OKABE_ITO
+    plt, OKABE_ITO = _pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 5.2))
     for i, dataflow in enumerate(("ws", "os", "is")):
@@ -238,18 +233,11 @@ def _plot_scalesim(layers: pd.DataFrame, stem: Path) -> None:
     ax.set_title("ResNet18 base/FLOAT/OAT layers, 8x8, 25x7, 32x32 arrays", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    fig.savefig(f"{stem}.png", dpi=110)
-    plt.close(fig)
+    _save(plt, fig, stem)
 
 
 def _plot_film(film: pd.DataFrame, stem: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from hwsim.report.plots import OKABE_ITO
+    plt, OKABE_ITO = _pyplot()
 
     fig, ax = plt.subplots(figsize=(10, 4.2))
     machines = [c for c in film.columns if c != "layer"]
@@ -264,9 +252,7 @@ def _plot_film(film: pd.DataFrame, stem: Path) -> None:
     ax.set_title("resnet18 OAT (d = 1): a conv with its FiLM against the plain conv, per layer", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(f"{stem}.png", dpi=110)
-    plt.close(fig)
+    _save(plt, fig, stem)
 
 
 def _readme(costs, film, totals, layers, zz) -> str:
